@@ -1,0 +1,1 @@
+"""Pieces every margintick process shares: the schema parser, the wire codec, RPC and default endpoints."""
