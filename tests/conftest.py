@@ -1,0 +1,81 @@
+"""Shared test fixtures: free ports, real subprocesses of our packages, a running tickerplant."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def free_port():
+    """A function returning a currently free TCP port on 127.0.0.1."""
+    return _free_port
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+class Spawner:
+    """Starts `python -m module args` from the repo root; every process is killed at teardown."""
+
+    def __init__(self, logdir: Path):
+        self.logdir = logdir
+        self.procs: list[subprocess.Popen] = []
+
+    def __call__(self, module: str, *args: str, env: dict | None = None, name: str | None = None) -> subprocess.Popen:
+        name = name or module.replace(".", "_")
+        log = open(self.logdir / f"{name}.{len(self.procs)}.log", "wb")
+        proc = subprocess.Popen([sys.executable, "-m", module, *map(str, args)], cwd=REPO_ROOT,
+                                stdout=log, stderr=subprocess.STDOUT,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+        proc.log_path = Path(log.name)
+        log.close()
+        self.procs.append(proc)
+        return proc
+
+    def close(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for p in self.procs:
+            try:
+                p.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+
+
+@pytest.fixture
+def spawn(tmp_path):
+    """spawn(module, *args) -> Popen of `python -m module args` (log at proc.log_path), killed at teardown."""
+    s = Spawner(tmp_path)
+    yield s
+    s.close()
+
+
+def wait_until(predicate, timeout: float = 30.0, interval: float = 0.05, what: str = "condition"):
+    """Polls predicate() until it is truthy (returns its value) or fails the test after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout}s waiting for {what}")

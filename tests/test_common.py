@@ -1,0 +1,105 @@
+"""common/: the q schema parser, batch validation, the msgpack codec and RPC."""
+import threading
+
+import numpy as np
+import pytest
+
+from common.codec import pack, unpack, as_columns
+from common.rpc import RpcClient, RpcError, RpcServer, RpcTimeout
+from common.schema import BatchError, SchemaError, load_schemas, parse_schema
+
+
+def quote_batch(n=2):
+    return {"time": np.arange(n).astype("datetime64[ns]"), "sym": ["AAPL", "AMD"][:n] * (n // 2 or 1),
+            "bid": np.ones(n), "ask": np.ones(n), "price": np.ones(n), "size": np.ones(n),
+            "vol": np.full(n, np.nan), "src": ["sim"] * n}
+
+
+def test_repo_schema_parses_with_time_and_sym_first():
+    schemas = load_schemas()
+    assert {"fill", "quote", "margin", "alert", "instrument", "account"} <= set(schemas)
+    for t in schemas.values():
+        assert t.column_names[:2] == ["time", "sym"]
+    assert schemas["quote"].column("vol").nullable and not schemas["quote"].column("price").nullable
+    assert schemas["alert"].column("text").qtype == "string"
+
+
+@pytest.mark.parametrize("text, where, what", [
+    ("t:([]time:`timestamp$();sym:`symbol$();x:`floot$())", ":1:", "unknown type"),
+    ("/ c\n\nt:([]sym:`symbol$();time:`timestamp$())", ":3:", "must start with time"),
+    ("t:([]time:`timestamp$();sym:`symbol$();x:1)", ":1:", "bad column"),
+    ("t:([]time:`timestamp$();\n  sym:`symbol$())\nt:([]time:`timestamp$();sym:`symbol$())", ":3:", "defined twice"),
+    ("t:([]time:`timestamp$();sym:`symbol$())\n.mt.nullable.t:`nope", ":2:", "unknown column"),
+    ("t:([]time:`timestamp$();sym:`symbol$())\n.mt.nullable.t:`sym", ":2:", "cannot be declared nullable"),
+    ("select from t", ":1:", "not a table definition"),
+])
+def test_bad_schema_names_file_line_and_problem(text, where, what):
+    with pytest.raises(SchemaError) as e:
+        parse_schema(text, "s.q")
+    assert str(e.value).startswith("s.q" + where) and what in str(e.value)
+
+
+def test_continuation_lines_and_comments():
+    s = parse_schema("/ header\nt:([]time:`timestamp$();  / note\n  sym:`symbol$();v:`long$())\n", "x.q")
+    assert s["t"].column_names == ["time", "sym", "v"]
+
+
+def test_validate_round_trip_and_stamp():
+    quote = load_schemas()["quote"]
+    rows, cols = quote.validate(unpack(pack(quote_batch())))
+    assert rows == 2 and cols["sym"].dtype == object and list(cols["sym"]) == ["AAPL", "AMD"]
+    b = quote_batch()
+    del b["time"]
+    _, stamped = quote.validate(b, stamp_ns=7)
+    assert (stamped["time"].view("i8") == 7).all()
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda b: b.pop("ask"), "missing ['ask']"),
+    (lambda b: b.update(extra=[1, 2]), "extra ['extra']"),
+    (lambda b: b.update(ask=np.array([1, 2])), "quote.ask: expected float"),
+    (lambda b: b.update(sym=["A"]), "ragged"),
+    (lambda b: b.update(sym=[1, 2]), "expected str items"),
+    (lambda b: b.update(price=np.array([1.0, np.nan])), "quote.price: null"),
+    (lambda b: b.update(time=np.array(["NaT", "NaT"], dtype="datetime64[ns]")), "quote.time: null"),
+    (lambda b: b.update(src="sim"), "expected a list of str"),
+])
+def test_validate_rejects_bad_batches(change, message):
+    b = quote_batch()
+    change(b)
+    with pytest.raises(BatchError) as e:
+        load_schemas()["quote"].validate(b)
+    assert message in str(e.value)
+
+
+def test_codec_nested_arrays_scalars_and_garbage():
+    obj = {"m": np.arange(6.0).reshape(2, 3), "d": np.datetime64("2018-04-11"), "i": np.int64(3), "s": ["a"]}
+    out = unpack(pack(obj))
+    assert out["m"].shape == (2, 3) and out["m"][1, 2] == 5.0
+    assert out["d"] == np.datetime64("2018-04-11") and out["i"] == 3
+    assert list(as_columns(unpack(pack(quote_batch())), load_schemas()["quote"])["src"]) == ["sim", "sim"]
+    with pytest.raises(ValueError):
+        unpack(b"\xc1\xc1garbage")
+
+
+def test_rpc_round_trip_errors_and_timeout():
+    def boom(req):
+        raise KeyError("no such account: X")
+    server = RpcServer("tcp://127.0.0.1:0", {"echo": lambda r: {"x": r["x"] * 2}, "boom": boom})
+    stop = threading.Event()
+    t = threading.Thread(target=server.serve_forever, args=(stop.is_set, 20), daemon=True)
+    t.start()
+    client = RpcClient(server.endpoint, timeout=5)
+    try:
+        assert client.call("echo", x=np.arange(3))["x"].tolist() == [0, 2, 4]
+        with pytest.raises(RpcError, match="no such account"):
+            client.call("boom")
+        with pytest.raises(RpcError, match="unknown op"):
+            client.call("nope")
+    finally:
+        stop.set()
+        t.join(5)
+        server.close()
+    with pytest.raises(RpcTimeout):
+        client.call("echo", timeout=0.2, x=1)
+    client.close()
