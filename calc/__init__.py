@@ -1,0 +1,1 @@
+"""calc: the margin engine (live engine, models, kernels, stress, SPAN)."""

@@ -1,0 +1,226 @@
+"""Numba kernels of the VaR engine: pure functions over numpy arrays, no state, no I/O.
+
+These are the kernels the live engine (calc.engine) and the quant library (calc.models) both run.
+
+Array conventions (all float64, C-contiguous):
+
+- ``shocks``  (N, S): ``shocks[i, s]`` is the simple return of instrument ``i`` in scenario ``s`` over
+  the holding period (see calc.scenarios). Instrument-major, so one instrument's scenario vector
+  ``shocks[i]`` is contiguous: the O(S) incremental update reads one row.
+- ``values``  (N,): signed market values of the positions (qty * price * multiplier).
+- ``pnl``     (S,): portfolio P&L per scenario, ``values @ shocks``; loss = -pnl.
+- ``cov``     (N, N): covariance of daily log returns (see calc.covariance).
+
+Quantile convention (historical and filtered historical simulation): with S scenarios and confidence
+c, k = ceil((1 - c) * S) (at least 1, see ``tail_count``); VaR is the k-th largest loss and ES is the
+mean of the k largest losses (the k worst scenarios, the "tail"). Both are raw numbers: a portfolio
+that gains in every tail scenario has a negative VaR; flooring at zero is the caller's choice.
+A P&L vector holding NaN or inf gives NaN VaR and ES: callers treat that as a data error.
+
+Incremental use (O(S) per event): a fill or a price move of instrument i changes its value by
+``dvalue``; the P&L moves by ``dvalue * shocks[i]`` (``apply_value_change``) because P&L is linear in
+the position value. The parametric sigma keeps ``cv = cov @ values`` and updates it in O(N)
+(``parametric_update``).
+"""
+import math
+
+import numpy as np
+from numba import njit, prange
+
+
+def tail_count(n_scenarios: int, confidence: float) -> int:
+    """k = ceil((1 - confidence) * n_scenarios), clamped to [1, n_scenarios].
+
+    The product is rounded to 9 decimals first so that (1 - 0.99) * 1000 = 10.000000000000009 gives
+    10, not 11.
+    """
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    if n_scenarios < 1:
+        raise ValueError(f"need at least one scenario, got {n_scenarios}")
+    k = math.ceil(round((1.0 - confidence) * n_scenarios, 9))
+    return max(1, min(int(n_scenarios), k))
+
+
+@njit(cache=True)
+def scenario_pnl(values, shocks):
+    """Portfolio P&L per scenario, ``values @ shocks``; zero positions are skipped (O(nnz * S))."""
+    n, s = shocks.shape
+    pnl = np.zeros(s)
+    for i in range(n):
+        v = values[i]
+        if v != 0.0:
+            row = shocks[i]
+            for j in range(s):
+                pnl[j] += v * row[j]
+    return pnl
+
+
+@njit(cache=True)
+def apply_value_change(pnl, shocks, i, dvalue):
+    """In place: ``pnl += dvalue * shocks[i]`` for a value change of instrument i (fill or tick)."""
+    row = shocks[i]
+    for j in range(pnl.size):
+        pnl[j] += dvalue * row[j]
+
+
+@njit(cache=True)
+def worst_scenarios(pnl, k):
+    """Indices of the k scenarios with the lowest P&L (largest losses), in no particular order.
+
+    Quickselect (Hoare partition, median-of-three pivot) on an index permutation: O(S) on average,
+    no full sort. Ties at the boundary are broken arbitrarily; exactly k indices are returned.
+    """
+    s = pnl.size
+    idx = np.arange(s)
+    target = k - 1
+    lo = 0
+    hi = s - 1
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        a = pnl[idx[lo]]
+        b = pnl[idx[mid]]
+        c = pnl[idx[hi]]
+        if a < b:
+            pivot = b if b < c else (c if a < c else a)
+        else:
+            pivot = a if a < c else (c if b < c else b)
+        i = lo
+        j = hi
+        while i <= j:
+            while pnl[idx[i]] < pivot:
+                i += 1
+            while pnl[idx[j]] > pivot:
+                j -= 1
+            if i <= j:
+                t = idx[i]
+                idx[i] = idx[j]
+                idx[j] = t
+                i += 1
+                j -= 1
+        if target <= j:
+            hi = j
+        elif target >= i:
+            lo = i
+        else:
+            break
+    return idx[:k].copy()
+
+
+@njit(cache=True)
+def tail_var_es(pnl, tail):
+    """(VaR, ES) from the tail set: VaR = the smallest loss in the tail, ES = the mean tail loss."""
+    worst_kept = -np.inf
+    total = 0.0
+    for j in range(tail.size):
+        p = pnl[tail[j]]
+        total += p
+        if p > worst_kept:
+            worst_kept = p
+    return -worst_kept, -total / tail.size
+
+
+@njit(cache=True)
+def _all_finite(x):
+    for j in range(x.size):
+        if not np.isfinite(x[j]):
+            return False
+    return True
+
+
+@njit(cache=True)
+def var_es(pnl, k):
+    """(VaR, ES) of a P&L vector at tail size k (see the module docstring); NaN if pnl is not finite."""
+    if not _all_finite(pnl):
+        return np.nan, np.nan
+    return tail_var_es(pnl, worst_scenarios(pnl, k))
+
+
+@njit(cache=True)
+def es_contributions(values, shocks, tail):
+    """Per-instrument ES contributions, ``-values[i] * mean(shocks[i, tail])``; they sum to ES."""
+    n = values.size
+    k = tail.size
+    out = np.zeros(n)
+    for i in range(n):
+        v = values[i]
+        if v != 0.0:
+            row = shocks[i]
+            acc = 0.0
+            for j in range(k):
+                acc += row[tail[j]]
+            out[i] = -v * acc / k
+    return out
+
+
+@njit(cache=True)
+def covariance_product(cov, values):
+    """``cov @ values`` skipping zero positions (O(N * nnz)); the state of the parametric model."""
+    n = values.size
+    cv = np.zeros(n)
+    for i in range(n):
+        v = values[i]
+        if v != 0.0:
+            row = cov[i]  # cov is symmetric: column i == row i, and the row is contiguous
+            for j in range(n):
+                cv[j] += v * row[j]
+    return cv
+
+
+@njit(cache=True)
+def quadratic_form(values, cv):
+    """``values' cov values`` given ``cv = cov @ values``: the dollar variance of the portfolio."""
+    total = 0.0
+    for i in range(values.size):
+        total += values[i] * cv[i]
+    return total
+
+
+@njit(cache=True)
+def parametric_update(cv, cov, i, dvalue, sigma2):
+    """O(N) update for a value change of instrument i: updates ``cv`` in place, returns the new
+    dollar variance ``sigma2 + 2 dvalue cv[i] + dvalue^2 cov[i, i]`` (cv taken before the update)."""
+    new_sigma2 = sigma2 + dvalue * (2.0 * cv[i] + dvalue * cov[i, i])
+    row = cov[i]
+    for j in range(cv.size):
+        cv[j] += dvalue * row[j]
+    return new_sigma2
+
+
+@njit(cache=True)
+def euler_contributions(values, cv, sigma2, scale):
+    """Euler (component) contributions to ``scale * sigma``: ``scale * values[i] * cv[i] / sigma``.
+
+    With scale = z * sqrt(horizon) they sum to the parametric VaR. Zero when sigma2 <= 0.
+    """
+    out = np.zeros(values.size)
+    if sigma2 <= 0.0:
+        return out
+    f = scale / math.sqrt(sigma2)
+    for i in range(values.size):
+        out[i] = f * values[i] * cv[i]
+    return out
+
+
+@njit(cache=True, parallel=True)
+def rows_var_es(pnl_rows, k):
+    """(VaR, ES) per row of an (A, S) P&L matrix, rows in parallel (prange)."""
+    a = pnl_rows.shape[0]
+    var = np.empty(a)
+    es = np.empty(a)
+    for r in prange(a):
+        v, e = var_es(pnl_rows[r], k)
+        var[r] = v
+        es[r] = e
+    return var, es
+
+
+def batch_var_es(values_rows, shocks, k):
+    """Full recompute for many accounts: (A, N) values -> (pnl (A, S), var (A,), es (A,)).
+
+    The P&L is one BLAS matrix product ``values_rows @ shocks``; the tail selection runs per row in
+    parallel (``rows_var_es``).
+    """
+    pnl_rows = np.ascontiguousarray(values_rows, dtype=np.float64) @ shocks
+    var, es = rows_var_es(pnl_rows, k)
+    return pnl_rows, var, es
