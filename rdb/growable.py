@@ -1,14 +1,27 @@
 """GrowableArray: an append-only numpy column with amortised doubling (the storage of every rdb column).
 
-Capacity doubles when full, so n appends cost O(n) copies in all. The unused tail of the buffer is
-allocated but never written, so the OS does not back it with memory (large numpy buffers are
-mmapped): resident memory follows the rows, not the capacity.
+Capacity doubles when full, so n appends cost O(n) copies in all. Buffers of MMAP_BYTES or more are
+anonymous memory maps: the unused tail of the capacity is never written, so the OS does not back it
+with memory, and a buffer dropped after a regrow goes straight back to the OS (malloc would keep it
+in its heap). Resident memory follows the rows, not the capacity.
 """
 from __future__ import annotations
+
+import mmap
 
 import numpy as np
 
 MIN_CAPACITY = 64
+MMAP_BYTES = 1 << 20
+
+
+def allocate(capacity: int, dtype: np.dtype) -> np.ndarray:
+    """An uninitialised 1-d buffer; large non-object buffers are anonymous mmaps (zero pages until written)."""
+    dtype = np.dtype(dtype)
+    nbytes = capacity * dtype.itemsize
+    if dtype.hasobject or nbytes < MMAP_BYTES:
+        return np.empty(capacity, dtype=dtype)
+    return np.frombuffer(mmap.mmap(-1, nbytes), dtype=dtype)
 
 
 class GrowableArray:
@@ -17,7 +30,7 @@ class GrowableArray:
     __slots__ = ("_buf", "_n")
 
     def __init__(self, dtype, capacity: int = 0):
-        self._buf = np.empty(capacity, dtype=dtype)
+        self._buf = allocate(capacity, dtype)
         self._n = 0
 
     def __len__(self) -> int:
@@ -38,7 +51,7 @@ class GrowableArray:
         """Makes room for `rows` rows in all, doubling at least, copying the live rows once."""
         if rows <= len(self._buf):
             return
-        new = np.empty(max(rows, 2 * len(self._buf), MIN_CAPACITY), dtype=self._buf.dtype)
+        new = allocate(max(rows, 2 * len(self._buf), MIN_CAPACITY), self._buf.dtype)
         new[:self._n] = self._buf[:self._n]
         self._buf = new
 

@@ -3,7 +3,7 @@ batches and for the query layer (RPC ops here, q-sql later)."""
 from __future__ import annotations
 
 from rdb.symlist import SymList
-from rdb.table import Table
+from rdb.table import Table, UnknownName
 
 
 class Store:
@@ -23,7 +23,7 @@ class Store:
         try:
             return self.tables[name]
         except (KeyError, TypeError):
-            raise KeyError(f"unknown table '{name}' (tables: {', '.join(sorted(self.tables))})") from None
+            raise UnknownName(f"unknown table '{name}' (tables: {', '.join(sorted(self.tables))})") from None
 
     def apply(self, name: str, batch: dict) -> int:
         """Appends a batch to a table; returns the rows added."""

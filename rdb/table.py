@@ -23,6 +23,10 @@ MAX_ROWS = np.iinfo(np.int32).max
 ROW_DTYPE = np.int32
 
 
+class UnknownName(LookupError):
+    """A query named a table or column that does not exist; the message lists the valid names."""
+
+
 class Table:
     def __init__(self, schema, syms: SymList):
         """`schema`: a common.schema.TableSchema (columns with .name, .qtype, .dtype)."""
@@ -52,7 +56,7 @@ class Table:
         try:
             return self._data[name].view()
         except KeyError:
-            raise KeyError(f"{self.name}: unknown column '{name}' (columns: {', '.join(self.column_names)})") from None
+            raise UnknownName(f"{self.name}: unknown column '{name}' (columns: {', '.join(self.column_names)})") from None
 
     def sym_rows(self, code: int) -> np.ndarray:
         """Ascending row ids of one sym code (empty if the sym has no row), a live view."""
