@@ -224,3 +224,15 @@ def batch_var_es(values_rows, shocks, k):
     pnl_rows = np.ascontiguousarray(values_rows, dtype=np.float64) @ shocks
     var, es = rows_var_es(pnl_rows, k)
     return pnl_rows, var, es
+
+
+@njit(cache=True, parallel=True)
+def standalone_es(values, shocks, k):
+    """Per-instrument ES of each position held alone: ES of ``values[i] * shocks[i]`` at tail size k."""
+    n = values.size
+    out = np.zeros(n)
+    for i in prange(n):
+        v = values[i]
+        if v != 0.0:
+            out[i] = var_es(v * shocks[i], k)[1]
+    return out
