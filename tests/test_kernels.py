@@ -1,0 +1,131 @@
+"""calc.kernels against plain numpy references: selection, VaR/ES, contributions, incremental updates."""
+import numpy as np
+import pytest
+
+from calc import kernels
+
+
+def numpy_var_es(pnl, k):
+    losses = np.sort(-pnl)[::-1]
+    return losses[k - 1], losses[:k].mean()
+
+
+@pytest.mark.parametrize("n,c,k", [(1000, 0.99, 10), (1000, 0.975, 25), (250, 0.99, 3), (500, 0.99, 5),
+                                   (1, 0.99, 1), (10, 0.5, 5), (3, 0.01, 3)])
+def test_tail_count_is_ceil_of_tail_mass(n, c, k):
+    assert kernels.tail_count(n, c) == k
+
+
+@pytest.mark.parametrize("bad", [0.0, 1.0, -0.1, 1.5])
+def test_tail_count_rejects_bad_confidence(bad):
+    with pytest.raises(ValueError, match="confidence"):
+        kernels.tail_count(100, bad)
+
+
+def test_worst_scenarios_matches_sort_including_ties():
+    rng = np.random.default_rng(7)
+    for s in (1, 2, 3, 17, 1000, 1001):
+        for trial in range(20):
+            pnl = rng.normal(size=s)
+            if trial % 2:
+                pnl = np.round(pnl, 1)          # many ties
+            for k in {1, max(1, s // 100), max(1, s // 2), s}:
+                tail = kernels.worst_scenarios(pnl, k)
+                assert len(np.unique(tail)) == k
+                np.testing.assert_array_equal(np.sort(pnl[tail]), np.sort(pnl)[:k])
+                var, es = kernels.var_es(pnl, k)
+                ref_var, ref_es = numpy_var_es(pnl, k)
+                assert var == ref_var
+                assert es == pytest.approx(ref_es, rel=1e-12)
+
+
+def test_var_es_of_non_finite_pnl_is_nan():
+    pnl = np.array([1.0, -2.0, np.nan, 3.0])
+    var, es = kernels.var_es(pnl, 1)
+    assert np.isnan(var) and np.isnan(es)
+
+
+def test_scenario_pnl_and_es_contributions_match_numpy():
+    rng = np.random.default_rng(1)
+    n, s = 50, 400
+    shocks = rng.normal(0, 0.02, (n, s))
+    values = rng.normal(0, 1e6, n)
+    values[::3] = 0.0
+    pnl = kernels.scenario_pnl(values, shocks)
+    np.testing.assert_allclose(pnl, values @ shocks, rtol=1e-12, atol=1e-6)
+    k = kernels.tail_count(s, 0.99)
+    tail = kernels.worst_scenarios(pnl, k)
+    contrib = kernels.es_contributions(values, shocks, tail)
+    np.testing.assert_allclose(contrib, -values * shocks[:, tail].mean(axis=1), rtol=1e-12, atol=1e-9)
+    assert contrib.sum() == pytest.approx(kernels.tail_var_es(pnl, tail)[1], rel=1e-12)
+
+
+def test_parametric_kernels_match_numpy_and_euler_sums_to_var():
+    rng = np.random.default_rng(2)
+    n = 40
+    a = rng.normal(0, 0.01, (300, n))
+    cov = np.cov(a, rowvar=False)
+    values = rng.normal(0, 1e6, n)
+    cv = kernels.covariance_product(cov, values)
+    np.testing.assert_allclose(cv, cov @ values, rtol=1e-12)
+    sigma2 = kernels.quadratic_form(values, cv)
+    assert sigma2 == pytest.approx(values @ cov @ values, rel=1e-12)
+    contrib = kernels.euler_contributions(values, cv, sigma2, 2.33)
+    assert contrib.sum() == pytest.approx(2.33 * np.sqrt(sigma2), rel=1e-12)
+    assert not kernels.euler_contributions(np.zeros(n), np.zeros(n), 0.0, 2.33).any()
+
+
+def test_incremental_equals_full_recompute_after_10000_updates():
+    rng = np.random.default_rng(3)
+    n, s = 200, 1000
+    shocks = rng.normal(0, 0.02, (n, s))
+    cov = np.cov(rng.normal(0, 0.01, (500, n)), rowvar=False)
+    values = np.zeros(n)
+    pnl = kernels.scenario_pnl(values, shocks)
+    cv = kernels.covariance_product(cov, values)
+    sigma2 = 0.0
+    k = kernels.tail_count(s, 0.99)
+    for _ in range(10_000):
+        i = int(rng.integers(n))
+        if rng.random() < 0.5:      # a fill: qty * price
+            dvalue = float(rng.normal(0, 1e3)) * float(rng.uniform(10, 500))
+        else:                       # a tick: the position's value rescales with the price
+            dvalue = values[i] * float(rng.normal(0, 0.01))
+        values[i] += dvalue
+        kernels.apply_value_change(pnl, shocks, i, dvalue)
+        sigma2 = kernels.parametric_update(cv, cov, i, dvalue, sigma2)
+    full_pnl = kernels.scenario_pnl(values, shocks)
+    assert np.abs(pnl - full_pnl).max() <= 1e-9 * np.abs(full_pnl).max()
+    full_cv = cov @ values
+    assert np.abs(cv - full_cv).max() <= 1e-9 * np.abs(full_cv).max()
+    assert sigma2 == pytest.approx(values @ cov @ values, rel=1e-9)
+    var, es = kernels.var_es(pnl, k)
+    ref_var, ref_es = numpy_var_es(full_pnl, k)
+    assert var == pytest.approx(ref_var, rel=1e-9)
+    assert es == pytest.approx(ref_es, rel=1e-9)
+
+
+def test_batch_var_es_matches_per_row_numpy():
+    rng = np.random.default_rng(4)
+    accounts, n, s = 30, 60, 500
+    shocks = rng.normal(0, 0.02, (n, s))
+    rows = rng.normal(0, 1e6, (accounts, n))
+    k = kernels.tail_count(s, 0.99)
+    pnl, var, es = kernels.batch_var_es(rows, shocks, k)
+    np.testing.assert_allclose(pnl, rows @ shocks, rtol=1e-12)
+    for a in range(accounts):
+        ref_var, ref_es = numpy_var_es(rows[a] @ shocks, k)
+        assert var[a] == pytest.approx(ref_var, rel=1e-12)
+        assert es[a] == pytest.approx(ref_es, rel=1e-12)
+
+
+def test_standalone_es_matches_numpy():
+    rng = np.random.default_rng(5)
+    shocks = rng.normal(0, 0.02, (8, 300))
+    values = rng.normal(0, 1e6, 8)
+    values[2] = 0.0
+    k = kernels.tail_count(300, 0.975)
+    got = kernels.standalone_es(values, shocks, k)
+    for i in range(8):
+        expected = numpy_var_es(values[i] * shocks[i], k)[1] if values[i] else 0.0
+        assert got[i] == pytest.approx(expected, rel=1e-12)
