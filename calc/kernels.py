@@ -137,6 +137,18 @@ def var_es(pnl, k):
 
 
 @njit(cache=True)
+def whatif_var_es(pnl, shocks, rows, dvalues, k):
+    """(VaR, ES) after value changes ``dvalues`` of instruments ``rows``, on a copy: ``pnl`` is unchanged.
+
+    The pre-trade what-if: O(S * len(rows)) for the copy and updates plus the O(S) selection.
+    """
+    trial = pnl.copy()
+    for j in range(rows.size):
+        apply_value_change(trial, shocks, rows[j], dvalues[j])
+    return var_es(trial, k)
+
+
+@njit(cache=True)
 def es_contributions(values, shocks, tail):
     """Per-instrument ES contributions, ``-values[i] * mean(shocks[i, tail])``; they sum to ES."""
     n = values.size

@@ -129,3 +129,20 @@ def test_standalone_es_matches_numpy():
     for i in range(8):
         expected = numpy_var_es(values[i] * shocks[i], k)[1] if values[i] else 0.0
         assert got[i] == pytest.approx(expected, rel=1e-12)
+
+
+def test_whatif_leaves_pnl_unchanged_and_matches_full_recompute():
+    rng = np.random.default_rng(6)
+    shocks = rng.normal(0, 0.02, (30, 500))
+    values = rng.normal(0, 1e6, 30)
+    pnl = kernels.scenario_pnl(values, shocks)
+    before = pnl.copy()
+    rows = np.array([3, 17, 3])
+    dvalues = np.array([2e5, -4e5, 1e5])
+    var, es = kernels.whatif_var_es(pnl, shocks, rows, dvalues, 5)
+    np.testing.assert_array_equal(pnl, before)
+    after = values.copy()
+    np.add.at(after, rows, dvalues)
+    ref_var, ref_es = numpy_var_es(after @ shocks, 5)
+    assert var == pytest.approx(ref_var, rel=1e-12)
+    assert es == pytest.approx(ref_es, rel=1e-12)
