@@ -1,0 +1,149 @@
+"""Reads an ExecutionReport (35=8) into an `Execution`: what happened, and the fields booking needs.
+
+Pure Python over a {tag: str} mapping (no QuickFIX objects), so it is unit-testable and version-aware:
+- FIX 4.3 / 4.4 / 5.0: ExecType (150) F = trade, H = trade cancel, G = trade correct.
+- FIX 4.2: a trade is ExecType 1 / 2 (partial fill / fill) with ExecTransType (20) 0 = new,
+  1 = cancel, 2 = correct (cancels and corrections reference the trade by ExecRefID, 19).
+Anything else is `OTHER` (counted, not booked). A field the booking needs that is missing raises
+`MissingField`, one with an unusable value `BadValue`; the acceptor turns them into the rejects FIX
+prescribes (BusinessMessageReject 35=j reason 5, session Reject 35=3 reason 5 / 6).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+TRADE, CANCEL, CORRECT, OTHER = "F", "H", "G", "other"
+
+ACCOUNT, EXEC_ID, EXEC_REF_ID, EXEC_TRANS_TYPE, LAST_PX, LAST_QTY = 1, 17, 19, 20, 31, 32
+ORDER_ID, SENDING_TIME, SIDE, SYMBOL, TRANSACT_TIME, EXEC_TYPE, POSS_DUP = 37, 52, 54, 55, 60, 150, 43
+
+# Side (54): buys are booked with a positive quantity, sells (incl. short sells) negative
+BUY_SIDES = frozenset("13")            # 1 buy, 3 buy minus
+SELL_SIDES = frozenset("2456")         # 2 sell, 4 sell plus, 5 sell short, 6 sell short exempt
+
+
+class MissingField(ValueError):
+    """A field required to book this ExecutionReport is absent."""
+
+    def __init__(self, tag: int, reason: str):
+        super().__init__(f"tag {tag} missing: {reason}")
+        self.tag = tag
+
+
+class BadValue(ValueError):
+    """A field has a value that cannot be booked (`data_format`: it is not even of the right type)."""
+
+    def __init__(self, tag: int, value: str, reason: str, data_format: bool = False):
+        super().__init__(f"tag {tag}={value!r}: {reason}")
+        self.tag = tag
+        self.data_format = data_format
+
+
+@dataclass(frozen=True)
+class Execution:
+    kind: str                 # TRADE, CANCEL, CORRECT or OTHER
+    exec_type: str            # the raw ExecType (150) value, for counting OTHER
+    exec_id: str
+    ref_exec_id: str = ""     # the execution a cancel / correction refers to
+    time_ns: int = 0          # TransactTime (60), else SendingTime (52), UTC ns
+    sym: str = ""
+    account: str = ""
+    qty: float = 0.0          # signed by Side: buy > 0
+    price: float = 0.0
+    order_id: str = ""
+    poss_dup: bool = False
+
+
+def parse_utc_timestamp(tag: int, text: str) -> int:
+    """FIX UTCTimestamp `YYYYMMDD-HH:MM:SS[.fff[fff[fff]]]` -> UTC nanoseconds."""
+    if len(text) < 17 or text[8] != "-":
+        raise BadValue(tag, text, "not a UTCTimestamp YYYYMMDD-HH:MM:SS[.sss]", data_format=True)
+    try:
+        ts = np.datetime64(f"{text[0:4]}-{text[4:6]}-{text[6:8]}T{text[9:]}", "ns")
+    except ValueError:
+        raise BadValue(tag, text, "not a UTCTimestamp YYYYMMDD-HH:MM:SS[.sss]", data_format=True) from None
+    return int(ts.astype(np.int64))
+
+
+def _number(fields: dict, tag: int, what: str) -> float:
+    text = fields.get(tag)
+    if text is None or text == "":
+        raise MissingField(tag, f"{what} is required to book a trade")
+    try:
+        value = float(text)
+    except ValueError:
+        raise BadValue(tag, text, f"{what} is not a number", data_format=True) from None
+    if not math.isfinite(value):
+        raise BadValue(tag, text, f"{what} must be finite")
+    return value
+
+
+def _text(fields: dict, tag: int, what: str) -> str:
+    value = fields.get(tag, "")
+    if value == "":
+        raise MissingField(tag, f"{what} is required")
+    return value
+
+
+def _kind(fields: dict, begin_string: str) -> tuple[str, str]:
+    exec_type = _text(fields, EXEC_TYPE, "ExecType")
+    if begin_string <= "FIX.4.2":     # FIX.4.0 .. FIX.4.2 ("FIXT.1.1" sorts after them)
+        if exec_type not in ("1", "2"):
+            return OTHER, exec_type
+        trans = fields.get(EXEC_TRANS_TYPE, "0")
+        kind = {"0": TRADE, "1": CANCEL, "2": CORRECT}.get(trans)
+        if kind is None:
+            return OTHER, f"{exec_type}/{trans}"
+        return kind, exec_type
+    return {"F": TRADE, "H": CANCEL, "G": CORRECT}.get(exec_type, OTHER), exec_type
+
+
+def _signed_qty(fields: dict) -> float:
+    qty = _number(fields, LAST_QTY, "LastQty")
+    if qty <= 0:
+        raise BadValue(LAST_QTY, fields[LAST_QTY], "LastQty must be > 0")
+    side = _text(fields, SIDE, "Side")
+    if side in BUY_SIDES:
+        return qty
+    if side in SELL_SIDES:
+        return -qty
+    raise BadValue(SIDE, side, "Side is neither a buy (1, 3) nor a sell (2, 4, 5, 6)")
+
+
+def parse_execution(fields: dict, begin_string: str) -> Execution:
+    """The Execution an ExecutionReport's {tag: value} describes (begin_string picks the dialect)."""
+    kind, exec_type = _kind(fields, begin_string)
+    if kind == OTHER:
+        return Execution(kind=OTHER, exec_type=exec_type, exec_id=fields.get(EXEC_ID, ""))
+    exec_id = _text(fields, EXEC_ID, "ExecID")
+    poss_dup = fields.get(POSS_DUP) == "Y"
+    if TRANSACT_TIME in fields:
+        time_ns = parse_utc_timestamp(TRANSACT_TIME, fields[TRANSACT_TIME])
+    else:
+        time_ns = parse_utc_timestamp(SENDING_TIME, _text(fields, SENDING_TIME, "SendingTime"))
+    ref = ""
+    if kind in (CANCEL, CORRECT):
+        ref = _text(fields, EXEC_REF_ID, "ExecRefID (the execution cancelled or corrected)")
+        if ref == exec_id:
+            raise BadValue(EXEC_REF_ID, ref, "ExecRefID equals the message's own ExecID")
+    if kind == CANCEL:        # the reversal takes everything else from the booked trade
+        return Execution(kind=kind, exec_type=exec_type, exec_id=exec_id, ref_exec_id=ref,
+                         time_ns=time_ns, order_id=fields.get(ORDER_ID, ""), poss_dup=poss_dup)
+    price = _number(fields, LAST_PX, "LastPx")
+    return Execution(kind=kind, exec_type=exec_type, exec_id=exec_id, ref_exec_id=ref, time_ns=time_ns,
+                     sym=_text(fields, SYMBOL, "Symbol"), account=_text(fields, ACCOUNT, "Account"),
+                     qty=_signed_qty(fields), price=price, order_id=fields.get(ORDER_ID, ""),
+                     poss_dup=poss_dup)
+
+
+def fields_of(raw: str) -> dict[int, str]:
+    """{tag: value} of a SOH-delimited FIX message string (the first occurrence of a tag wins)."""
+    fields: dict[int, str] = {}
+    for item in raw.split("\x01"):
+        tag, sep, value = item.partition("=")
+        if sep and tag.isdigit():
+            fields.setdefault(int(tag), value)
+    return fields
