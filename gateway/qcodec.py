@@ -1,0 +1,183 @@
+"""Python values <-> kdb+ IPC for the gateway.
+
+Decoding (requests from q / PyKX clients) is PyKX: `kx.deserialize` validates and decodes a whole
+message (malformed bytes raise, never crash), `from_k` turns the K object into plain Python
+(symbols and strings -> str, timestamps -> numpy datetime64[ns], tables -> dict of lists).
+
+Encoding (replies, pushes) writes the kdb+ serialization layout directly from numpy buffers:
+PyKX in unlicensed mode cannot build tables (that needs q) and converting every leaf through
+`kx.toq` + `kx.serialize` costs ~20 us per vector, ten times the whole what-if budget. The layout
+is the documented one (type byte, attribute byte, little-endian count, raw items; symbols NUL
+terminated; table = 98 0 + dict of column names -> general list of columns); tests check every
+type against `kx.serialize` byte for byte and decode replies with the real PyKX client.
+
+`encode(value, qtypes)`: a batch (dict of equal-length columns) becomes a table, with `qtypes`
+(column -> q type name as in q/schema.q) deciding symbol vs string columns; dicts become symbol-keyed
+dictionaries (float vector values when all values are floats); str -> symbol, bytes -> string,
+float -> float, int -> long, bool -> boolean, None -> (::), numpy datetime64 -> timestamp.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import struct
+
+import numpy as np
+import pykx as kx
+
+ASYNC, SYNC, RESPONSE = 0, 1, 2
+_KDB_EPOCH_NS = 946_684_800_000_000_000          # 2000.01.01 in Unix nanoseconds
+_KDB_EPOCH_DAYS = 10_957
+_NULL_J = np.iinfo(np.int64).min
+# numpy kind/itemsize -> (q vector type, dtype written)
+_VECTOR = {"b": (1, "u1"), "f8": (9, "<f8"), "f4": (8, "<f4"), "i8": (7, "<i8"), "i4": (6, "<i4"),
+           "i2": (5, "<i2"), "u1": (4, "u1")}
+
+
+class QTypeError(TypeError):
+    """A value that has no kdb+ form here."""
+
+
+def _vector(qtype: int, n: int) -> bytes:
+    return struct.pack("<bBi", qtype, 0, n)
+
+
+def _symbols(values) -> bytes:
+    parts = [str(v).encode() if v is not None else b"" for v in values]
+    return _vector(11, len(parts)) + b"\0".join(parts) + b"\0" if parts else _vector(11, 0)
+
+
+def _strings(values) -> bytes:
+    out = [_vector(0, len(values))]
+    for v in values:
+        raw = v if isinstance(v, (bytes, bytearray)) else ("" if v is None else str(v)).encode()
+        out.append(_vector(10, len(raw)) + bytes(raw))
+    return b"".join(out)
+
+
+def _timestamps(arr: np.ndarray) -> bytes:
+    ns = arr.astype("datetime64[ns]").view(np.int64)
+    q = np.where(ns == _NULL_J, _NULL_J, ns - _KDB_EPOCH_NS)
+    return _vector(12, len(q)) + q.astype("<i8").tobytes()
+
+
+def _column(values, qtype: str | None) -> bytes:
+    """One column (or any vector) in serialized form."""
+    if qtype == "string":
+        return _strings(values)
+    if isinstance(values, list):
+        if qtype == "symbol" or any(isinstance(v, str) for v in values) or not values:
+            return _symbols(values) if (qtype == "symbol" or not values or all(isinstance(v, str) for v in values)) \
+                else _general(values)
+        values = np.asarray(values)
+    arr = values
+    kind = arr.dtype.kind
+    if kind in "OUS":
+        return _symbols(arr.tolist())
+    if kind == "M":
+        if qtype == "date":
+            days = arr.astype("datetime64[D]").view(np.int64)
+            return _vector(14, len(days)) + np.where(days == _NULL_J, -2**31, days - _KDB_EPOCH_DAYS).astype("<i4").tobytes()
+        return _timestamps(arr)
+    if kind == "m":
+        return _vector(16, len(arr)) + arr.astype("timedelta64[ns]").view(np.int64).astype("<i8").tobytes()
+    if qtype == "float" and kind in "iu":
+        arr = arr.astype(np.float64)
+    key = "b" if kind == "b" else f"{'i' if kind == 'u' and arr.itemsize > 1 else kind}{arr.itemsize}"
+    if key not in _VECTOR:
+        raise QTypeError(f"type: cannot send a column of dtype {arr.dtype}")
+    qt, dtype = _VECTOR[key]
+    return _vector(qt, len(arr)) + np.ascontiguousarray(arr, dtype=dtype).tobytes()
+
+
+def _general(items) -> bytes:
+    return _vector(0, len(items)) + b"".join(encode(v) for v in items)
+
+
+def is_batch(value) -> bool:
+    """A non-empty dict of equal-length 1-d columns (numpy arrays or lists)."""
+    if not isinstance(value, dict) or not value:
+        return False
+    lengths = set()
+    for v in value.values():
+        if not isinstance(v, (np.ndarray, list)) or (isinstance(v, np.ndarray) and v.ndim != 1):
+            return False
+        lengths.add(len(v))
+    return len(lengths) == 1
+
+
+def table(columns: dict, qtypes: dict | None = None) -> bytes:
+    """A kdb+ table (serialized) from a columnar batch {name: array-like}."""
+    qtypes = qtypes or {}
+    return (b"\x62\x00\x63" + _symbols(list(columns)) + _vector(0, len(columns))
+            + b"".join(_column(v, qtypes.get(c)) for c, v in columns.items()))
+
+
+def encode(value, qtypes: dict | None = None) -> bytes:
+    """The serialized kdb+ form of a reply value (see the module docstring)."""
+    if value is None:
+        return b"\x65\x00"
+    if isinstance(value, kx.K):
+        return bytes(kx.serialize(value).copy())[8:]
+    if is_batch(value):
+        return table(value, qtypes)
+    if isinstance(value, dict):
+        values = list(value.values())
+        if values and all(isinstance(v, (float, np.floating)) for v in values):
+            vals = _vector(9, len(values)) + np.array(values, dtype="<f8").tobytes()
+        else:
+            vals = _general(values)
+        return b"\x63" + _symbols([str(k) for k in value]) + vals
+    if isinstance(value, (bool, np.bool_)):
+        return struct.pack("<bB", -1, bool(value))
+    if isinstance(value, (int, np.integer)):
+        return struct.pack("<bq", -7, int(value))
+    if isinstance(value, (float, np.floating)):
+        return struct.pack("<bd", -9, float(value))
+    if isinstance(value, str):
+        return b"\xf5" + value.encode() + b"\0"
+    if isinstance(value, (bytes, bytearray)):
+        return _vector(10, len(value)) + bytes(value)
+    if isinstance(value, np.datetime64):
+        ns = int(value.astype("datetime64[ns]").view(np.int64))
+        return struct.pack("<bq", -12, ns if ns == _NULL_J else ns - _KDB_EPOCH_NS)
+    if isinstance(value, np.ndarray):
+        return _column(value, None)
+    if isinstance(value, (list, tuple)):
+        return _column(list(value), None) if value and all(isinstance(v, str) for v in value) \
+            else _general(value)
+    raise QTypeError(f"type: cannot send a {type(value).__name__}")
+
+
+def message(body: bytes, msgtype: int = RESPONSE) -> bytes:
+    """A whole uncompressed little-endian IPC message around a serialized body."""
+    size = len(body) + 8
+    return struct.pack("<BBBBI", 1, msgtype, 0, (size >> 32) & 0xFF, size & 0xFFFFFFFF) + body
+
+
+def error_message(text: str) -> bytes:
+    """A kdb+ error response (type -128; q shows it with a leading quote, not sent)."""
+    raw = text[1:] if text.startswith("'") else text
+    return message(b"\x80" + raw.encode("utf-8", "replace").replace(b"\0", b" ") + b"\0")
+
+
+def from_k(k):
+    """Plain Python for a decoded request value (see the module docstring)."""
+    if isinstance(k, kx.Table):
+        return {str(c): _plain(v) for c, v in k.py().items()}
+    if isinstance(k, kx.List):
+        return [from_k(x) for x in k]
+    if isinstance(k, kx.TimestampAtom):
+        return np.datetime64("NaT", "ns") if k.is_null else np.datetime64(k.py(), "ns")
+    return _plain(k.py())
+
+
+def _plain(v):
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "replace")
+    if isinstance(v, dt.datetime):
+        return np.datetime64(v.replace(tzinfo=None), "ns")
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_plain(x) for x in v]
+    return v
