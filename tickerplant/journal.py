@@ -274,6 +274,7 @@ class Appender:
         self.path: str | None = None
         self.date: str | None = None
         self.fd = -1
+        self.size = 0
         self.write_no = 0
         self.durable_no = 0
         self.bytes_written = 0
@@ -289,7 +290,8 @@ class Appender:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         with self._lock:
             self.fd, self.path, self.date = fd, path, date
-        if os.fstat(fd).st_size == 0 and start_info is not None:
+        self.size = os.fstat(fd).st_size
+        if self.size == 0 and start_info is not None:
             self.write([encode_control(start_info["seq"], b"tp", 0, 0, start_info)])
             self.sync()
         if self.policy == "group" and self._thread is None:
@@ -305,6 +307,7 @@ class Appender:
             n = os.write(self.fd, view)
             view = view[n:]
         self.bytes_written += len(data)
+        self.size += len(data)
         self.write_no += 1
         if self.policy == "fsync":
             os.fdatasync(self.fd)

@@ -13,6 +13,7 @@ msgid beyond the next expected one is answered with `{"resend": next}`.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import os
 import time
@@ -30,6 +31,7 @@ from tickerplant.tradingday import next_roll, trading_date
 log = logging.getLogger("tickerplant")
 
 MAX_DRAIN = 4096          # ingest messages handled per wake-up (one journal write each)
+INDEX_EVERY = 1 << 20     # journal bytes between entries of the seq -> offset index (`locate`)
 HEARTBEAT_S = 1.0
 
 
@@ -91,6 +93,8 @@ class Tickerplant:
         self.durable_msgids: dict[str, int] = {}
         # (write number, replies to send once it is durable, {publisher: msgid acknowledged})
         self.pending: list[tuple[int, list[tuple[bytes, bytes]], dict[str, int]]] = []
+        # (seq, offset) of the current file: every record before offset has a seq <= seq
+        self.index: list[tuple[int, int]] = [(0, 0)]
         self.stopping = False
 
         state = journal.recover(cfg.journal_dir)
@@ -120,6 +124,7 @@ class Tickerplant:
         self.fanout = Fanout(self.pub, cfg.batch_ms)
         self.control = RpcServer(cfg.control, {"sub": self.op_sub, "unsub": self.op_unsub,
                                                "progress": self.op_progress,
+                                               "locate": self.op_locate,
                                                "status": self.op_status}, self.ctx)
 
     # ---- journal ------------------------------------------------------------------------------
@@ -152,6 +157,7 @@ class Tickerplant:
     def drain_ingest(self) -> None:
         """Handles up to MAX_DRAIN waiting ingest messages with one journal write."""
         recv_ns = time.time_ns()
+        seq0, offset0 = self.seq, self.appender.size
         records: list[bytes] = []
         published: list[tuple[str, int, int, bytes, dict]] = []
         replies: dict[bytes, list[bytes]] = {}
@@ -175,6 +181,8 @@ class Tickerplant:
                     {"error": "malformed message: expected [upd, name, msgid, table, payload] "
                               "or [hello, name]"})])
         write_no = self.appender.write(records) if records else self.appender.write_no
+        if offset0 - self.index[-1][1] >= INDEX_EVERY:
+            self.index.append((seq0, offset0))
         for table, seq, nrows, payload, cols in published:
             self.fanout.publish(table, seq, nrows, payload, cols)
         if replies or acks:
@@ -291,6 +299,14 @@ class Tickerplant:
         self.fanout.leave(name)
         return {"removed": self.subscribers.pop(name, None) is not None}
 
+    def op_locate(self, req: dict) -> dict:
+        """Where to start reading the current journal to find every record above seq."""
+        seq = int(req["seq"])
+        i = bisect.bisect_right(self.index, (seq, float("inf"))) - 1
+        found_seq, offset = self.index[max(i, 0)]
+        return {"journal": os.path.abspath(self.appender.path), "offset": offset,
+                "seq": found_seq}
+
     def op_progress(self, req: dict) -> dict:
         info = self.subscribers.get(str(req.get("name") or ""))
         if info is None:
@@ -327,11 +343,13 @@ class Tickerplant:
             new = trading_date(self.next_eod_ns, self.cfg.eod_ns)
         self.appender.roll(new, {"kind": "eod", "date": old, "seq": self.seq},
                            self._start_info(new))
+        self.index = [(self.seq, 0)]
         self.release(self.appender.durable_no)
         self.next_eod_ns = next_roll(time.time_ns(), self.cfg.eod_ns)
         log.info("end of day %s at seq %d; journal now %s", old, self.seq, self.appender.path)
         self.fanout.event(EOD, {"date": old, "seq": self.seq, "next": new,
-                                "journal": os.path.abspath(self.appender.path)})
+                                "journal": os.path.abspath(self.appender.path),
+                                "last": self.fanout.prev})
 
     def heartbeat(self) -> None:
         self.counters.sample()

@@ -1,0 +1,477 @@
+"""Client library of the tickerplant: Publisher (feedhandlers, calc) and Subscriber (rdb, calc, any
+Python client). Protocol: docs/protocol.md, "Tickerplant"; usage: docs/tickerplant.md.
+
+Publisher: a DEALER with a stable name. msgids continue across restarts (asked with `hello`);
+every message stays in memory until the tickerplant acknowledges it as durable; a stalled or
+restarted tickerplant gets the unacknowledged messages again (it drops the ones it already has).
+
+Subscriber: `sub` handshake on the control socket, journal replay up to the handshake's seq, then
+live messages from the PUB socket. For each table it keeps `covered`, the seq up to which every
+record of that table has been applied; a live message whose `prev` is above it (or a heartbeat
+whose last seq for the topic is above it) shows a missed message, and everything missed is read
+back from the journal. A new tickerplant epoch in the heartbeat means a restart: handshake again
+and recover the same way. Nothing is lost and nothing is applied twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Callable
+
+import numpy as np
+import zmq
+
+from common.codec import as_columns, pack, unpack
+from common.defaults import TP_CONTROL, TP_INGEST
+from common.rpc import RpcClient, RpcError
+from common.schema import TableSchema, schemas_from_qtypes
+from tickerplant import journal
+from tickerplant.fanout import EOD, HEARTBEAT
+
+log = logging.getLogger("tickerplant.client")
+
+
+class TickerplantError(RuntimeError):
+    """The tickerplant refused or did not answer."""
+
+
+class TickerplantTimeout(TickerplantError, TimeoutError):
+    """No answer from the tickerplant within the timeout."""
+
+
+class RejectedBatch(TickerplantError):
+    """The tickerplant rejected a batch (it was not journaled); .msgid, .error."""
+
+    def __init__(self, msgid: int, error: str):
+        super().__init__(f"batch {msgid} rejected: {error}")
+        self.msgid = msgid
+        self.error = error
+
+
+class Publisher:
+    """Sends batches to the tickerplant's ingest socket under a stable publisher name."""
+
+    def __init__(self, name: str, endpoint: str = TP_INGEST, timeout: float = 5.0,
+                 resend_after: float = 1.0, on_reject: Callable[[int, str], None] | None = None,
+                 context: zmq.Context | None = None):
+        if not 0 < len(name.encode()) < 256:
+            raise ValueError("publisher name must be 1 to 255 bytes")
+        self.name = name
+        self._name_b = name.encode()
+        self.endpoint = endpoint
+        self.timeout = timeout
+        self.resend_after = resend_after
+        self.on_reject = on_reject
+        self.socket = (context or zmq.Context.instance()).socket(zmq.DEALER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.connect(endpoint)
+        self.unacked: dict[int, tuple[bytes, bytes]] = {}
+        self.rejected: dict[int, str] = {}
+        self.acked = 0
+        self.acked_seq = 0
+        self.epoch: int | None = None
+        self.resends = 0
+        self._progress_t = time.monotonic()
+        self._hello_t: float | None = None
+        self._last_resend: tuple[int, float] = (0, 0.0)
+        self._last_msgid = 0
+        self._send_hello()
+        deadline = time.monotonic() + timeout
+        while self.epoch is None:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self.socket.poll(int(left * 1000) + 1):
+                raise TickerplantTimeout(f"tickerplant at {endpoint} did not answer hello "
+                                         f"within {timeout:g}s")
+            self._handle_replies()
+        self.next_msgid = self._last_msgid + 1
+
+    @property
+    def pending(self) -> int:
+        """How many published messages are not yet acknowledged."""
+        return len(self.unacked)
+
+    def publish(self, table: str, batch: dict | bytes) -> int:
+        """Sends a batch (a dict of columns, or bytes already packed); returns its msgid."""
+        payload = batch if isinstance(batch, bytes) else pack(batch)
+        table_b = table.encode()
+        msgid = self.next_msgid
+        self.next_msgid += 1
+        self.unacked[msgid] = (table_b, payload)
+        self._send(msgid, table_b, payload)
+        if self.socket.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            self._handle_replies()
+        return msgid
+
+    def publish_sync(self, table: str, batch: dict | bytes, timeout: float | None = None) -> int:
+        """Publishes and waits until the batch is durable; returns the seq acknowledged with it
+        (its own seq unless later messages were acknowledged together). Raises RejectedBatch."""
+        msgid = self.publish(table, batch)
+        self._wait(lambda: msgid not in self.unacked, timeout, f"batch {msgid}")
+        if msgid in self.rejected:
+            raise RejectedBatch(msgid, self.rejected[msgid])
+        return self.acked_seq
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Waits until everything published is acknowledged (durable) or rejected."""
+        self._wait(lambda: not self.unacked, timeout, f"{len(self.unacked)} batch(es)")
+
+    def poll(self, timeout_ms: int = 0) -> None:
+        """Handles acknowledgements and, if the tickerplant stalls, resends (call it when idle)."""
+        if self.socket.poll(timeout_ms):
+            self._handle_replies()
+        self._check_stall()
+
+    def close(self) -> None:
+        self.socket.close(0)
+
+    def _wait(self, done: Callable[[], bool], timeout: float | None, what: str) -> None:
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while not done():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TickerplantTimeout(f"{what} not acknowledged by the tickerplant at "
+                                         f"{self.endpoint} in time")
+            self.poll(min(int(left * 1000) + 1, 100))
+
+    def _send(self, msgid: int, table_b: bytes, payload: bytes) -> None:
+        frames = [b"upd", self._name_b, msgid.to_bytes(8, "little"), table_b, payload]
+        try:
+            self.socket.send_multipart(frames, zmq.NOBLOCK, copy=len(payload) < 65536)
+            return
+        except zmq.Again:
+            pass
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            self.poll(0)
+            if self.socket.poll(50, zmq.POLLOUT):
+                self.socket.send_multipart(frames, zmq.NOBLOCK, copy=len(payload) < 65536)
+                return
+        raise TickerplantTimeout(f"tickerplant at {self.endpoint} is not accepting messages "
+                                 f"(msgid {msgid} kept and resent when it is back)")
+
+    def _send_hello(self) -> None:
+        self._hello_t = time.monotonic()
+        self.socket.send_multipart([b"hello", self._name_b])
+
+    def _handle_replies(self) -> None:
+        while True:
+            try:
+                body = self.socket.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            reply = unpack(body)
+            if "ack" in reply:
+                self._acked(reply["ack"], reply.get("seq", 0))
+            elif "reject" in reply:
+                msgid, error = reply["reject"], reply.get("error", "")
+                self.rejected[msgid] = error
+                self.unacked.pop(msgid, None)
+                self._progress_t = time.monotonic()
+                log.warning("publisher %s: batch %d rejected: %s", self.name, msgid, error)
+                if self.on_reject is not None:
+                    self.on_reject(msgid, error)
+            elif "resend" in reply:
+                self._resend_from(reply["resend"])
+            elif "last_msgid" in reply:
+                self._on_hello(reply)
+            else:
+                log.warning("publisher %s: tickerplant says %s", self.name, reply.get("error"))
+
+    def _acked(self, msgid: int, seq: int) -> None:
+        self._progress_t = time.monotonic()
+        if msgid <= self.acked:
+            return
+        self.acked, self.acked_seq = msgid, seq
+        while self.unacked:
+            first = next(iter(self.unacked))
+            if first > msgid:
+                break
+            del self.unacked[first]
+
+    def _on_hello(self, info: dict) -> None:
+        restarted = self.epoch is not None and info["epoch"] != self.epoch
+        self.epoch = info["epoch"]
+        self._hello_t = None
+        self._last_msgid = info["last_msgid"]
+        self._acked(info["durable_msgid"], info["seq"])
+        if restarted:
+            log.warning("publisher %s: tickerplant restarted; resending %d unacknowledged "
+                        "message(s)", self.name, len(self.unacked))
+        self._resend_from(info["last_msgid"] + 1, force=True)
+
+    def _resend_from(self, first: int, force: bool = False) -> None:
+        now = time.monotonic()
+        last_first, last_t = self._last_resend
+        if not force and first == last_first and now - last_t < self.resend_after:
+            return
+        self._last_resend = (first, now)
+        for msgid in [m for m in self.unacked if m >= first]:
+            table_b, payload = self.unacked[msgid]
+            self.resends += 1
+            self._send(msgid, table_b, payload)
+
+    def _check_stall(self) -> None:
+        now = time.monotonic()
+        if not self.unacked or now - self._progress_t < self.resend_after:
+            return
+        if self._hello_t is None or now - self._hello_t > self.resend_after:
+            self._send_hello()
+
+
+class Subscriber:
+    """Receives the tables (and syms) it asked for: journal replay, then live, gap-free."""
+
+    def __init__(self, name: str, control: str = TP_CONTROL, tables: list[str] | None = None,
+                 syms: list[str] | None = None,
+                 on_batch: Callable[[str, dict, int], None] | None = None,
+                 on_eod: Callable[[str, int], None] | None = None,
+                 timeout: float = 5.0, progress_s: float = 1.0, rcvhwm: int = 100_000,
+                 context: zmq.Context | None = None):
+        self.name = name
+        self.tables = list(tables) if tables is not None else None
+        self.syms = list(syms) if syms is not None else None
+        self._symset = frozenset(syms) if syms is not None else None
+        self.on_batch = on_batch
+        self.on_eod = on_eod
+        self.progress_s = progress_s
+        self.rpc = RpcClient(control, timeout, context)
+        self.socket = (context or zmq.Context.instance()).socket(zmq.SUB)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.setsockopt(zmq.RCVHWM, rcvhwm)
+        self.socket.setsockopt(zmq.SUBSCRIBE, HEARTBEAT)
+        self.socket.setsockopt(zmq.SUBSCRIBE, EOD)
+        self.schemas: dict[str, TableSchema] = {}
+        self.topics: dict[str, bytes] = {}
+        self._by_topic: dict[bytes, str] = {}
+        self.covered: dict[str, int] = {}
+        self.seq = 0
+        self.epoch: int | None = None
+        self.path: str | None = None
+        self.offset = 0
+        self._offset_seq = 0          # every record before self.offset has a seq <= this
+        self.eods: list[str] = []
+        self.recoveries = 0
+        self.duplicates = 0
+        self.last_heartbeat = 0.0
+        self._pub: str | None = None
+        self._progress_t = 0.0
+
+    # ---- public -------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Handshake, then replay the journal up to the tickerplant's current seq."""
+        reply = self._handshake()
+        self._recover(reply["seq"])
+
+    def poll(self, timeout_ms: int = 0) -> int:
+        """Waits up to timeout_ms for live messages and applies them; returns how many."""
+        n = self.drain() if self.socket.poll(timeout_ms) else 0
+        self._report_progress()
+        return n
+
+    def drain(self, limit: int = 10_000) -> int:
+        """Applies the live messages waiting on self.socket (for use from your own zmq.Poller)."""
+        n = 0
+        while n < limit:
+            try:
+                frames = self.socket.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            n += 1
+            self._on_message(frames)
+        self._report_progress()
+        return n
+
+    def close(self) -> None:
+        try:
+            self.rpc.call("unsub", name=self.name, timeout=0.5)
+        except RpcError:
+            pass
+        self.rpc.close()
+        self.socket.close(0)
+
+    # ---- handshake and recovery ---------------------------------------------------------------
+    def _handshake(self) -> dict:
+        try:
+            reply = self.rpc.call("sub", name=self.name, tables=self.tables, syms=self.syms)
+        except RpcError as exc:
+            raise TickerplantError(f"subscribe to the tickerplant failed: {exc}") from exc
+        self.schemas = schemas_from_qtypes(reply["schemas"])
+        if self._pub != reply["pub"]:
+            if self._pub is not None:
+                self.socket.disconnect(self._pub)
+            self._pub = reply["pub"]
+            self.socket.connect(self._pub)
+        topics = {t: bytes(topic) for t, topic in reply["topics"].items()}
+        for topic in set(self.topics.values()) - set(topics.values()):
+            self.socket.setsockopt(zmq.UNSUBSCRIBE, topic)
+        for topic in set(topics.values()) - set(self.topics.values()):
+            self.socket.setsockopt(zmq.SUBSCRIBE, topic)
+        self.topics = topics
+        self._by_topic = {topic: t for t, topic in topics.items()}
+        for t in topics:
+            self.covered.setdefault(t, self.seq)
+        self.epoch = reply["epoch"]
+        self.last_heartbeat = time.monotonic()
+        if self.path is None:
+            self.path, self.offset = reply["journal"], 0
+        self._current_journal = reply["journal"]
+        return reply
+
+    def _recover(self, target: int) -> None:
+        """Applies from the journal every record up to target that was not applied yet."""
+        self.recoveries += 1
+        self._skip_ahead()
+        while True:
+            if self.offset > os.path.getsize(self.path):
+                log.warning("subscriber %s: journal %s is shorter than the position read so far; "
+                            "it was truncated", self.name, self.path)
+                self.offset = os.path.getsize(self.path)
+            rolled = reached = False
+            for rec in journal.read_records(self.path, self.offset):
+                if rec.is_control:
+                    self.offset = rec.end
+                    info = rec.control()
+                    if info.get("kind") == "eod":
+                        self._eod(info["date"], info["seq"])
+                        rolled = True
+                        break
+                    continue
+                if rec.seq > target:
+                    reached = True
+                    break
+                self.offset, self._offset_seq = rec.end, rec.seq
+                self._apply_record(rec)
+                if rec.seq == target:
+                    reached = True
+                    break
+            if rolled and self._next_journal():
+                continue
+            if not reached and not rolled and self.path != self._current_journal:
+                self.path, self.offset = self._current_journal, 0
+                continue
+            break
+        for t in self.covered:
+            self.covered[t] = max(self.covered[t], target)
+        self.seq = max(self.seq, target)
+
+    def _skip_ahead(self) -> None:
+        """Asks the tickerplant where in the journal the oldest record not yet applied can be,
+        to avoid reading the day from the top after a gap."""
+        need = min((self.covered[t] for t in self.topics), default=0)
+        if need <= self._offset_seq:
+            return
+        try:
+            where = self.rpc.call("locate", seq=need, timeout=1.0)
+        except RpcError:
+            return
+        if where["journal"] == self.path and where["offset"] > self.offset:
+            self.offset, self._offset_seq = where["offset"], where["seq"]
+
+    def _next_journal(self) -> bool:
+        """After an eod record: move to the following day's file; False if there is none yet."""
+        directory = os.path.dirname(self.path)
+        current = os.path.basename(self.path)
+        later = [p for d, p in journal.journal_files(directory) if os.path.basename(p) > current]
+        if not later:
+            return False
+        self.path, self.offset = later[0], 0
+        return True
+
+    def _apply_record(self, rec: journal.Record) -> None:
+        table = rec.table
+        if table not in self.covered or rec.seq <= self.covered[table]:
+            return
+        batch = unpack(rec.payload)
+        if self._symset is not None:
+            mask = np.fromiter((s in self._symset for s in batch["sym"]), dtype=bool,
+                               count=len(batch["sym"]))
+            if not mask.any():
+                self.covered[table] = rec.seq
+                return
+            cols = as_columns(batch, self.schemas[table])
+            if not mask.all():
+                cols = {k: v[mask] for k, v in cols.items()}
+        else:
+            cols = as_columns(batch, self.schemas[table])
+        self.covered[table] = rec.seq
+        self.seq = max(self.seq, rec.seq)
+        if self.on_batch is not None:
+            self.on_batch(table, cols, rec.seq)
+
+    # ---- live ---------------------------------------------------------------------------------
+    def _on_message(self, frames: list[bytes]) -> None:
+        topic = frames[0]
+        if topic == HEARTBEAT:
+            self._on_heartbeat(unpack(frames[1]))
+            return
+        if topic == EOD:
+            self._on_live_eod(unpack(frames[1]))
+            return
+        table = self._by_topic.get(topic)
+        if table is None or len(frames) != 3:
+            return
+        header = unpack(frames[1])
+        seq = header["seq"]
+        covered = self.covered[table]
+        if seq <= covered:
+            self.duplicates += 1
+            return
+        if header["prev"] > covered:
+            log.info("subscriber %s: missed messages on %s (prev %d, have %d); recovering from "
+                     "the journal", self.name, table, header["prev"], covered)
+            self._recover(seq)
+            return
+        cols = as_columns(unpack(frames[2]), self.schemas[table])
+        segs = header["segs"]
+        if segs[0][0] <= covered:
+            skip = sum(n for s, n in segs if s <= covered)
+            cols = {k: v[skip:] for k, v in cols.items()}
+        self.covered[table] = seq
+        self.seq = max(self.seq, seq)
+        if self.on_batch is not None:
+            self.on_batch(table, cols, seq)
+
+    def _on_heartbeat(self, info: dict) -> None:
+        self.last_heartbeat = time.monotonic()
+        if info["epoch"] != self.epoch:
+            log.warning("subscriber %s: tickerplant restarted (epoch %d -> %d); recovering",
+                        self.name, self.epoch or 0, info["epoch"])
+            reply = self._handshake()
+            self._recover(reply["seq"])
+            return
+        self._recover_if_missed(info)
+
+    def _recover_if_missed(self, info: dict) -> None:
+        """info["last"] holds the seq of the last message sent on each topic: one above what a
+        table has covered was missed (dropped at a high-water mark)."""
+        last = info.get("last", {})
+        if any(last.get(topic, 0) > self.covered[t] for t, topic in self.topics.items()):
+            self._recover(info["seq"])
+
+    def _on_live_eod(self, info: dict) -> None:
+        self._recover_if_missed(info)
+        self._eod(info["date"], info["seq"])
+        for t in self.covered:
+            self.covered[t] = max(self.covered[t], info["seq"])
+        self.seq = max(self.seq, info["seq"])
+        self.path, self.offset, self._offset_seq = info["journal"], 0, info["seq"]
+        self._current_journal = info["journal"]
+
+    def _eod(self, date: str, seq: int) -> None:
+        if date in self.eods:
+            return
+        self.eods.append(date)
+        if self.on_eod is not None:
+            self.on_eod(date, seq)
+
+    def _report_progress(self) -> None:
+        now = time.monotonic()
+        if now - self._progress_t < self.progress_s:
+            return
+        self._progress_t = now
+        try:
+            self.rpc.call("progress", name=self.name, seq=self.seq, timeout=0.2)
+        except RpcError:
+            pass
