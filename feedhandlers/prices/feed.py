@@ -1,0 +1,109 @@
+"""The feed loop: publishes a QuoteSource's batches, fires scheduled events, serves the control socket.
+
+Control ops (common/rpc.py request/reply):
+  `event`    {"spec": "antitrust AMD"}     applies a market event now (feedhandlers/prices/events.py)
+  `schedule` {"spec": "+30 antitrust AMD"} schedules one (`+SECONDS` counts from the feed's start)
+  `status`   {}                            source status, rows and batches published, pending events
+  `stop`     {}                            publishes what is due, flushes, and ends the loop
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable
+
+import zmq
+
+from common.rpc import RpcServer
+from feedhandlers.prices.events import MarketEvent, parse_event, parse_schedule
+from feedhandlers.prices.source import QuoteSource
+
+log = logging.getLogger(__name__)
+IDLE_POLL_MS = 100
+
+
+class PriceFeed:
+    def __init__(self, source: QuoteSource, publish: Callable[[str, dict], object], sectors: dict[str, str],
+                 control_endpoint: str | None = None, start_ns: int | None = None):
+        self.source = source
+        self.publish = publish
+        self.sectors = sectors
+        self.start_ns = start_ns if start_ns is not None else time.time_ns()
+        self.schedule: list[tuple[int, MarketEvent]] = []
+        self.rows = 0
+        self.batches = 0
+        self.stopping = False
+        self.control = RpcServer(control_endpoint, {"event": self._on_event, "schedule": self._on_schedule,
+                                                    "status": self._on_status, "stop": self._on_stop}) \
+            if control_endpoint else None
+
+    def add_event(self, due_ns: int, event: MarketEvent) -> None:
+        """Schedules an event for wall-clock time due_ns (UTC ns); one already due fires on the next loop."""
+        self.schedule.append((due_ns, event))
+        self.schedule.sort(key=lambda entry: entry[0])
+
+    def apply(self, event: MarketEvent) -> None:
+        self.source.apply_event(event)
+        log.info("event applied: %s", event.text)
+
+    def _on_event(self, request: dict) -> dict:
+        event = parse_event(str(request.get("spec", "")), self.sectors)
+        self.apply(event)
+        return {"event": event.text, "shocks": event.shocks, "vol": event.vol}
+
+    def _on_schedule(self, request: dict) -> dict:
+        due, event = parse_schedule(str(request.get("spec", "")), self.start_ns, self.sectors)
+        self.add_event(due, event)
+        return {"due_ns": due, "event": event.text}
+
+    def _on_status(self, request: dict) -> dict:
+        return {**self.source.status(), "rows": self.rows, "batches": self.batches,
+                "scheduled": [[due, event.text] for due, event in self.schedule]}
+
+    def _on_stop(self, request: dict) -> dict:
+        self.stopping = True
+        return {"rows": self.rows}
+
+    def _fire_due_events(self, now_ns: int) -> None:
+        while self.schedule and self.schedule[0][0] <= now_ns:
+            _, event = self.schedule.pop(0)
+            try:
+                self.apply(event)
+            except (ValueError, RuntimeError) as e:       # e.g. a source that takes no events
+                log.error("scheduled event %r not applied: %s", event.text, e)
+
+    def _wait(self, until_ns: int) -> None:
+        """Serves control requests until `until_ns` (or the next scheduled event, or 100 ms)."""
+        now = time.time_ns()
+        if self.schedule:
+            until_ns = min(until_ns, self.schedule[0][0])
+        timeout_ms = max(0, min(IDLE_POLL_MS, (until_ns - now) // 1_000_000))
+        if self.control is None:
+            time.sleep(timeout_ms / 1000)
+        elif self.control.socket.poll(timeout_ms, zmq.POLLIN):
+            self.control.drain()
+
+    def run(self, stop: Callable[[], bool] = lambda: False) -> int:
+        """Runs until the source is exhausted, `stop()` is true or a `stop` request; returns rows published."""
+        while not (self.stopping or stop()):
+            now = time.time_ns()
+            self._fire_due_events(now)
+            due = self.source.next_due_ns(now)
+            if due is None:
+                break
+            if due > now:
+                self._wait(due)
+                continue
+            batch = self.source.poll(now)
+            if batch is not None:
+                self.publish("quote", batch)
+                self.rows += len(batch["sym"])
+                self.batches += 1
+            if self.control is not None:
+                self.control.drain()
+        return self.rows
+
+    def close(self) -> None:
+        if self.control is not None:
+            self.control.close()
+        self.source.close()
