@@ -1,0 +1,607 @@
+"""The live margin engine: applies tickerplant rows to the book and keeps every account's risk
+incrementally; computes `margin` rows, drivers, positions and stress results on demand.
+
+No messaging here (calc.server owns the loop), so the engine runs the same in-process (tests,
+benchmarks) and live. Events and their cost:
+
+- fill: the holding changes, its effective value changes by du, each of the account's models does
+  ``pnl += du * shocks[i]`` (O(S)) or ``cv += du * C[i]`` (O(N)); vm and add-ons per position too.
+- quote: the instrument's mark changes: the same O(S) update for every account holding it (inverted
+  index sym -> accounts); `vol` rescales the instrument's scenario row / covariance row (see below).
+- instrument, account, position, paramfile: the accounts concerned are revalued in full.
+- settle, collateral: vm / collateral of the accounts concerned.
+
+Effective value of a position under a model: ``u = qty * mark * multiplier * f``, f the intraday vol
+scale of the instrument's history column: ``f = quote.vol / model vol`` (model vol = the annualised
+vol of the model's own scenarios or covariance for that column; floored at 1 with
+``engine.vol_floor``). Scaling values by f equals scaling the instrument's scenario shocks (and its
+covariance row and column) by f, so vol changes are the same O(S) update as price changes.
+
+Margin per account and model (a `margin` row):
+
+    var, es      the model's VaR and ES of the portfolio (losses positive)
+    im           max(0, var or es, per the model's `measure`) x (1 + apc_buffer)
+                 + liquidity add-ons + full value of positions the model cannot price
+    vm           mark-to-market since the last settlement (calc.state), < 0 = a loss owed
+    requirement  im + max(0, -vm)          (vm gains are paid out, they do not offset im)
+    collateral   account.collateral + intraday `collateral` movements
+    excess       collateral - requirement
+    call         max(0, requirement - collateral): the predicted margin call
+
+Bad input never stops the engine: it becomes an `Issue` (an alert naming the account and cause),
+deduplicated until the cause clears, and never a NaN margin (such a row is withheld, with an issue).
+"""
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter
+from dataclasses import dataclass
+from statistics import NormalDist
+
+import numpy as np
+
+from calc import kernels
+from calc.addons import apc_buffer, liquidity_addon, standalone_parametric
+from calc.config import EngineConfig, ModelConfig
+from calc.covariance import (NotPositiveSemidefinite, check_covariance, correlation_from_covariance,
+                             covariance, covariance_from_correlation, nearest_correlation)
+from calc.models import z_score
+from calc.scenarios import InsufficientHistory, returns_window, scenario_shocks
+from calc.state import Account, AccountRisk, Book, Exposure, Holding, Instrument, valid_price
+from calc.stress import run_stress
+
+log = logging.getLogger(__name__)
+
+TRADING_DAYS = 252.0
+MARGIN_FIELDS = ("im", "vm", "requirement", "collateral", "excess", "call", "var", "es")
+
+
+@dataclass(frozen=True)
+class Issue:
+    """Something to raise as an alert: bad input, an unpriceable position, drift."""
+    account: str
+    kind: str           # data | drift
+    text: str
+    model: str = ""
+
+
+class RiskModel:
+    """One configured model over its universe of history columns: scenario shocks (N, S) for the
+    historical models, a daily covariance (N, N) for all (parametric VaR, and stress tests)."""
+
+    def __init__(self, config: ModelConfig, syms: list[str], cov: np.ndarray, shocks: np.ndarray | None = None,
+                 excluded: dict[str, str] | None = None, notes: list[str] | None = None):
+        self.config = config
+        self.syms = list(syms)
+        self.index = {s: i for i, s in enumerate(self.syms)}
+        self.cov = np.ascontiguousarray(cov, dtype=np.float64)
+        self.shocks = None if shocks is None else np.ascontiguousarray(shocks, dtype=np.float64)
+        self.excluded = dict(excluded or {})     # history sym -> why the model cannot use it
+        self.notes = list(notes or [])           # e.g. "covariance repaired to PSD"
+        h, c = config.horizon_days, config.confidence
+        self.z = z_score(c)
+        self.scale = self.z * math.sqrt(h)                                   # parametric VaR per sigma
+        self.es_scale = math.sqrt(h) * NormalDist().pdf(self.z) / (1.0 - c)  # parametric ES per sigma
+        n = len(self.syms)
+        if self.shocks is not None:
+            self.k = kernels.tail_count(self.shocks.shape[1], c)
+            self.base_vol = self.shocks.std(axis=1) * math.sqrt(TRADING_DAYS / h)
+            self.unit_long = kernels.standalone_es(np.ones(n), self.shocks, self.k)
+            self.unit_short = kernels.standalone_es(-np.ones(n), self.shocks, self.k)
+        else:
+            self.k = 0
+            self.base_vol = np.sqrt(np.clip(np.diag(self.cov), 0.0, None) * TRADING_DAYS)
+            self.unit_long = self.unit_short = standalone_parametric(np.ones(n), self.cov, c, h)
+
+    @property
+    def is_scenario(self) -> bool:
+        return self.shocks is not None
+
+    def new_exposure(self) -> Exposure:
+        n = len(self.syms)
+        if self.is_scenario:
+            return Exposure(np.zeros(n), pnl=np.zeros(self.shocks.shape[1]))
+        return Exposure(np.zeros(n), cv=np.zeros(n))
+
+    def revalue(self, e: Exposure) -> None:
+        """Full revaluation of the exposure's risk state from its values."""
+        if self.is_scenario:
+            e.pnl = kernels.scenario_pnl(e.values, self.shocks)
+        else:
+            e.cv = kernels.covariance_product(self.cov, e.values)
+            e.sigma2 = kernels.quadratic_form(e.values, e.cv)
+
+    def change(self, e: Exposure, col: int, dvalue: float) -> None:
+        """Incremental update for a change of the effective value of column `col`."""
+        if self.is_scenario:
+            kernels.apply_value_change(e.pnl, self.shocks, col, dvalue)
+        else:
+            e.sigma2 = kernels.parametric_update(e.cv, self.cov, col, dvalue, e.sigma2)
+
+    def var_es(self, e: Exposure) -> tuple[float, float]:
+        if self.is_scenario:
+            return kernels.var_es(e.pnl, self.k)
+        sigma = math.sqrt(max(e.sigma2, 0.0))
+        return self.scale * sigma, self.es_scale * sigma
+
+    def contributions(self, e: Exposure) -> np.ndarray:
+        """Per column contributions summing to the model's measure (ES contributions for scenario
+        models, Euler for parametric; rescaled by var/es when the measure is the other one)."""
+        var, es = self.var_es(e)
+        if self.is_scenario:
+            c = kernels.es_contributions(e.values, self.shocks, kernels.worst_scenarios(e.pnl, self.k))
+            ratio = var / es if self.config.measure == "var" and es != 0 else 1.0
+        else:
+            c = kernels.euler_contributions(e.values, e.cv, max(e.sigma2, 0.0), self.scale)
+            ratio = es / var if self.config.measure == "es" and var != 0 else 1.0
+        return c * ratio
+
+    def standalone(self, col: int, u: float) -> float:
+        """The margin of effective value u in column col held alone (for the liquidity add-on)."""
+        return u * self.unit_long[col] if u >= 0 else -u * self.unit_short[col]
+
+
+def _history_window(config: ModelConfig, history) -> tuple[list[str], np.ndarray, dict[str, str]]:
+    """(usable syms, (T, N) daily log returns, {excluded sym: reason}) for the model's lookback."""
+    excluded: dict[str, str] = {}
+    syms = list(history.syms)
+    while True:
+        try:
+            _, returns = returns_window(history, syms, config.lookback_days)
+            return syms, returns, excluded
+        except InsufficientHistory as e:
+            for s in e.syms:
+                excluded[s] = f"insufficient price history for a {config.lookback_days}-day lookback"
+            syms = [s for s in syms if s not in excluded]
+            if not syms:
+                raise ValueError(f"model {config.name}: no instrument has {config.lookback_days} days of history") from e
+
+
+def build_risk_model(config: ModelConfig, history) -> RiskModel:
+    """The model's scenario set / covariance from the daily price history (common.history.History)."""
+    syms, returns, excluded = _history_window(config, history)
+    notes = []
+    if config.kind == "parametric":
+        cov = covariance(returns, method=config.covariance, decay=config.decay)
+    else:
+        cov = covariance(returns, method="equal")
+    try:
+        check_covariance(cov, syms)
+    except NotPositiveSemidefinite as e:
+        vols, corr = correlation_from_covariance(cov)
+        cov = covariance_from_correlation(vols, nearest_correlation(corr))
+        notes.append(f"model {config.name}: {e}; repaired to the nearest PSD matrix")
+    shocks = None
+    if config.kind != "parametric":
+        shocks = scenario_shocks(returns, config.horizon_days, config.holding,
+                                 filtered=config.kind == "filtered_historical", decay=config.decay)
+    return RiskModel(config, syms, cov, shocks, excluded, notes)
+
+
+class MarginEngine:
+    """Book + risk models + per-account incremental risk; `apply` tickerplant batches, read margins."""
+
+    def __init__(self, config: EngineConfig, history, models: dict[str, RiskModel] | None = None):
+        self.config = config
+        self.history_syms = set(history.syms)
+        self.models = models or {n: build_risk_model(m, history) for n, m in config.models.items()}
+        self.book = Book()
+        self.risk: dict[str, AccountRisk] = {}
+        self.volscale = {n: np.ones(len(m.syms)) for n, m in self.models.items()}
+        self.risk_sym: dict[str, str] = {}          # instrument -> history sym whose returns it takes
+        self.mapped: dict[str, set[str]] = {}       # history sym -> instruments mapped to it
+        self.seq = 0                                # seq of the last input applied
+        self.time_ns = 0                            # latest input time (the engine's clock)
+        self.dirty: set[str] = set()                # accounts whose margin may have changed
+        self.stale: set[str] = set()                # accounts waiting for a full revaluation
+        self.issues: list[Issue] = []               # raised, not yet taken by the publisher
+        self.counters: Counter = Counter()
+        self._open: set[tuple] = set()              # issue keys raised and not cleared
+        self._bad_price: set[str] = set()
+        self._rows = {"instrument": self._instrument, "account": self._account, "position": self._position,
+                      "fill": self._fill, "settle": self._settle, "collateral": self._collateral}
+
+    tables = ("instrument", "account", "position", "fill", "quote", "settle", "collateral")
+
+    # ---- applying input ------------------------------------------------------------------------
+    def apply(self, table: str, cols: dict, seq: int) -> int:
+        """Applies one batch of `table` rows; returns the rows applied (bad rows become issues)."""
+        if table == "quote":
+            applied = self._quotes(cols)
+        elif table in self._rows:
+            applied = self._apply_rows(table, cols, seq)
+        else:
+            return 0
+        self.seq = max(self.seq, seq)
+        times = cols.get("time")
+        if times is not None and len(times):
+            self.time_ns = max(self.time_ns, int(times.max().astype(np.int64)))
+        self.counters[table] += applied
+        return applied
+
+    def _apply_rows(self, table: str, cols: dict, seq: int) -> int:
+        handler = self._rows[table]
+        names = [c for c in cols if c != "time"]
+        applied = 0
+        for i, values in enumerate(zip(*(cols[c].tolist() for c in names))):
+            row = dict(zip(names, values))
+            try:
+                handler(row)
+                applied += 1
+            except Exception as e:                      # noqa: BLE001 - one bad row must not stop the rest
+                self.counters["bad_rows"] += 1
+                log.exception("%s row %d of seq %d not applied", table, i, seq)
+                self._issue(str(row.get("account", row.get("sym", ""))), ("error", table, seq, i),
+                            f"{table} row {i} (seq {seq}) not applied: {type(e).__name__}: {e}")
+        return applied
+
+    def _instrument(self, r: dict) -> None:
+        sym = r["sym"]
+        self.book.instruments[sym] = Instrument(sym, r["assetclass"], r["ccy"], r["multiplier"], r["sector"],
+                                                r["ccp"], r["model"], r["underlying"], r["adv"])
+        target = sym if sym in self.history_syms else (r["underlying"] if r["underlying"] in self.history_syms else None)
+        old = self.risk_sym.pop(sym, None)
+        if old:
+            self.mapped[old].discard(sym)
+        if target:
+            self.risk_sym[sym] = target
+            self.mapped.setdefault(target, set()).add(sym)
+        self._revalue_holders_in_full(sym)
+
+    def _account(self, r: dict) -> None:
+        sym = r["sym"]
+        old = self.book.accounts.get(sym)
+        self.book.accounts[sym] = Account(sym, r["desk"], r["ccp"], r["model"], r["ccy"], r["collateral"],
+                                          old.movements if old else 0.0, r["buffer"], r["threshold"], r["callpct"],
+                                          r["imjump"], r["imjumpmins"])
+        self._open.discard((sym, "account"))
+        self.stale.add(sym)
+        self.dirty.add(sym)
+
+    def _position(self, r: dict) -> None:
+        self.book.set_position(r["account"], r["sym"], r["qty"], r["price"])
+        self._mark_stale(r["account"])
+
+    def _fill(self, r: dict) -> None:
+        account, sym, qty, price, execid = r["account"], r["sym"], r["qty"], r["price"], r["execid"]
+        if account not in self.book.accounts:
+            self._issue(account, (account, "account"), f"fill {execid} for unknown account {account}: booked; "
+                        "no margin until the account's reference data arrives")
+        h = self.book.holding(account, sym)
+        if not valid_price(price):
+            mark = self.book.mark(sym, h)
+            self._issue(account, (account, "fillprice", execid), f"fill {execid} in {sym} has an invalid price "
+                        f"{price}: booked at the mark {mark}" + ("" if math.isfinite(mark) else " (none: cost 0)"))
+            price = mark if math.isfinite(mark) else 0.0
+        else:
+            self.book.last_fill[sym] = price
+        h.fill_qty += qty
+        h.fill_cost += qty * price
+        self._touch(account, sym, h)
+
+    def _quotes(self, cols: dict) -> int:
+        """A quote batch: marks first (last valid price wins), then one revaluation per instrument."""
+        touched: dict[str, None] = {}
+        vol_touched: dict[str, None] = {}
+        last = self.book.last
+        for sym, price, vol in zip(cols["sym"].tolist(), cols["price"].tolist(), cols["vol"].tolist()):
+            if valid_price(price):
+                last[sym] = price
+                touched[sym] = None
+            else:
+                self._bad_quote(sym, price)
+            if math.isfinite(vol) and vol > 0 and self.book.vol.get(sym) != vol:
+                self.book.vol[sym] = vol
+                vol_touched[sym] = None
+        for sym in touched:
+            if sym in self._bad_price:
+                self._bad_price.discard(sym)
+                for account in self.book.holders.get(sym, ()):
+                    self._open.discard((account, "badprice", sym))
+            self._revalue_holders(sym)
+        for sym in vol_touched:
+            if self._set_volscale(sym, self.book.vol[sym]):
+                for inst in self.mapped.get(sym, ()):
+                    self._revalue_holders(inst)
+        return len(cols["sym"])
+
+    def _bad_quote(self, sym: str, price: float) -> None:
+        self.counters["bad_prices"] += 1
+        self._bad_price.add(sym)
+        holders = self.book.holders.get(sym, ())
+        if not holders:
+            log.warning("quote for %s has an invalid price %r: ignored (no account holds it)", sym, price)
+        for account in holders:
+            mark = self.book.mark(sym, self.book.holdings[account][sym])
+            self._issue(account, (account, "badprice", sym),
+                        f"quote for {sym} has an invalid price {price}: ignored, {sym} stays marked at {mark}")
+
+    def _set_volscale(self, sym: str, vol: float) -> bool:
+        changed = False
+        for name, model in self.models.items():
+            col = model.index.get(sym)
+            if col is None or not model.base_vol[col] > 0:
+                continue
+            f = vol / model.base_vol[col]
+            if self.config.vol_floor:
+                f = max(1.0, f)
+            if f != self.volscale[name][col]:
+                self.volscale[name][col] = f
+                changed = True
+        return changed
+
+    def _settle(self, r: dict) -> None:
+        sym, price = r["sym"], r["price"]
+        if not valid_price(price):
+            for account in self.book.holders.get(sym, ()):
+                self._issue(account, (account, "badsettle", sym, price),
+                            f"settlement price {price} for {sym} is invalid: ignored")
+            return
+        self.book.apply_settle(sym, price)
+        self._revalue_holders(sym)
+
+    def _collateral(self, r: dict) -> None:
+        account = r["sym"]
+        acct = self.book.accounts.get(account)
+        if acct is None:
+            self._issue(account, (account, "collateral", r["ref"]), f"collateral movement {r['ref']} of "
+                        f"{r['amount']} for unknown account {account}: ignored")
+            return
+        acct.movements += r["amount"]
+        self.dirty.add(account)
+
+    # ---- keeping the risk state ----------------------------------------------------------------
+    def model_names(self, account: str) -> list[str]:
+        acct = self.book.accounts.get(account)
+        return [m.name for m in self.config.models_for(acct.ccp)] if acct else []
+
+    def _mark_stale(self, account: str) -> None:
+        self.stale.add(account)
+        self.dirty.add(account)
+
+    def _touch(self, account: str, sym: str, h: Holding) -> None:
+        risk = self.risk.get(account)
+        if risk is None or account in self.stale:
+            self._mark_stale(account)
+        else:
+            self._revalue(account, sym, h, risk)
+            self.dirty.add(account)
+
+    def _revalue_holders(self, sym: str) -> None:
+        for account in self.book.holders.get(sym, ()):
+            self._touch(account, sym, self.book.holdings[account][sym])
+
+    def _revalue_holders_in_full(self, sym: str) -> None:
+        for account in self.book.holders.get(sym, ()):
+            self._mark_stale(account)
+
+    def _revalue(self, account: str, sym: str, h: Holding, risk: AccountRisk, incremental: bool = True) -> None:
+        """Brings the holding's value, vm and add-ons into every model of the account (O(S) each)."""
+        book = self.book
+        mark = book.mark(sym, h)
+        qty = h.qty
+        inst = book.instruments.get(sym)
+        mult = inst.multiplier if inst else 1.0
+        if math.isfinite(mark):
+            value, vm = qty * mark * mult, h.vm(mark, mult)
+        else:
+            value = vm = 0.0
+            if qty:
+                self._issue(account, (account, "noprice", sym), f"no price for {sym}: the position of {qty} is "
+                            "valued at 0 until a quote or settlement arrives")
+        risk.vm += vm - risk.vm_parts.get(sym, 0.0)
+        risk.vm_parts[sym] = vm
+        rsym = self.risk_sym.get(sym)
+        for name, e in risk.models.items():
+            model = self.models[name]
+            col = model.index.get(rsym) if rsym else None
+            if col is None:
+                self._unmodelled(account, sym, name, e, abs(value), inst is None, rsym)
+                continue
+            u = value * self.volscale[name][col]
+            du = u - e.parts.get(sym, 0.0)
+            if du:
+                e.parts[sym] = u
+                e.values[col] += du
+                if incremental:
+                    model.change(e, col, du)
+            participation = model.config.liquidity_participation
+            if participation > 0 and inst is not None and math.isfinite(inst.adv) and inst.adv > 0:
+                addon = float(liquidity_addon(np.array([qty]), np.array([inst.adv]),
+                                              np.array([model.standalone(col, u)]),
+                                              model.config.horizon_days, participation)[0])
+                e.addon_total += addon - e.addons.get(sym, 0.0)
+                e.addons[sym] = addon
+
+    def _unmodelled(self, account: str, sym: str, model: str, e: Exposure, charge: float, unknown: bool,
+                    rsym: str | None) -> None:
+        e.unmodelled_total += charge - e.unmodelled.get(sym, 0.0)
+        e.unmodelled[sym] = charge
+        if not charge:
+            return
+        if unknown:
+            why = f"instrument {sym} is not in the reference data"
+        else:
+            why = f"no usable price history for {sym}" + (f" ({self.models[model].excluded[rsym]})"
+                                                           if rsym in self.models[model].excluded else "")
+        self._issue(account, (account, "unmodelled", sym, model),
+                    f"{why}: model {model} charges the position its full value {charge:,.0f}", model)
+
+    def build_risk(self, account: str) -> AccountRisk:
+        """A full revaluation of the account from its holdings (nothing incremental)."""
+        risk = AccountRisk({n: self.models[n].new_exposure() for n in self.model_names(account)})
+        for sym, h in self.book.holdings.get(account, {}).items():
+            self._revalue(account, sym, h, risk, incremental=False)
+        for name, e in risk.models.items():
+            self.models[name].revalue(e)
+        return risk
+
+    def _fresh(self, account: str) -> AccountRisk:
+        if account in self.stale or account not in self.risk:
+            for note in (n for name in self.model_names(account) for n in self.models[name].notes):
+                self._issue(account, (account, "note", note), note)
+            self.risk[account] = self.build_risk(account)
+            self.stale.discard(account)
+        return self.risk[account]
+
+    def _issue(self, account: str, key: tuple, text: str, model: str = "", kind: str = "data") -> None:
+        if key in self._open:
+            return
+        self._open.add(key)
+        self.counters[f"issue_{kind}"] += 1
+        log.warning("%s alert for %s: %s", kind, account, text)
+        self.issues.append(Issue(account, kind, text, model))
+
+    def take_issues(self) -> list[Issue]:
+        issues, self.issues = self.issues, []
+        return issues
+
+    def take_dirty(self) -> list[str]:
+        dirty, self.dirty = self.dirty, set()
+        return sorted(dirty)
+
+    # ---- results -------------------------------------------------------------------------------
+    def margin(self, account: str, risk: AccountRisk | None = None) -> list[dict]:
+        """The account's margin rows, one per model (without time and seq); [] for an unknown account."""
+        acct = self.book.accounts.get(account)
+        if acct is None:
+            return []
+        risk = risk or self._fresh(account)
+        vm = risk.vm
+        owed = max(0.0, -vm)
+        collateral = acct.collateral
+        rows = []
+        for name, e in risk.models.items():
+            model = self.models[name]
+            var, es = model.var_es(e)
+            base = max(0.0, var if model.config.measure == "var" else es)
+            if model.config.apc_buffer:
+                base = apc_buffer(base, model.config.apc_buffer)
+            im = base + e.addon_total + e.unmodelled_total
+            requirement = im + owed
+            row = {"sym": account, "model": name, "ccy": acct.ccy, "im": im, "vm": vm, "requirement": requirement,
+                   "collateral": collateral, "excess": collateral - requirement,
+                   "call": max(0.0, requirement - collateral), "var": var, "es": es}
+            if not all(math.isfinite(row[f]) for f in MARGIN_FIELDS):
+                self._issue(account, (account, "nan", name), f"margin of {account} under {name} is not finite "
+                            f"(var {var}, es {es}, vm {vm}): withheld", name)
+                continue
+            self._open.discard((account, "nan", name))
+            rows.append(row)
+        return rows
+
+    def drivers(self, account: str, model: str | None = None, risk: AccountRisk | None = None) -> list[tuple[str, float]]:
+        """Each position's contribution to the model's im (they sum to im), largest first."""
+        names = self.model_names(account)
+        if not names:
+            raise KeyError(f"unknown account {account}")
+        name = model or names[0]
+        if name not in names:
+            raise KeyError(f"account {account} has no model {name} (models: {names})")
+        risk = risk or self._fresh(account)
+        e, m = risk.models[name], self.models[name]
+        col_contrib = m.contributions(e)
+        factor = 1.0 + m.config.apc_buffer
+        out: dict[str, float] = {}
+        for sym, u in e.parts.items():
+            col = m.index[self.risk_sym[sym]]
+            share = u / e.values[col] if e.values[col] else 0.0
+            out[sym] = col_contrib[col] * share * factor + e.addons.get(sym, 0.0)
+        for sym, charge in e.unmodelled.items():
+            out[sym] = out.get(sym, 0.0) + charge
+        return sorted(((s, c) for s, c in out.items() if c), key=lambda sc: -sc[1])
+
+    def positions(self, account: str, holdings: dict[str, Holding] | None = None) -> dict[str, list]:
+        """Columns sym, qty, mark, value, vm of the account's non-flat holdings."""
+        book = self.book
+        if account not in book.holdings and account not in book.accounts:
+            raise KeyError(f"unknown account {account}")
+        cols = {"sym": [], "qty": [], "mark": [], "value": [], "vm": []}
+        for sym, h in sorted((holdings or book.holdings.get(account, {})).items()):
+            if not h.qty and not h.fill_cost:
+                continue
+            mark, mult = book.mark(sym, h), book.multiplier(sym)
+            cols["sym"].append(sym)
+            cols["qty"].append(h.qty)
+            cols["mark"].append(mark)
+            cols["value"].append(h.qty * mark * mult if math.isfinite(mark) else 0.0)
+            cols["vm"].append(h.vm(mark, mult) if math.isfinite(mark) else 0.0)
+        return cols
+
+    def stress(self, account: str, scenario: str, holdings: dict[str, Holding] | None = None,
+               risk: AccountRisk | None = None) -> dict:
+        """Runs a named stress scenario on the account under its primary model's covariance.
+
+        loss = shock loss + stressed VaR (calc.stress); the stressed requirement adds the vm owed now
+        and the im's add-ons / full-value charges; call = max(0, stressed requirement - collateral).
+        """
+        sc = self.config.stress.get(scenario)
+        if sc is None:
+            raise KeyError(f"unknown stress scenario {scenario} (known: {sorted(self.config.stress)})")
+        names = self.model_names(account)
+        if not names:
+            raise KeyError(f"unknown account {account}")
+        acct = self.book.accounts[account]
+        risk = risk or self._fresh(account)
+        name = names[0]
+        m, e = self.models[name], risk.models[name]
+        syms, sectors, values, cols = [], [], [], []
+        for sym, h in (holdings or self.book.holdings.get(account, {})).items():
+            col = m.index.get(self.risk_sym.get(sym, ""))
+            if col is None or not h.qty:
+                continue
+            inst = self.book.instruments[sym]
+            syms.append(sym)
+            sectors.append(inst.sector)
+            values.append(h.qty * self.book.mark(sym, h) * inst.multiplier)
+            cols.append(col)
+        idx = np.array(cols, dtype=np.int64)
+        f = self.volscale[name][idx]
+        cov = m.cov[np.ix_(idx, idx)] * f[:, None] * f[None, :]
+        res = run_stress(np.array(values), cov, sc, syms, sectors, m.config.confidence, m.config.horizon_days)
+        requirement = max(0.0, -risk.vm) + res.loss + e.addon_total + e.unmodelled_total
+        call = max(0.0, requirement - acct.collateral)
+        order = np.argsort(-res.contributions)[: self.config.alerts.top_drivers]
+        return {"account": account, "scenario": scenario, "model": name, "loss": res.loss,
+                "shock_loss": res.shock_loss, "stressed_var": res.stressed_var, "requirement": requirement,
+                "collateral": acct.collateral, "call": call, "buffer": acct.buffer,
+                "buffer_used": call / acct.buffer if acct.buffer > 0 else math.inf,
+                "drivers": [(syms[i], float(res.contributions[i])) for i in order]}
+
+    # ---- checking the incremental state --------------------------------------------------------
+    def check_drift(self) -> float:
+        """Full recompute of every account against its incremental state; an account drifting more
+        than `drift_tolerance` (relative) raises a `drift` issue and is reset. Returns the max drift."""
+        worst = 0.0
+        for account in list(self.risk):
+            if account in self.stale:
+                continue
+            inc, full = self.risk[account], self.build_risk(account)
+            drift = _relative_drift(inc, full)
+            worst = max(worst, drift)
+            if drift > self.config.drift_tolerance:
+                self.counters["drift_resets"] += 1
+                self._issue(account, (account, "drift", self.counters["drift_resets"]),
+                            f"incremental state of {account} drifted {drift:.3g} (relative) from a full "
+                            "recompute: reset", kind="drift")
+                self.risk[account] = full
+                self.dirty.add(account)
+        return worst
+
+
+def _relative_drift(a: AccountRisk, b: AccountRisk) -> float:
+    def rel(x, y) -> float:
+        x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        return float(np.max(np.abs(x - y), initial=0.0) / max(1.0, float(np.max(np.abs(y), initial=0.0))))
+
+    worst = rel(a.vm, b.vm)
+    for name, e in a.models.items():
+        f = b.models[name]
+        worst = max(worst, rel(e.values, f.values), rel(e.addon_total, f.addon_total),
+                    rel(e.unmodelled_total, f.unmodelled_total))
+        if e.pnl is not None:
+            worst = max(worst, rel(e.pnl, f.pnl))
+        else:
+            worst = max(worst, rel(e.cv, f.cv), rel(e.sigma2, f.sigma2))
+    return worst

@@ -1,0 +1,168 @@
+"""The calc engine's book: reference data, positions, prices, settlements and collateral per account.
+
+Pure bookkeeping, no risk numbers. Per (account, instrument) a `Holding` keeps the part settled at the
+last settlement (`settled_qty` at `settled_price`, from the start-of-day `position` row or the last
+`settle`) apart from the day's fills (`fill_qty`, `fill_cost` = sum of qty * price), so that
+
+    value = qty * mark * multiplier                      with qty = settled_qty + fill_qty
+    vm    = multiplier * (settled_qty * (mark - settled_price) + fill_qty * mark - fill_cost)
+
+vm is the mark-to-market since the last settlement (> 0 a gain, < 0 a loss the account owes). The mark
+is the last valid `quote.price`, else the last `settle` price, else the settled price of a position,
+else the last fill price. Cancels and corrections arrive as reversal fills (negated qty) and net out.
+A `settle` row for an instrument moves every holding of it to `settled_qty = qty` at the settle price:
+the day's vm is then paid and vm restarts from zero.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Instrument:
+    sym: str
+    assetclass: str = ""
+    ccy: str = ""
+    multiplier: float = 1.0
+    sector: str = ""
+    ccp: str = ""
+    model: str = ""
+    underlying: str = ""
+    adv: float = math.nan
+
+
+@dataclass
+class Account:
+    sym: str
+    desk: str = ""
+    ccp: str = ""
+    model: str = "var"
+    ccy: str = ""
+    posted: float = 0.0             # account.collateral: the balance when the account row was loaded
+    movements: float = 0.0          # sum of intraday `collateral` movements since
+    buffer: float = 0.0
+    threshold: float = math.inf
+    callpct: float = math.inf
+    imjump: float = math.inf
+    imjumpmins: float = 0.0
+
+    @property
+    def collateral(self) -> float:
+        return self.posted + self.movements
+
+
+@dataclass
+class Holding:
+    settled_qty: float = 0.0
+    settled_price: float = 0.0
+    fill_qty: float = 0.0
+    fill_cost: float = 0.0
+
+    @property
+    def qty(self) -> float:
+        return self.settled_qty + self.fill_qty
+
+    def vm(self, mark: float, multiplier: float) -> float:
+        return multiplier * (self.settled_qty * (mark - self.settled_price) + self.fill_qty * mark - self.fill_cost)
+
+
+def valid_price(p: float) -> bool:
+    return math.isfinite(p) and p > 0
+
+
+@dataclass
+class Book:
+    """All accounts' holdings and the market state they are valued at."""
+    instruments: dict[str, Instrument] = field(default_factory=dict)
+    accounts: dict[str, Account] = field(default_factory=dict)
+    holdings: dict[str, dict[str, Holding]] = field(default_factory=dict)   # account -> sym -> Holding
+    holders: dict[str, set[str]] = field(default_factory=dict)              # sym -> accounts holding it
+    last: dict[str, float] = field(default_factory=dict)                    # sym -> last valid quote price
+    settle: dict[str, float] = field(default_factory=dict)                  # sym -> last settlement price
+    vol: dict[str, float] = field(default_factory=dict)                     # sym -> last annualised vol
+    last_fill: dict[str, float] = field(default_factory=dict)               # sym -> last fill price
+
+    def mark(self, sym: str, holding: Holding | None = None) -> float:
+        """The price a position in `sym` is valued at (NaN when there is none at all)."""
+        p = self.last.get(sym)
+        if p is None:
+            p = self.settle.get(sym)
+        if p is not None:
+            return p
+        if holding is not None and holding.settled_qty and valid_price(holding.settled_price):
+            return holding.settled_price
+        return self.last_fill.get(sym, math.nan)
+
+    def multiplier(self, sym: str) -> float:
+        inst = self.instruments.get(sym)
+        return inst.multiplier if inst else 1.0
+
+    def holding(self, account: str, sym: str) -> Holding:
+        """The holding of `account` in `sym`, created (flat) when absent."""
+        book = self.holdings.setdefault(account, {})
+        h = book.get(sym)
+        if h is None:
+            h = book[sym] = Holding()
+            self.holders.setdefault(sym, set()).add(account)
+        return h
+
+    def set_position(self, account: str, sym: str, qty: float, price: float) -> Holding:
+        """A start-of-day position row: replaces the settled part, keeps the day's fills."""
+        h = self.holding(account, sym)
+        h.settled_qty, h.settled_price = qty, price
+        return h
+
+    def add_fill(self, account: str, sym: str, qty: float, price: float) -> Holding:
+        h = self.holding(account, sym)
+        h.fill_qty += qty
+        h.fill_cost += qty * price
+        self.last_fill[sym] = price
+        return h
+
+    def apply_settle(self, sym: str, price: float) -> None:
+        """Settlement of `sym`: every holding restarts its vm from `price`."""
+        self.settle[sym] = price
+        for account in self.holders.get(sym, ()):
+            h = self.holdings[account][sym]
+            h.settled_qty, h.settled_price = h.qty, price
+            h.fill_qty = h.fill_cost = 0.0
+
+    def positions(self, account: str) -> dict[str, float]:
+        """Non-zero positions of an account, sym -> qty."""
+        return {s: h.qty for s, h in self.holdings.get(account, {}).items() if h.qty != 0}
+
+
+
+@dataclass
+class Exposure:
+    """One account under one risk model, kept incrementally: the effective value per universe column
+    (value x intraday vol scale, summed over the instruments mapped to the column), and the scenario
+    P&L vector (scenario models) or cv = C @ values with sigma2 = values' C values (parametric)."""
+    values: np.ndarray
+    pnl: np.ndarray | None = None
+    cv: np.ndarray | None = None
+    sigma2: float = 0.0
+    parts: dict[str, float] = field(default_factory=dict)        # instrument -> its share of values[col]
+    addons: dict[str, float] = field(default_factory=dict)       # instrument -> liquidity add-on
+    unmodelled: dict[str, float] = field(default_factory=dict)   # instrument -> |value| charged in full
+    addon_total: float = 0.0
+    unmodelled_total: float = 0.0
+
+    def copy(self) -> "Exposure":
+        return Exposure(self.values.copy(), None if self.pnl is None else self.pnl.copy(),
+                        None if self.cv is None else self.cv.copy(), self.sigma2, self.parts.copy(),
+                        self.addons.copy(), self.unmodelled.copy(), self.addon_total, self.unmodelled_total)
+
+
+@dataclass
+class AccountRisk:
+    """An account's incrementally kept numbers: vm per instrument and total, and one Exposure per model."""
+    models: dict[str, Exposure] = field(default_factory=dict)
+    vm_parts: dict[str, float] = field(default_factory=dict)
+    vm: float = 0.0
+
+    def copy(self) -> "AccountRisk":
+        return AccountRisk({n: e.copy() for n, e in self.models.items()}, self.vm_parts.copy(), self.vm)
