@@ -18,7 +18,7 @@ from common.rpc import RpcServer
 from rdb.hdb import write_partition
 from rdb.queries import QueryHandlers
 from rdb.store import Store
-from tickerplant.client import Subscriber
+from tickerplant.client import Subscriber, TickerplantError
 
 log = logging.getLogger("rdb")
 
@@ -64,9 +64,18 @@ class Rdb:
                 "apply_errors": self.apply_errors, "unsaved_days": sorted(self.unsaved),
                 "queries": self.rpc.served, "failed_queries": self.rpc.failed}
 
-    def start(self) -> None:
+    def start(self, retry_s: float = 1.0) -> None:
+        """Subscribes and recovers the day, waiting for the tickerplant if it is not up yet."""
         t0 = time.monotonic()
-        self.subscriber.start()
+        while True:
+            try:
+                self.subscriber.start()
+                break
+            except TickerplantError as e:
+                if self.stopping:
+                    raise
+                log.warning("%s; retrying in %gs", e, retry_s)
+                time.sleep(retry_s)
         self.store.set_schemas(self.subscriber.schemas)
         log.info("rdb up: recovered %d rows to seq %d in %.2fs; queries on %s", sum(self.store.counts().values()),
                  self.subscriber.seq, time.monotonic() - t0, self.rpc.endpoint)
