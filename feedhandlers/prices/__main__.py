@@ -26,7 +26,7 @@ from feedhandlers.prices.replay import CsvReplay
 from feedhandlers.prices.simulator import PriceSimulator
 from feedhandlers.refdata.csvtable import TableFileError
 from feedhandlers.refdata.loader import REFDATA_DIR, load_instruments
-from tickerplant.client import Publisher
+from tickerplant.client import Publisher, TickerplantError
 
 PRICES_CONTROL = f"tcp://{HOST}:5130"
 log = logging.getLogger("feedhandlers.prices")
@@ -110,8 +110,12 @@ def main(argv=None) -> int:
     except ValueError as e:
         print(f"prices: {e}", file=sys.stderr)
         return 1
-    publisher = Publisher(args.name, endpoint=args.ingest)
-    feed = PriceFeed(source, publisher.publish, sectors, args.control, start_ns)
+    try:
+        publisher = Publisher(args.name, endpoint=args.ingest)
+    except TickerplantError as e:
+        print(f"prices: {e}", file=sys.stderr)
+        return 1
+    feed = PriceFeed(source, publisher, sectors, args.control, start_ns)
     for due, event in schedule:
         feed.add_event(due, event)
     signal.signal(signal.SIGTERM, lambda *_: setattr(feed, "stopping", True))
@@ -122,8 +126,12 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         rows = feed.rows
     finally:
-        publisher.flush(timeout=10.0)
+        try:
+            publisher.flush(timeout=10.0)
+        except TickerplantError as e:
+            log.error("exiting with %d quote batches unacknowledged: %s", publisher.pending, e)
         feed.close()
+        publisher.close()
     log.info("published %d quotes in %d batches", rows, feed.batches)
     return 0
 

@@ -1,5 +1,9 @@
 """The feed loop: publishes a QuoteSource's batches, fires scheduled events, serves the control socket.
 
+Batches go out through tickerplant.client.Publisher without waiting for each acknowledgement; when
+`max_pending` batches are unacknowledged the loop waits for acks (backpressure), so a slow
+tickerplant slows the feed instead of growing its memory.
+
 Control ops (common/rpc.py request/reply):
   `event`    {"spec": "antitrust AMD"}     applies a market event now (feedhandlers/prices/events.py)
   `schedule` {"spec": "+30 antitrust AMD"} schedules one (`+SECONDS` counts from the feed's start)
@@ -17,16 +21,18 @@ import zmq
 from common.rpc import RpcServer
 from feedhandlers.prices.events import MarketEvent, parse_event, parse_schedule
 from feedhandlers.prices.source import QuoteSource
+from tickerplant.client import Publisher, TickerplantTimeout
 
 log = logging.getLogger(__name__)
 IDLE_POLL_MS = 100
 
 
 class PriceFeed:
-    def __init__(self, source: QuoteSource, publish: Callable[[str, dict], object], sectors: dict[str, str],
-                 control_endpoint: str | None = None, start_ns: int | None = None):
+    def __init__(self, source: QuoteSource, publisher: Publisher, sectors: dict[str, str],
+                 control_endpoint: str | None = None, start_ns: int | None = None, max_pending: int = 64):
         self.source = source
-        self.publish = publish
+        self.publisher = publisher
+        self.max_pending = max_pending
         self.sectors = sectors
         self.start_ns = start_ns if start_ns is not None else time.time_ns()
         self.schedule: list[tuple[int, MarketEvent]] = []
@@ -36,6 +42,10 @@ class PriceFeed:
         self.control = RpcServer(control_endpoint, {"event": self._on_event, "schedule": self._on_schedule,
                                                     "status": self._on_status, "stop": self._on_stop}) \
             if control_endpoint else None
+        self.poller = zmq.Poller()
+        self.poller.register(publisher.socket, zmq.POLLIN)
+        if self.control is not None:
+            self.poller.register(self.control.socket, zmq.POLLIN)
 
     def add_event(self, due_ns: int, event: MarketEvent) -> None:
         """Schedules an event for wall-clock time due_ns (UTC ns); one already due fires on the next loop."""
@@ -58,6 +68,7 @@ class PriceFeed:
 
     def _on_status(self, request: dict) -> dict:
         return {**self.source.status(), "rows": self.rows, "batches": self.batches,
+                "unacked": self.publisher.pending, "rejected": len(self.publisher.rejected),
                 "scheduled": [[due, event.text] for due, event in self.schedule]}
 
     def _on_stop(self, request: dict) -> dict:
@@ -73,15 +84,24 @@ class PriceFeed:
                 log.error("scheduled event %r not applied: %s", event.text, e)
 
     def _wait(self, until_ns: int) -> None:
-        """Serves control requests until `until_ns` (or the next scheduled event, or 100 ms)."""
-        now = time.time_ns()
+        """Serves control requests and acks until `until_ns` (or the next scheduled event, or 100 ms)."""
         if self.schedule:
             until_ns = min(until_ns, self.schedule[0][0])
-        timeout_ms = max(0, min(IDLE_POLL_MS, (until_ns - now) // 1_000_000))
-        if self.control is None:
-            time.sleep(timeout_ms / 1000)
-        elif self.control.socket.poll(timeout_ms, zmq.POLLIN):
+        self._serve(max(0, min(IDLE_POLL_MS, (until_ns - time.time_ns()) // 1_000_000)))
+
+    def _serve(self, timeout_ms: int) -> None:
+        ready = dict(self.poller.poll(timeout_ms))
+        if self.control is not None and self.control.socket in ready:
             self.control.drain()
+        self.publisher.poll(0)
+
+    def _publish(self, batch: dict) -> None:
+        try:
+            self.publisher.publish("quote", batch)
+        except TickerplantTimeout as e:           # the batch is kept and resent when the tickerplant is back
+            log.warning("%s", e)
+        self.rows += len(batch["sym"])
+        self.batches += 1
 
     def run(self, stop: Callable[[], bool] = lambda: False) -> int:
         """Runs until the source is exhausted, `stop()` is true or a `stop` request; returns rows published."""
@@ -96,11 +116,10 @@ class PriceFeed:
                 continue
             batch = self.source.poll(now)
             if batch is not None:
-                self.publish("quote", batch)
-                self.rows += len(batch["sym"])
-                self.batches += 1
-            if self.control is not None:
-                self.control.drain()
+                self._publish(batch)
+            self._serve(0)
+            while self.publisher.pending >= self.max_pending and not self.stopping:
+                self._serve(IDLE_POLL_MS)
         return self.rows
 
     def close(self) -> None:
