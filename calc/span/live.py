@@ -1,0 +1,129 @@
+"""`SpanAccount`: the live SPAN state of one account, for the calc engine.
+
+Keeps each combined commodity's 16-vector, contract-month deltas, short option counts and net
+option value up to date per fill in O(16); the requirement is recomputed from that state by one
+kernel call (O(combined commodities x 16 + spreads)), never by revaluing positions. A what-if works
+on a copy of the state. Wiring for the engine (accounts whose model is `span`):
+
+    params = calc.span.load("data/span/demo.pa2")       # on start-up and on a `paramfile` row
+    acct = SpanAccount(params, "ACC_SPAN", positions={"ESZ26": 10, "ESZ26P5800": -5})
+    im = acct.fill("NQZ26", -3)                          # per fill row: new initial margin
+    acct.reprice("ESZ26", 6012.5)                        # per quote of a future: its arrays and its options'
+    before, after = acct.whatif([("ESH27", -10)])        # pre-trade, state unchanged
+    acct.result()                                        # SpanResult: im, maintenance, by_cc, positions
+
+On a new parameter file call `acct.rebase(new_params)` (full recomputation). Several accounts
+sharing one `CompiledParams` must all be told of a reprice: call `params.reprice` once and
+`acct.on_reprice(*changes)` for each account (`SpanBook` does that).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import kernels
+from .compiled import CompiledParams, SpanState
+from .margin import SpanResult, positions_arrays, result_of
+
+
+class SpanAccount:
+    def __init__(self, params: CompiledParams, account: str = "", positions=None):
+        self.account = account
+        self.params = params
+        self.qty: dict[int, float] = {}
+        self.state: SpanState = params.empty_state()
+        self.n_held = np.zeros(len(params.cc_codes), dtype=np.int64)   # open positions per combined commodity
+        if positions:
+            idx, qty = positions_arrays(params, positions)
+            self.qty = dict(zip(idx.tolist(), qty.tolist()))
+            self.state = params.state_of(idx, qty)
+            np.add.at(self.n_held, params.contract_cc[idx], 1)
+
+    # ---- per event ---------------------------------------------------------------------------
+    def fill(self, sym: str, qty: float) -> float:
+        """Book a fill (signed qty) and return the new initial margin."""
+        j = self._contract(sym)
+        old = self.qty.get(j, 0.0)
+        new = old + float(qty)
+        self.params.apply(self.state, j, old, new)
+        if new == 0.0:
+            self.qty.pop(j, None)
+        else:
+            self.qty[j] = new
+        if (old == 0.0) != (new == 0.0):
+            self.n_held[self.params.contract_cc[j]] += 1 if old == 0.0 else -1
+        return self.initial()
+
+    def initial(self) -> float:
+        """Initial margin of the current state (one kernel call)."""
+        out = self.params.breakdown(self.state)
+        return float(out[self.n_held > 0, kernels.INIT].sum())
+
+    def on_reprice(self, rows: np.ndarray, old_risk: np.ndarray, old_delta: np.ndarray) -> None:
+        """Contracts `rows` got new risk arrays / deltas in the shared params: move the state by
+        qty x (new - old) for the ones held."""
+        p = self.params
+        for r, j in enumerate(rows.tolist()):
+            q = self.qty.get(j)
+            if q is None:
+                continue
+            c = p.contract_cc[j]
+            self.state.vec[c] += q * (p.risk[j] - old_risk[r])
+            self.state.slot_delta[p.contract_slot[j]] += q * (p.delta[j] - old_delta[r])
+
+    def reprice(self, sym: str, price: float) -> None:
+        """A new futures price for an account that is the only user of its params."""
+        self.on_reprice(*self.params.reprice(sym, price))
+
+    def rebase(self, params: CompiledParams) -> None:
+        """New parameter file: rebuild the state from the positions (symbols kept, unknown ones raise)."""
+        positions = {self.params.symbols[j]: q for j, q in self.qty.items()}
+        self.__init__(params, self.account, positions)
+
+    # ---- queries -----------------------------------------------------------------------------
+    def result(self, with_positions: bool = True) -> SpanResult:
+        idx, qty = self._arrays()
+        return result_of(self.params, self.state, idx, qty, with_positions)
+
+    def whatif(self, trades) -> tuple[SpanResult, SpanResult]:
+        """(before, after) for trades [(sym, qty), ...] applied to a copy of the state."""
+        before = self.result()
+        state, qty = self.state.copy(), dict(self.qty)
+        for sym, q in trades:
+            j = self._contract(sym)
+            old = qty.get(j, 0.0)
+            qty[j] = old + float(q)
+            self.params.apply(state, j, old, qty[j])
+        idx = np.fromiter((j for j, q in qty.items() if q != 0.0), dtype=np.int64)
+        return before, result_of(self.params, state, idx, np.array([qty[j] for j in idx.tolist()]))
+
+    def positions(self) -> dict[str, float]:
+        return {self.params.symbols[j]: q for j, q in self.qty.items()}
+
+    # ---- helpers -----------------------------------------------------------------------------
+    def _contract(self, sym: str) -> int:
+        j = self.params.index.get(sym)
+        if j is None:
+            raise KeyError(f"instrument {sym!r} is not in the SPAN parameter file {self.params.params.source!r}")
+        return j
+
+    def _arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        idx = np.fromiter(self.qty.keys(), dtype=np.int64, count=len(self.qty))
+        return idx, np.fromiter(self.qty.values(), dtype=np.float64, count=len(self.qty))
+
+
+class SpanBook:
+    """All SPAN accounts of one parameter set: a reprice reaches every account."""
+
+    def __init__(self, params: CompiledParams):
+        self.params = params
+        self.accounts: dict[str, SpanAccount] = {}
+
+    def account(self, name: str) -> SpanAccount:
+        if name not in self.accounts:
+            self.accounts[name] = SpanAccount(self.params, name)
+        return self.accounts[name]
+
+    def reprice(self, sym: str, price: float) -> None:
+        changes = self.params.reprice(sym, price)
+        for acct in self.accounts.values():
+            acct.on_reprice(*changes)
