@@ -65,22 +65,18 @@ def apply_value_change(pnl, shocks, i, dvalue):
 
 
 @njit(cache=True)
-def worst_scenarios(pnl, k):
-    """Indices of the k scenarios with the lowest P&L (largest losses), in no particular order.
+def _select_smallest(x, k):
+    """In place: reorders x so that x[:k] are its k smallest values and x[k-1] is the k-th smallest.
 
-    Quickselect (Hoare partition, median-of-three pivot) on an index permutation: O(S) on average,
-    no full sort. Ties at the boundary are broken arbitrarily; exactly k indices are returned.
+    Quickselect (Hoare partition, median-of-three pivot): O(len(x)) on average, no full sort.
     """
-    s = pnl.size
-    idx = np.arange(s)
     target = k - 1
     lo = 0
-    hi = s - 1
+    hi = x.size - 1
     while lo < hi:
-        mid = (lo + hi) >> 1
-        a = pnl[idx[lo]]
-        b = pnl[idx[mid]]
-        c = pnl[idx[hi]]
+        a = x[lo]
+        b = x[(lo + hi) >> 1]
+        c = x[hi]
         if a < b:
             pivot = b if b < c else (c if a < c else a)
         else:
@@ -88,14 +84,14 @@ def worst_scenarios(pnl, k):
         i = lo
         j = hi
         while i <= j:
-            while pnl[idx[i]] < pivot:
+            while x[i] < pivot:
                 i += 1
-            while pnl[idx[j]] > pivot:
+            while x[j] > pivot:
                 j -= 1
             if i <= j:
-                t = idx[i]
-                idx[i] = idx[j]
-                idx[j] = t
+                t = x[i]
+                x[i] = x[j]
+                x[j] = t
                 i += 1
                 j -= 1
         if target <= j:
@@ -104,7 +100,69 @@ def worst_scenarios(pnl, k):
             lo = i
         else:
             break
-    return idx[:k].copy()
+
+
+@njit(cache=True)
+def _worst_by_quickselect(pnl, k):
+    """The k lowest-P&L scenarios in scenario order: the k-th lowest P&L by quickselect on a copy,
+    then one pass collecting the scenarios below it and, for ties, the first ones equal to it."""
+    scratch = pnl.copy()
+    _select_smallest(scratch, k)
+    threshold = scratch[k - 1]
+    ties = k
+    for j in range(pnl.size):
+        if pnl[j] < threshold:
+            ties -= 1
+    tail = np.empty(k, dtype=np.int64)
+    n = 0
+    for j in range(pnl.size):
+        p = pnl[j]
+        if p < threshold or (p == threshold and ties > 0):
+            if p == threshold:
+                ties -= 1
+            tail[n] = j
+            n += 1
+    return tail
+
+
+@njit(cache=True)
+def _worst_by_insertion(pnl, k):
+    """The k lowest-P&L scenarios, lowest first: one pass keeping a sorted buffer of k. Each P&L is
+    compared with the buffer's largest (a predictable branch); few enter it. Ties: the first ones."""
+    vals = np.empty(k)
+    tail = np.empty(k, dtype=np.int64)
+    n = 0
+    for j in range(pnl.size):
+        p = pnl[j]
+        if n < k:
+            m = n
+            n += 1
+        elif p < vals[k - 1]:
+            m = k - 1
+        else:
+            continue
+        while m > 0 and vals[m - 1] > p:
+            vals[m] = vals[m - 1]
+            tail[m] = tail[m - 1]
+            m -= 1
+        vals[m] = p
+        tail[m] = j
+    return tail
+
+
+SMALL_TAIL = 64
+
+
+@njit(cache=True)
+def worst_scenarios(pnl, k):
+    """Indices of the k scenarios with the lowest P&L (largest losses), exactly k, in no guaranteed order.
+
+    O(S): a sorted insertion buffer when k <= SMALL_TAIL (99% of 1,000 scenarios: k = 10), else
+    quickselect. At a tie on the boundary the earliest scenarios are taken.
+    """
+    if k <= SMALL_TAIL:
+        return _worst_by_insertion(pnl, k)
+    return _worst_by_quickselect(pnl, k)
 
 
 @njit(cache=True)

@@ -39,6 +39,13 @@ def test_worst_scenarios_matches_sort_including_ties():
                 assert es == pytest.approx(ref_es, rel=1e-12)
 
 
+@pytest.mark.parametrize("k", [5, kernels.SMALL_TAIL + 36])     # insertion buffer, quickselect
+def test_worst_scenarios_takes_the_earliest_on_ties(k):
+    pnl = np.zeros(1000)
+    pnl[500] = -1.0
+    assert sorted(kernels.worst_scenarios(pnl, k).tolist()) == [*range(k - 1), 500]
+
+
 def test_var_es_of_non_finite_pnl_is_nan():
     pnl = np.array([1.0, -2.0, np.nan, 3.0])
     var, es = kernels.var_es(pnl, 1)
