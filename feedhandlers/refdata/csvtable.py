@@ -31,7 +31,16 @@ class Row:
 
 
 class Errors(list):
-    """The problems found so far, each `file:line: field: message`."""
+    """The problems found so far, each `file:line: field: message`.
+
+    Also what checks against other files should not repeat: `unreadable` files (no usable rows: cannot
+    be read, or a bad header) and `rejected` {file: sym values of rows that had errors}.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.unreadable: set[str] = set()
+        self.rejected: dict[str, set[str]] = {}
 
     def add(self, where: str, field: str, message: str):
         self.append(f"{where}: {field}: {message}")
@@ -86,12 +95,14 @@ def read_table(path: Path, schema: TableSchema, errors: Errors, now_ns: int | No
         f = open(path, newline="")
     except OSError as e:
         errors.add(f"{name}:0", "file", f"cannot read: {e.strerror}")
+        errors.unreadable.add(name)
         return []
     with f:
         reader = csv.reader(f)
         header = next((r for r in reader if r and not r[0].lstrip().startswith("#")), None)
         if header is None:
             errors.add(f"{name}:1", "header", "empty file, expected a header line")
+            errors.unreadable.add(name)
             return []
         header = [h.strip() for h in header]
         hline = reader.line_num
@@ -106,6 +117,7 @@ def read_table(path: Path, schema: TableSchema, errors: Errors, now_ns: int | No
         for h in dupes:
             errors.add(f"{name}:{hline}", h, "column named twice")
         if unknown or missing or dupes:
+            errors.unreadable.add(name)
             return []
         rows = []
         for record in reader:
@@ -114,6 +126,7 @@ def read_table(path: Path, schema: TableSchema, errors: Errors, now_ns: int | No
                 continue
             if len(record) != len(header):
                 errors.add(where, "row", f"{len(record)} fields, the header has {len(header)}")
+                _reject(errors, name, header, record)
                 continue
             values, ok = {}, True
             for field, text in zip(header, record):
@@ -128,7 +141,15 @@ def read_table(path: Path, schema: TableSchema, errors: Errors, now_ns: int | No
             if ok:
                 values.setdefault("time", np.datetime64(now_ns, "ns"))
                 rows.append(Row(where, values))
+            else:
+                _reject(errors, name, header, record)
         return rows
+
+
+def _reject(errors: Errors, name: str, header: list[str], record: list[str]) -> None:
+    where = header.index("sym") if "sym" in header else len(record)
+    if where < len(record):
+        errors.rejected.setdefault(name, set()).add(record[where].strip())
 
 
 def to_batch(rows: list[Row], schema: TableSchema) -> dict[str, np.ndarray]:

@@ -105,9 +105,14 @@ def _check_accounts(rows: list[Row], errors: Errors):
 
 
 def _check_refs(rows: list[Row], field: str, known: dict, what: str, errors: Errors):
+    """Each row's `field` names a valid row of {what}.csv (rows and files already reported are not repeated)."""
+    source = f"{what}.csv"
+    if source in errors.unreadable:
+        return
+    reported = errors.rejected.get(source, set())
     for row in rows:
-        if row.values[field] not in known:
-            errors.add(row.where, field, f"unknown {what} {row.values[field]!r}")
+        if row.values[field] not in known and row.values[field] not in reported:
+            errors.add(row.where, field, f"unknown {what} {row.values[field]!r} (not a valid row of {what}.csv)")
 
 
 def _settlements(given: list[Row], instruments: dict, history: History, errors: Errors, now_ns: int) -> list[Row]:
