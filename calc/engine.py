@@ -365,7 +365,7 @@ class MarginEngine:
         if risk is None or account in self.stale:
             self._mark_stale(account)
         else:
-            self._revalue(account, sym, h, risk)
+            self.revalue_holding(account, sym, h, risk)
             self.dirty.add(account)
 
     def _revalue_holders(self, sym: str) -> None:
@@ -376,8 +376,10 @@ class MarginEngine:
         for account in self.book.holders.get(sym, ()):
             self._mark_stale(account)
 
-    def _revalue(self, account: str, sym: str, h: Holding, risk: AccountRisk, incremental: bool = True) -> None:
-        """Brings the holding's value, vm and add-ons into every model of the account (O(S) each)."""
+    def revalue_holding(self, account: str, sym: str, h: Holding, risk: AccountRisk, incremental: bool = True,
+                 quiet: bool = False) -> None:
+        """Brings the holding's value, vm and add-ons into every model of the account (O(S) each).
+        quiet: raise no issues (a what-if on a copy)."""
         book = self.book
         mark = book.mark(sym, h)
         qty = h.qty
@@ -387,7 +389,7 @@ class MarginEngine:
             value, vm = qty * mark * mult, h.vm(mark, mult)
         else:
             value = vm = 0.0
-            if qty:
+            if qty and not quiet:
                 self._issue(account, (account, "noprice", sym), f"no price for {sym}: the position of {qty} is "
                             "valued at 0 until a quote or settlement arrives")
         risk.vm += vm - risk.vm_parts.get(sym, 0.0)
@@ -397,7 +399,7 @@ class MarginEngine:
             model = self.models[name]
             col = model.index.get(rsym) if rsym else None
             if col is None:
-                self._unmodelled(account, sym, name, e, abs(value), inst is None, rsym)
+                self._unmodelled(account, sym, name, e, abs(value), inst is None, rsym, quiet)
                 continue
             u = value * self.volscale[name][col]
             du = u - e.parts.get(sym, 0.0)
@@ -415,10 +417,10 @@ class MarginEngine:
                 e.addons[sym] = addon
 
     def _unmodelled(self, account: str, sym: str, model: str, e: Exposure, charge: float, unknown: bool,
-                    rsym: str | None) -> None:
+                    rsym: str | None, quiet: bool) -> None:
         e.unmodelled_total += charge - e.unmodelled.get(sym, 0.0)
         e.unmodelled[sym] = charge
-        if not charge:
+        if not charge or quiet:
             return
         if unknown:
             why = f"instrument {sym} is not in the reference data"
@@ -432,7 +434,7 @@ class MarginEngine:
         """A full revaluation of the account from its holdings (nothing incremental)."""
         risk = AccountRisk({n: self.models[n].new_exposure() for n in self.model_names(account)})
         for sym, h in self.book.holdings.get(account, {}).items():
-            self._revalue(account, sym, h, risk, incremental=False)
+            self.revalue_holding(account, sym, h, risk, incremental=False)
         for name, e in risk.models.items():
             self.models[name].revalue(e)
         return risk
@@ -462,8 +464,15 @@ class MarginEngine:
         return sorted(dirty)
 
     # ---- results -------------------------------------------------------------------------------
-    def margin(self, account: str, risk: AccountRisk | None = None) -> list[dict]:
-        """The account's margin rows, one per model (without time and seq); [] for an unknown account."""
+    def account_risk(self, account: str) -> AccountRisk:
+        """The account's current incremental state (revalued in full first if it is stale)."""
+        if account not in self.book.accounts:
+            raise LookupError(f"unknown account {account}")
+        return self._fresh(account)
+
+    def margin(self, account: str, risk: AccountRisk | None = None, quiet: bool = False) -> list[dict]:
+        """The account's margin rows, one per model (without time and seq); [] for an unknown account.
+        A row that would not be finite is withheld (with an issue unless quiet)."""
         acct = self.book.accounts.get(account)
         if acct is None:
             return []
@@ -484,6 +493,8 @@ class MarginEngine:
                    "collateral": collateral, "excess": collateral - requirement,
                    "call": max(0.0, requirement - collateral), "var": var, "es": es}
             if not all(math.isfinite(row[f]) for f in MARGIN_FIELDS):
+                if quiet:
+                    continue
                 self._issue(account, (account, "nan", name), f"margin of {account} under {name} is not finite "
                             f"(var {var}, es {es}, vm {vm}): withheld", name)
                 continue
@@ -495,10 +506,10 @@ class MarginEngine:
         """Each position's contribution to the model's im (they sum to im), largest first."""
         names = self.model_names(account)
         if not names:
-            raise KeyError(f"unknown account {account}")
+            raise LookupError(f"unknown account {account}")
         name = model or names[0]
         if name not in names:
-            raise KeyError(f"account {account} has no model {name} (models: {names})")
+            raise LookupError(f"account {account} has no model {name} (models: {names})")
         risk = risk or self._fresh(account)
         e, m = risk.models[name], self.models[name]
         col_contrib = m.contributions(e)
@@ -516,7 +527,7 @@ class MarginEngine:
         """Columns sym, qty, mark, value, vm of the account's non-flat holdings."""
         book = self.book
         if account not in book.holdings and account not in book.accounts:
-            raise KeyError(f"unknown account {account}")
+            raise LookupError(f"unknown account {account}")
         cols = {"sym": [], "qty": [], "mark": [], "value": [], "vm": []}
         for sym, h in sorted((holdings or book.holdings.get(account, {})).items()):
             if not h.qty and not h.fill_cost:
@@ -538,10 +549,10 @@ class MarginEngine:
         """
         sc = self.config.stress.get(scenario)
         if sc is None:
-            raise KeyError(f"unknown stress scenario {scenario} (known: {sorted(self.config.stress)})")
+            raise LookupError(f"unknown stress scenario {scenario} (known: {sorted(self.config.stress)})")
         names = self.model_names(account)
         if not names:
-            raise KeyError(f"unknown account {account}")
+            raise LookupError(f"unknown account {account}")
         acct = self.book.accounts[account]
         risk = risk or self._fresh(account)
         name = names[0]

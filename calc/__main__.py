@@ -1,0 +1,60 @@
+"""`python -m calc`: the live margin engine process (subscribes to the tickerplant, publishes margin and
+alert rows back into it, answers margin / what-if / positions / drivers / stress queries)."""
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+
+from calc.config import CONFIG_PATH, ConfigError, load_config
+from common.defaults import CALC_QUERY, TP_CONTROL, TP_INGEST
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m calc", description=__doc__)
+    p.add_argument("--config", default=str(CONFIG_PATH), help="engine configuration (default %(default)s)")
+    p.add_argument("--history", default=None,
+                   help="folder of the daily price history (default: engine.history of the config, else data/history)")
+    p.add_argument("--control", default=TP_CONTROL, help="tickerplant control endpoint (default %(default)s)")
+    p.add_argument("--ingest", default=TP_INGEST, help="tickerplant ingest endpoint (default %(default)s)")
+    p.add_argument("--query", default=CALC_QUERY, help="RPC endpoint this process binds (default %(default)s)")
+    p.add_argument("--name", default="calc",
+                   help="subscriber and publisher name; keep it stable across restarts (default %(default)s)")
+    p.add_argument("--log-level", default="INFO", help="logging level (default %(default)s)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        config = load_config(args.config)
+    except ConfigError as e:
+        print(f"calc: {e}", file=sys.stderr)
+        return 2
+    from common.history import load_history
+    from calc.engine import MarginEngine
+    from calc.server import CalcServer
+    try:
+        history = load_history(args.history or config.history or None)
+        engine = MarginEngine(config, history)
+    except (OSError, ValueError) as e:
+        print(f"calc: cannot build the risk models: {e}", file=sys.stderr)
+        return 2
+    server = CalcServer(engine, control=args.control, ingest=args.ingest, query=args.query, name=args.name)
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
+    signal.signal(signal.SIGINT, lambda *_: stopping.append(1))
+    try:
+        server.start()
+        logging.getLogger("calc").info("calc: serving queries on %s", server.rpc.endpoint)
+        server.serve(stop=lambda: bool(stopping))
+    finally:
+        server.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

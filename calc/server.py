@@ -1,0 +1,277 @@
+"""The calc process: one poll loop over the tickerplant Subscriber (inputs), the RPC server (queries,
+what-if) and the Publisher (margin and alert rows back into the tickerplant).
+
+Publishing: after each drain of the input socket, every account touched gets its margin rows
+computed; a row is published only when it differs from the last one published for its (account,
+model) (relative 1e-9), so rows are "on every change". Under load many input messages are applied
+before one publish (conflation), but a drain stops after `engine.max_stale_ms` so no change waits
+longer than that. Each row carries `seq` = the last input seq applied and `time` = the latest input
+time (event time, so a replay reproduces it).
+
+Recovery rule: at start the Subscriber replays the journal. Replayed inputs rebuild the engine's
+state; replayed `margin` rows tell the last row published per (account, model) and rebuild the im
+history of the alert rules; replayed `alert` rows rebuild which alert conditions hold and which data
+alerts were raised. Nothing is published during the replay. Then every account's margin is computed
+once and published only where it differs from the last published row, and data alerts are published
+only if the journal does not already hold the same (account, kind, text). So a restarted calc
+publishes nothing twice, and the changes that happened while it was down come out as one conflated
+row per account and model.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import Counter
+from dataclasses import asdict
+from typing import Callable
+
+import numpy as np
+import zmq
+
+from calc.alerts import AlertEvent, AlertMonitor
+from calc.attribution import format_drivers
+from calc.engine import MARGIN_FIELDS, Issue, MarginEngine
+from calc.whatif import what_if
+from common.defaults import CALC_QUERY, TP_CONTROL, TP_INGEST
+from common.rpc import RpcServer
+from common.schema import TableSchema
+from tickerplant.client import Publisher, Subscriber
+
+log = logging.getLogger(__name__)
+
+DRAIN_CHUNK = 64
+ACCOUNT_COLUMNS = ("desk", "ccp", "model", "ccy", "collateral", "buffer", "threshold", "callpct", "imjump", "imjumpmins")
+
+
+def same_margin(a: dict | None, b: dict) -> bool:
+    """True when two margin rows hold the same numbers (relative 1e-9)."""
+    if a is None:
+        return False
+    return all(abs(a[f] - b[f]) <= 1e-9 * max(1.0, abs(a[f]), abs(b[f])) for f in MARGIN_FIELDS)
+
+
+def _rows_to_batch(rows: list[dict], schema: TableSchema) -> dict[str, np.ndarray]:
+    return {c.name: np.array([r[c.name] for r in rows], dtype=c.dtype) for c in schema.columns}
+
+
+class CalcServer:
+    """Runs a MarginEngine against a live tickerplant and serves the calc RPC ops."""
+
+    def __init__(self, engine: MarginEngine, control: str = TP_CONTROL, ingest: str = TP_INGEST,
+                 query: str = CALC_QUERY, name: str = "calc"):
+        self.engine = engine
+        self.name = name
+        self.ingest = ingest
+        self.monitor = AlertMonitor(engine.config.alerts)
+        self.published: dict[tuple[str, str], dict] = {}     # (account, model) -> last margin row published
+        self.journal_alerts: Counter = Counter()              # (account, kind, text) of replayed alert rows
+        self.last_stress_ns: dict[str, int] = {}
+        self.replaying = False
+        self.counters = engine.counters
+        self.sub = Subscriber(name, control=control, tables=[*engine.tables, "margin", "alert"],
+                              on_batch=self._on_batch)
+        self.rpc = RpcServer(query, {"margin": self._op_margin, "whatif": self._op_whatif,
+                                     "positions": self._op_positions, "drivers": self._op_drivers,
+                                     "stress": self._op_stress, "scenarios": self._op_scenarios,
+                                     "accounts": self._op_accounts, "status": self._op_status})
+        self.publisher: Publisher | None = None
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> None:
+        """Connects the publisher, replays the journal silently, then publishes what changed."""
+        self.publisher = Publisher(self.name, endpoint=self.ingest, on_reject=self._rejected)
+        self.replaying = True
+        try:
+            self.sub.start()
+        finally:
+            self.replaying = False
+        log.info("calc: replayed the journal up to seq %d (%d accounts)", self.engine.seq, len(self.engine.book.accounts))
+        self.engine.take_dirty()
+        self.publish(sorted(self.engine.book.accounts))
+        self.journal_alerts.clear()
+
+    def serve(self, stop: Callable[[], bool] = lambda: False, poll_ms: int = 100) -> None:
+        poller = zmq.Poller()
+        for sock in (self.sub.socket, self.rpc.socket, self.publisher.socket):
+            poller.register(sock, zmq.POLLIN)
+        max_stale = self.engine.config.max_stale_ms / 1000.0
+        next_check = time.monotonic() + self.engine.config.check_interval_s
+        while not stop():
+            events = dict(poller.poll(poll_ms))
+            if self.sub.socket in events:
+                deadline = time.monotonic() + max_stale
+                while self.sub.drain(DRAIN_CHUNK) == DRAIN_CHUNK and time.monotonic() < deadline:
+                    pass
+            if self.engine.dirty or self.engine.issues:
+                self.publish(self.engine.take_dirty())
+            if self.rpc.socket in events:
+                self.rpc.drain()
+            self.publisher.poll(0)
+            if time.monotonic() >= next_check:
+                drift = self.engine.check_drift()
+                log.info("calc: periodic full recompute, max relative drift %.3g", drift)
+                next_check = time.monotonic() + self.engine.config.check_interval_s
+
+    def close(self) -> None:
+        if self.publisher is not None:
+            try:
+                self.publisher.flush(timeout=2.0)
+            except Exception as e:                          # noqa: BLE001 - closing anyway
+                log.warning("calc: unacknowledged rows at close: %s", e)
+            self.publisher.close()
+        self.sub.close()
+        self.rpc.close()
+
+    def _rejected(self, msgid: int, error: str) -> None:
+        self.counters["rejected"] += 1
+        log.error("calc: the tickerplant rejected batch %d: %s", msgid, error)
+
+    # ---- input -----------------------------------------------------------------------------------
+    def _on_batch(self, table: str, cols: dict, seq: int) -> None:
+        if table == "margin":
+            if self.replaying:
+                self._replay_margin(cols)
+            return
+        if table == "alert":
+            if self.replaying:
+                for sym, kind, severity, text in zip(cols["sym"].tolist(), cols["kind"].tolist(),
+                                                     cols["severity"].tolist(), cols["text"].tolist()):
+                    self.monitor.replay_alert(sym, kind, severity)
+                    self.journal_alerts[(sym, kind, text)] += 1
+            return
+        self.engine.apply(table, cols, seq)
+
+    def _replay_margin(self, cols: dict) -> None:
+        names = list(cols)
+        times = cols["time"].astype(np.int64)
+        for i, values in enumerate(zip(*(cols[c].tolist() for c in names))):
+            row = dict(zip(names, values))
+            row["time"] = int(times[i])
+            self.published[(row["sym"], row["model"])] = row
+            models = self.engine.model_names(row["sym"])
+            if models and row["model"] == models[0]:
+                self.monitor.replay_margin(row, self.engine.book.accounts.get(row["sym"]))
+
+    # ---- output ----------------------------------------------------------------------------------
+    def publish(self, accounts: list[str]) -> tuple[int, int]:
+        """Publishes the changed margin rows of `accounts` and every alert due; returns (margins, alerts)."""
+        eng = self.engine
+        margins: list[dict] = []
+        alerts: list[dict] = []
+        for issue in eng.take_issues():
+            key = (issue.account, issue.kind, issue.text)
+            if self.journal_alerts[key] > 0:
+                self.journal_alerts[key] -= 1
+                continue
+            alerts.append(self._issue_row(issue))
+        for account in accounts:
+            rows = eng.margin(account)
+            events: list[AlertEvent] = []
+            acct = eng.book.accounts.get(account)
+            for i, row in enumerate(rows):
+                if same_margin(self.published.get((account, row["model"])), row):
+                    continue
+                row["time"], row["seq"] = eng.time_ns, eng.seq
+                self.published[(account, row["model"])] = row
+                margins.append(row)
+                if i == 0:
+                    events += self.monitor.observe(row, acct)
+            alerts += self._alert_rows(account, rows, events)
+        for table, rows in (("margin", margins), ("alert", alerts)):
+            if rows:
+                self.publisher.publish(table, _rows_to_batch(rows, self.sub.schemas[table]))
+                self.counters[f"published_{table}"] += len(rows)
+        return len(margins), len(alerts)
+
+    def _stress(self, account: str) -> dict | None:
+        scenario = self.engine.config.alerts.stress_scenario
+        if not scenario:
+            return None
+        try:
+            return self.engine.stress(account, scenario)
+        except Exception as e:                              # noqa: BLE001 - an alert goes out without it
+            self.counters["stress_failed"] += 1
+            log.warning("calc: stress %s of %s failed: %s", scenario, account, e)
+            return None
+
+    def _alert_rows(self, account: str, rows: list[dict], events: list[AlertEvent]) -> list[dict]:
+        """Runs the stress check when due (or when an alert fires) and formats the alerts."""
+        eng = self.engine
+        if not rows:
+            return []
+        stress = None
+        interval_ns = eng.config.alerts.stress_interval_s * 1e9
+        last = self.last_stress_ns.get(account)
+        if events or last is None or eng.time_ns - last >= interval_ns:
+            self.last_stress_ns[account] = eng.time_ns
+            stress = self._stress(account)
+            if stress is not None:
+                events = events + self.monitor.observe_stress(eng.book.accounts[account], rows[0]["model"], stress)
+        if not events:
+            return []
+        drivers = format_drivers(eng.drivers(account)[: eng.config.alerts.top_drivers])
+        loss = stress["loss"] if stress else math.nan
+        return [{"time": eng.time_ns, "sym": e.account, "kind": e.kind, "severity": e.severity, "model": e.model,
+                 "value": e.value, "threshold": e.threshold,
+                 "text": e.text + (f"; stress {stress['scenario']}: loss {stress['loss']:,.0f}, call "
+                                   f"{stress['call']:,.0f}" if stress and e.kind != "stresscall" else ""),
+                 "drivers": drivers, "stress": loss} for e in events]
+
+    def _issue_row(self, issue: Issue) -> dict:
+        return {"time": self.engine.time_ns, "sym": issue.account, "kind": issue.kind, "severity": "warn",
+                "model": issue.model, "value": math.nan, "threshold": math.nan, "text": issue.text,
+                "drivers": "", "stress": math.nan}
+
+    # ---- RPC ops (docs/protocol.md) --------------------------------------------------------------
+    def _accounts_arg(self, req: dict) -> list[str]:
+        accounts = req.get("accounts")
+        return sorted(self.engine.book.accounts) if accounts is None else list(accounts)
+
+    def _op_margin(self, req: dict) -> dict:
+        rows = []
+        for account in self._accounts_arg(req):
+            for row in self.engine.margin(account):
+                row["time"], row["seq"] = self.engine.time_ns, self.engine.seq
+                rows.append(row)
+        return {"margin": _rows_to_batch(rows, self.sub.schemas["margin"])}
+
+    def _op_whatif(self, req: dict) -> dict:
+        return what_if(self.engine, _required(req, "account"), _required(req, "trades"), req.get("stress"))
+
+    def _op_positions(self, req: dict) -> dict:
+        account = _required(req, "account")
+        return {"account": account, "positions": self.engine.positions(account)}
+
+    def _op_drivers(self, req: dict) -> dict:
+        account = _required(req, "account")
+        drivers = self.engine.drivers(account, req.get("model"))
+        return {"account": account, "drivers": {"sym": [s for s, _ in drivers], "contribution": [c for _, c in drivers]}}
+
+    def _op_stress(self, req: dict) -> dict:
+        scenario = req.get("scenario") or self.engine.config.alerts.stress_scenario
+        return self.engine.stress(_required(req, "account"), scenario)
+
+    def _op_scenarios(self, req: dict) -> dict:
+        cfg = self.engine.config
+        return {"scenarios": {n: asdict(s) for n, s in cfg.stress.items()},
+                "models": {n: asdict(m) for n, m in cfg.models.items()}}
+
+    def _op_accounts(self, req: dict) -> dict:
+        book = self.engine.book
+        accounts = [book.accounts[a] for a in sorted(book.accounts)]
+        cols = {"sym": [a.sym for a in accounts]}
+        for c in ACCOUNT_COLUMNS:
+            cols[c] = [getattr(a, c) for a in accounts]
+        cols["models"] = [",".join(self.engine.model_names(a.sym)) for a in accounts]
+        return {"accounts": cols}
+
+    def _op_status(self, req: dict) -> dict:
+        return {"seq": self.engine.seq, "time": self.engine.time_ns, "accounts": len(self.engine.book.accounts),
+                "counters": dict(self.counters), "pending": self.publisher.pending if self.publisher else 0}
+
+
+def _required(req: dict, key: str):
+    if key not in req or req[key] in (None, ""):
+        raise ValueError(f"missing argument: {key}")
+    return req[key]
