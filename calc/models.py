@@ -23,7 +23,7 @@ import numpy as np
 
 from calc import kernels
 from calc.covariance import check_covariance
-from calc.scenarios import ewma_volatility, scenario_shocks
+from calc.scenarios import check_horizon_days, ewma_volatility, scenario_shocks
 
 __all__ = ["RiskResult", "z_score", "parametric_var", "historical_var", "filtered_historical_var",
            "ewma_volatility", "scenario_var"]
@@ -52,7 +52,8 @@ def z_score(confidence: float) -> float:
     return NormalDist().inv_cdf(confidence)
 
 
-def _check_values(values, n: int | None = None) -> np.ndarray:
+def check_values(values, n: int | None = None) -> np.ndarray:
+    """Position values as a contiguous float64 vector (of n when given), or a ValueError."""
     v = np.ascontiguousarray(values, dtype=np.float64)
     if v.ndim != 1:
         raise ValueError(f"values must be a vector of position values, got shape {v.shape}")
@@ -63,18 +64,11 @@ def _check_values(values, n: int | None = None) -> np.ndarray:
     return v
 
 
-def _check_horizon(horizon_days) -> int:
-    h = int(horizon_days)
-    if h != horizon_days or h < 1:
-        raise ValueError(f"horizon_days must be a positive integer, got {horizon_days!r}")
-    return h
-
-
 def parametric_var(values, cov, confidence: float = 0.99, horizon_days: int = 1) -> RiskResult:
     """Variance-covariance VaR and normal ES of positions ``values`` with the daily covariance ``cov``."""
     c = check_covariance(cov)
-    v = _check_values(values, c.shape[0])
-    h = _check_horizon(horizon_days)
+    v = check_values(values, c.shape[0])
+    h = check_horizon_days(horizon_days)
     z = z_score(confidence)
     cv = kernels.covariance_product(c, v)
     sigma2 = max(kernels.quadratic_form(v, cv), 0.0)
@@ -90,7 +84,7 @@ def scenario_var(values, shocks, confidence: float = 0.99, model: str = "scenari
     sh = np.ascontiguousarray(shocks, dtype=np.float64)
     if sh.ndim != 2 or not np.all(np.isfinite(sh)):
         raise ValueError(f"shocks must be a finite (instruments, scenarios) matrix, got shape {sh.shape}")
-    v = _check_values(values, sh.shape[0])
+    v = check_values(values, sh.shape[0])
     k = kernels.tail_count(sh.shape[1], confidence)
     pnl = kernels.scenario_pnl(v, sh)
     tail = kernels.worst_scenarios(pnl, k)
@@ -102,7 +96,7 @@ def scenario_var(values, shocks, confidence: float = 0.99, model: str = "scenari
 def historical_var(values, returns, confidence: float = 0.99, horizon_days: int = 1, holding: str = "overlap") -> RiskResult:
     """Historical simulation over (T, N) daily log returns; holding period by "overlap" (h-day
     overlapping returns, T - h + 1 scenarios) or "sqrt" (daily log returns * sqrt(h))."""
-    h = _check_horizon(horizon_days)
+    h = check_horizon_days(horizon_days)
     shocks = scenario_shocks(returns, h, holding)
     return scenario_var(values, shocks, confidence, "historical", h)
 
@@ -112,6 +106,6 @@ def filtered_historical_var(values, returns, confidence: float = 0.99, horizon_d
     """Filtered historical simulation: daily log returns rescaled by current EWMA vol / EWMA vol at
     the scenario date (``current_vol`` overrides the current vol per instrument), then as
     ``historical_var``."""
-    h = _check_horizon(horizon_days)
+    h = check_horizon_days(horizon_days)
     shocks = scenario_shocks(returns, h, holding, filtered=True, decay=decay, current_vol=current_vol)
     return scenario_var(values, shocks, confidence, "filtered_historical", h)

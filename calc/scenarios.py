@@ -101,12 +101,18 @@ def filter_returns(returns: np.ndarray, decay: float = 0.97, current_vol: np.nda
     return r * ratio
 
 
+def check_horizon_days(horizon_days) -> int:
+    """The holding period as a positive int, or a ValueError."""
+    if isinstance(horizon_days, bool) or not isinstance(horizon_days, (int, float, np.integer)) \
+            or not np.isfinite(horizon_days) or horizon_days != int(horizon_days) or horizon_days < 1:
+        raise ValueError(f"horizon_days must be a positive integer, got {horizon_days!r}")
+    return int(horizon_days)
+
+
 def holding_period_returns(returns: np.ndarray, horizon_days: int = 1, holding: str = "overlap") -> np.ndarray:
     """Log returns over ``horizon_days``: overlapping sums of h days, or daily returns * sqrt(h)."""
     r = check_returns(returns)
-    h = int(horizon_days)
-    if h != horizon_days or h < 1:
-        raise ValueError(f"horizon_days must be a positive integer, got {horizon_days!r}")
+    h = check_horizon_days(horizon_days)
     if holding not in HOLDING_METHODS:
         raise ValueError(f"holding must be one of {HOLDING_METHODS}, got {holding!r}")
     if h == 1:
@@ -148,7 +154,8 @@ class ScenarioSet:
 def build_scenario_set(history, syms, lookback: int = 500, horizon_days: int = 1, holding: str = "overlap",
                        filtered: bool = False, decay: float = 0.97) -> ScenarioSet:
     """ScenarioSet of ``syms`` from the last ``lookback`` daily returns of ``history``."""
+    h = check_horizon_days(horizon_days)
     dates, r = returns_window(history, list(syms), lookback)
-    shocks = scenario_shocks(r, horizon_days, holding, filtered, decay)
-    scenario_dates = dates[horizon_days - 1:] if holding == "overlap" else dates
-    return ScenarioSet(tuple(syms), scenario_dates, shocks, int(horizon_days), holding, bool(filtered), float(decay))
+    shocks = scenario_shocks(r, h, holding, filtered, decay)
+    scenario_dates = dates[h - 1:] if holding == "overlap" else dates
+    return ScenarioSet(tuple(syms), scenario_dates, shocks, h, holding, bool(filtered), float(decay))

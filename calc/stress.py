@@ -23,7 +23,8 @@ import numpy as np
 from calc import kernels
 from calc.covariance import (REPAIR_METHODS, check_covariance, correlation_from_covariance,
                              covariance_from_correlation, nearest_correlation)
-from calc.models import z_score
+from calc.models import check_values, z_score
+from calc.scenarios import check_horizon_days
 
 TECH_SECTOR_CRASH = {
     "name": "tech sector crash",
@@ -65,14 +66,14 @@ class StressScenario:
                 raise ValueError(f"stress scenario {name!r}: {key} must be a mapping")
             out = {}
             for k, x in m.items():
-                if not isinstance(x, (int, float)) or not math.isfinite(x) or x <= low:
+                if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x) or x <= low:
                     raise ValueError(f"stress scenario {name!r}: {key}[{k!r}] must be a number > {low}, got {x!r}")
                 out[str(k)] = float(x)
             return out
 
         def number(key, default, low):
             x = config.get(key, default)
-            if not isinstance(x, (int, float)) or not math.isfinite(x) or x < low:
+            if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x) or x < low:
                 raise ValueError(f"stress scenario {name!r}: {key} must be a number >= {low}, got {x!r}")
             return float(x)
 
@@ -144,19 +145,18 @@ class StressResult:
 def run_stress(values, cov, scenario: StressScenario, syms, sectors, confidence: float = 0.99,
                horizon_days: int = 1) -> StressResult:
     """Evaluates ``scenario`` on positions ``values`` (aligned with ``syms`` and ``sectors``)."""
-    v = np.ascontiguousarray(values, dtype=np.float64)
     syms, sectors = list(syms), list(sectors)
-    if not (v.ndim == 1 and len(syms) == len(sectors) == v.size):
-        raise ValueError(f"{v.size} values, {len(syms)} syms and {len(sectors)} sectors must align")
-    if not np.all(np.isfinite(v)):
-        raise ValueError("position values hold NaN or inf")
+    if len(syms) != len(sectors):
+        raise ValueError(f"{len(syms)} syms and {len(sectors)} sectors must align")
+    v = check_values(values, len(syms))
+    h = check_horizon_days(horizon_days)
     shocks = scenario.shock_vector(syms, sectors)
     shock_contrib = -v * shocks
     shocked = v * (1.0 + shocks)
     c = stressed_covariance(cov, scenario, syms, sectors)
     cv = kernels.covariance_product(c, shocked)
     sigma2 = max(kernels.quadratic_form(shocked, cv), 0.0)
-    scale = z_score(confidence) * math.sqrt(horizon_days)
+    scale = z_score(confidence) * math.sqrt(h)
     var_contrib = kernels.euler_contributions(shocked, cv, sigma2, scale)
     shock_loss = float(shock_contrib.sum())
     stressed_var = scale * math.sqrt(sigma2)

@@ -205,3 +205,9 @@ def test_top_drivers_and_text_form():
     drivers = attribution.top_drivers([100.0, -50.0, 300.4, 20.0], ["A", "B", "C", "D"], n=3)
     assert drivers == [("C", 300.4), ("A", 100.0), ("D", 20.0)]
     assert attribution.format_drivers(drivers) == "C:300;A:100;D:20"
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2", float("inf"), float("nan")])
+def test_bad_horizon_is_rejected(bad):
+    with pytest.raises(ValueError, match="horizon_days"):
+        models.parametric_var([1.0], [[1e-4]], horizon_days=bad)

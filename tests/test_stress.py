@@ -135,3 +135,12 @@ def test_load_scenarios_by_name_rejects_duplicates():
     assert sorted(loaded) == ["rates", "tech sector crash"]
     with pytest.raises(ValueError, match="defined twice"):
         stress.load_scenarios([stress.TECH_SECTOR_CRASH, stress.TECH_SECTOR_CRASH])
+
+
+def test_run_stress_rejects_misaligned_or_bad_input():
+    with pytest.raises(ValueError, match="2 syms and 1 sectors"):
+        stress.run_stress([1.0, 1.0], np.eye(2), TECH, ["A", "B"], ["tech"])
+    with pytest.raises(ValueError, match="NaN"):
+        stress.run_stress([np.nan, 1.0], np.eye(2), TECH, ["A", "B"], ["tech", "tech"])
+    with pytest.raises(ValueError, match="horizon_days"):
+        stress.run_stress([1.0, 1.0], np.eye(2), TECH, ["A", "B"], ["tech", "tech"], horizon_days=0)
