@@ -48,6 +48,7 @@ class Product:
     settle_decimals: int = 0          # decimal locator of prices in the positional file
     strike_decimals: int = 0
     exercise: str = ""                # AMER / EURO for options
+    futures_style: bool = False       # options margined futures-style (no net option value)
 
     @property
     def key(self) -> tuple[str, str, str]:
