@@ -60,6 +60,7 @@ def load_store(data: dict, rows: int, checkpoints=()) -> tuple[Store, list[tuple
         b = min(rows, a + BATCH)
         table.append(batch_at(data, a, b))
         if b in checkpoints:
+            table.update_index()
             marks.append((b, time.perf_counter() - t0, rss_bytes() - before))
     return store, marks
 
@@ -102,6 +103,23 @@ def memory_table(data: dict) -> Store:
                 ["rows", "raw column MiB", "sym index MiB", "resident MiB", "resident/raw", "append Mrows/s (cumul.)"],
                 out)
     return store
+
+
+def append_table(data: dict) -> None:
+    """Append throughput by batch size (in time order), as the rdb applies live batches."""
+    out = []
+    for size in (1, 10, 100, 1000, 10_000):
+        rows = min(ROWS, 20_000 * size if size < 100 else 2_000_000 // (5 if QUICK else 1))
+        batches = [batch_at(data, a, a + size) for a in range(0, rows - size + 1, size)]
+        table = Store(TRADE).table("trade")
+        t0 = time.perf_counter()
+        for b in batches:
+            table.append(b)
+        table.update_index()
+        seconds = time.perf_counter() - t0
+        out.append([f"{size:,}", f"{len(batches):,}", f"{len(batches) / seconds:,.0f}", f"{len(table) / seconds:,.0f}"])
+    print_table("rdb append by batch size, in time order (Table.append: sym encoding, columns; then the sym index update)",
+                ["rows/batch", "batches", "batches/s", "rows/s"], out)
 
 
 def query_table(data: dict, store: Store) -> None:
@@ -150,6 +168,7 @@ def query_table(data: dict, store: Store) -> None:
 
 def main() -> None:
     data = make_trades(ROWS)
+    append_table(data)
     query_table(data, memory_table(data))
 
 

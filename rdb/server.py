@@ -77,6 +77,7 @@ class Rdb:
                 log.warning("%s; retrying in %gs", e, retry_s)
                 time.sleep(retry_s)
         self.store.set_schemas(self.subscriber.schemas)
+        self.store.update_indexes()
         log.info("rdb up: recovered %d rows to seq %d in %.2fs; queries on %s", sum(self.store.counts().values()),
                  self.subscriber.seq, time.monotonic() - t0, self.rpc.endpoint)
 

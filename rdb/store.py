@@ -29,6 +29,11 @@ class Store:
         """Appends a batch to a table; returns the rows added."""
         return self.table(name).append(batch)
 
+    def update_indexes(self) -> None:
+        """Brings every table's sym index up to date (after a bulk load, so the first query is fast)."""
+        for table in self.tables.values():
+            table.update_index()
+
     def counts(self) -> dict[str, int]:
         return {name: len(t) for name, t in self.tables.items()}
 

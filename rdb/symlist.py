@@ -28,22 +28,21 @@ class SymList:
         return self._names.view()
 
     def encode(self, values) -> np.ndarray:
-        """Codes of `values` (iterable of str), adding the symbols not seen before."""
-        codes = self._codes
-        get = codes.get
-        out = np.fromiter((get(v, -1) for v in values), dtype=np.int32, count=len(values))
-        missing = np.flatnonzero(out < 0)
-        if len(missing):
-            for i in missing.tolist():
-                name = values[i]
-                if type(name) is not str:
-                    raise TypeError(f"a symbol must be str, got {type(name).__name__}: {name!r}")
-                code = codes.get(name)
-                if code is None:
-                    code = codes[name] = len(self._names)
-                    self._names.extend(np.array([name], dtype=object))
-                out[i] = code
-        return out
+        """Codes of `values` (a sequence of str), adding the symbols not seen before."""
+        get = self._codes.get
+        codes = [get(v) for v in values]
+        if None in codes:
+            codes = [self._add(v) if c is None else c for v, c in zip(values, codes)]
+        return np.array(codes, dtype=np.int32)
+
+    def _add(self, name) -> int:
+        if type(name) is not str:
+            raise TypeError(f"a symbol must be str, got {type(name).__name__}: {name!r}")
+        code = self._codes.get(name)
+        if code is None:
+            code = self._codes[name] = len(self._names)
+            self._names.extend(np.array([name], dtype=object))
+        return code
 
     def lookup(self, values) -> np.ndarray:
         """Codes of `values` without adding any: -1 for a symbol never seen (it matches no row)."""

@@ -1,7 +1,9 @@
 """Table: one in-memory table of the day, columnar, time-ordered, with a per-sym row index (kdb+ `g#`).
 
 Storage: one GrowableArray per column in the schema's dtype, except symbol columns, which hold int32
-codes into the store's SymList. `sym_index[code]` is the ascending row ids of that sym.
+codes into the store's SymList. `sym_index[code]` is the ascending row ids of that sym. The index is
+brought up to date lazily, on the first read after appends, in one grouped pass over the rows
+appended since: a stream of small batches pays the per-sym work once per read, not once per batch.
 
 Invariant: rows are sorted by `time` (non-decreasing, ties in arrival order), so a time range is two
 binary searches on the time column, and rows of one sym in a time range are two more binary searches
@@ -36,7 +38,8 @@ class Table:
         self.symbol_columns = frozenset(c.name for c in schema.columns if c.qtype == "symbol")
         self._data = {c.name: GrowableArray(np.int32 if c.name in self.symbol_columns else c.dtype)
                       for c in schema.columns}
-        self.sym_index: dict[int, GrowableArray] = {}
+        self._index: dict[int, GrowableArray] = {}
+        self._indexed = 0                   # rows [0, _indexed) are in _index
 
     # ---- reading: the public API the query layer builds on -------------------------------------------
     def __len__(self) -> int:
@@ -57,6 +60,18 @@ class Table:
             return self._data[name].view()
         except KeyError:
             raise UnknownName(f"{self.name}: unknown column '{name}' (columns: {', '.join(self.column_names)})") from None
+
+    @property
+    def sym_index(self) -> dict[int, GrowableArray]:
+        """sym code -> GrowableArray of that sym's ascending row ids (kdb+ `g#`), up to date."""
+        self.update_index()
+        return self._index
+
+    def update_index(self) -> None:
+        """Indexes the rows appended since the last read (reads do this themselves)."""
+        if self._indexed < len(self):
+            self._index_rows(self._indexed)
+            self._indexed = len(self)
 
     def sym_rows(self, code: int) -> np.ndarray:
         """Ascending row ids of one sym code (empty if the sym has no row), a live view."""
@@ -109,8 +124,9 @@ class Table:
     def last(self, syms=None, columns=None) -> dict[str, np.ndarray]:
         """The last row of each sym (the given syms in that order, else every sym in first-seen order)."""
         columns = self._checked_columns(columns)
-        codes = self.syms.lookup(list(syms)) if syms is not None else list(self.sym_index)
-        rows = [int(self.sym_index[c].view()[-1]) for c in (int(c) for c in codes) if c in self.sym_index]
+        index = self.sym_index
+        codes = self.syms.lookup(list(syms)) if syms is not None else list(index)
+        rows = [int(index[c].view()[-1]) for c in (int(c) for c in codes) if c in index]
         return self.gather(columns, np.array(rows, dtype=ROW_DTYPE))
 
     def _checked_columns(self, columns) -> list[str]:
@@ -143,11 +159,13 @@ class Table:
             order = np.argsort(time, kind="stable")
             stored = {name: values[order] for name, values in stored.items()}
             time = stored["time"]
-        start = n if n == 0 else int(np.searchsorted(self.column("time"), time[0], side="right"))
+        if n == 0 or time[0] >= self._data["time"].view()[n - 1]:
+            start = n
+        else:
+            start = int(np.searchsorted(self.column("time"), time[0], side="right"))
         if start == n:
             for name, values in stored.items():
                 self._data[name].extend(values)
-            self._index_rows(n)
         else:
             self._merge_tail(start, stored)
         return k
@@ -180,17 +198,17 @@ class Table:
     def _merge_tail(self, start: int, stored: dict[str, np.ndarray]) -> None:
         """Sorted insert: merges rows [start, n) with the (time-sorted) batch and rewrites them."""
         n = len(self)
-        tail_syms = self.column("sym")[start:n]
+        if start < self._indexed:           # un-index the tail's indexed rows, before they are rewritten
+            for code in np.unique(self.column("sym")[start:self._indexed]).tolist():
+                rows = self._index[code]
+                rows.truncate(int(np.searchsorted(rows.view(), start)))
+            self._indexed = start
         merged_time = np.concatenate([self.column("time")[start:n], stored["time"]])
         order = np.argsort(merged_time, kind="stable")          # the tail first on equal times
         for name, col in self._data.items():
             merged = np.concatenate([col.view()[start:n], stored[name]])[order]
             col.truncate(start)
             col.extend(merged)
-        for code in np.unique(tail_syms).tolist():
-            rows = self.sym_index[code]
-            rows.truncate(int(np.searchsorted(rows.view(), start)))
-        self._index_rows(start)
 
     def _index_rows(self, start: int) -> None:
         """Adds rows [start, n) to the sym index (grouped by sym, ascending within each)."""
@@ -206,7 +224,7 @@ class Table:
             self._sym_rows_for(int(sorted_codes[a])).extend(order[a:b])
 
     def _sym_rows_for(self, code: int) -> GrowableArray:
-        rows = self.sym_index.get(code)
+        rows = self._index.get(code)
         if rows is None:
-            rows = self.sym_index[code] = GrowableArray(ROW_DTYPE)
+            rows = self._index[code] = GrowableArray(ROW_DTYPE)
         return rows

@@ -99,13 +99,22 @@ def test_out_of_order_batches_are_merged_in_time_order():
         lo = int(rng.integers(0, 900_000))
         batches.append(quotes(rng, int(rng.integers(1, 200)), lo, lo + 100_000, sort=bool(i % 3)))
     batches.append({**batches[5], "price": batches[5]["price"] + 0.5})
-    for b in batches:
+    late_new_sym = quotes(rng, 40, 0, 500_000)                        # a late batch bringing new syms
+    late_new_sym["sym"] = np.array(["LATE1", "LATE2"] * 20, dtype=object)
+    batches.append(late_new_sym)
+    unread = Store(SCHEMAS).table("quote")         # the lazy index: many appends, then one read
+    for i, b in enumerate(batches):
         table.append(b)
         assert_index_consistent(table)
-    assert_batches_equal(table.select(), expected_sorted(batches))
+        unread.append(b)
+        if i == 10:
+            assert_index_consistent(unread)
     want = expected_sorted(batches)
     keep = want["sym"] == "NVDA"
-    assert_batches_equal(table.select(syms=["NVDA"]), {c: v[keep] for c, v in want.items()})
+    for t in (table, unread):
+        assert_batches_equal(t.select(), want)
+        assert_batches_equal(t.select(syms=["NVDA"]), {c: v[keep] for c, v in want.items()})
+    assert_index_consistent(unread)
 
 
 def test_last_row_per_sym():
@@ -147,9 +156,11 @@ def test_memory_per_million_rows_is_within_1_3x_raw_column_bytes():
     table = Store(SCHEMAS).table("quote")
     batch = quotes(rng, 20_000, 0, 1)
     table.append(batch)
+    table.update_index()
     before = _rss_bytes()
     for i in range(1, 51):
         table.append({**batch, "time": batch["time"] + np.timedelta64(i, "s")})
+    table.update_index()
     added_rows = len(table) - 20_000
     raw = table.raw_bytes() * added_rows // len(table)
     assert added_rows == 1_000_000
