@@ -175,7 +175,7 @@ def tail_var_es(pnl, tail):
         total += p
         if p > worst_kept:
             worst_kept = p
-    return -worst_kept, -total / tail.size
+    return 0.0 - worst_kept, 0.0 - total / tail.size  # 0.0 - x: no -0.0 for a flat book
 
 
 @njit(cache=True)
