@@ -36,8 +36,10 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    rdb.start()
-    rdb.run()
+    if rdb.start():
+        rdb.run()
+    else:
+        rdb.close()
     return 0
 
 

@@ -64,8 +64,9 @@ class Rdb:
                 "apply_errors": self.apply_errors, "unsaved_days": sorted(self.unsaved),
                 "queries": self.rpc.served, "failed_queries": self.rpc.failed}
 
-    def start(self, retry_s: float = 1.0) -> None:
-        """Subscribes and recovers the day, waiting for the tickerplant if it is not up yet."""
+    def start(self, retry_s: float = 1.0) -> bool:
+        """Subscribes and recovers the day, waiting for the tickerplant if it is not up yet;
+        False if told to stop before that."""
         t0 = time.monotonic()
         while True:
             try:
@@ -73,13 +74,14 @@ class Rdb:
                 break
             except TickerplantError as e:
                 if self.stopping:
-                    raise
+                    return False
                 log.warning("%s; retrying in %gs", e, retry_s)
                 time.sleep(retry_s)
         self.store.set_schemas(self.subscriber.schemas)
         self.store.update_indexes()
         log.info("rdb up: recovered %d rows to seq %d in %.2fs; queries on %s", sum(self.store.counts().values()),
                  self.subscriber.seq, time.monotonic() - t0, self.rpc.endpoint)
+        return True
 
     def run(self) -> None:
         poller = zmq.Poller()
@@ -88,7 +90,10 @@ class Rdb:
         while not self.stopping:
             events = dict(poller.poll(100))
             if self.subscriber.socket in events:
-                self.subscriber.drain()
+                try:
+                    self.subscriber.drain()
+                except Exception:                    # noqa: BLE001 - the next heartbeat recovers
+                    log.exception("subscription error; recovering from the journal at the next heartbeat")
             if self.rpc.socket in events:
                 self.rpc.drain()
         self.close()
