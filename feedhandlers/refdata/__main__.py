@@ -15,6 +15,7 @@ import numpy as np
 from common.defaults import TP_INGEST
 from common.history import HISTORY_DIR, load_history
 from feedhandlers.refdata.loader import REFDATA_DIR, RefDataError, load_refdata
+from tickerplant.client import Publisher, TickerplantError
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -25,7 +26,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="price history folder, for settlement prices (default %(default)s)")
     p.add_argument("--ingest", default=TP_INGEST, help="tickerplant ingest endpoint (default %(default)s)")
     p.add_argument("--name", default="refdata", help="publisher name (default %(default)s)")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for each durable ack (default %(default)s)")
+    p.add_argument("--timeout", type=float, default=10.0,
+                   help="seconds to wait for the tickerplant's answer to each batch (default %(default)s)")
     p.add_argument("--check", action="store_true", help="validate the files and print a summary; publish nothing")
     p.add_argument("--collateral", nargs=2, metavar=("ACCOUNT", "AMOUNT"),
                    help="publish one collateral movement (amount > 0 posted to the CCP, < 0 withdrawn)")
@@ -68,14 +70,19 @@ def main(argv=None) -> int:
     if args.check:
         print(f"refdata: files valid: {summary}")
         return 0
-    from tickerplant.client import Publisher
-    pub = Publisher(args.name, endpoint=args.ingest)
+    published = []
     try:
-        for table, batch in batches.items():
-            if len(batch["sym"]):
-                pub.publish_sync(table, batch, timeout=args.timeout)
-    finally:
-        pub.close()
+        pub = Publisher(args.name, endpoint=args.ingest, timeout=args.timeout)
+        try:
+            for table, batch in batches.items():
+                if len(batch["sym"]):
+                    pub.publish_sync(table, batch)
+                    published.append(table)
+        finally:
+            pub.close()
+    except TickerplantError as e:
+        print(f"refdata: {e}; published before the failure: {', '.join(published) or 'nothing'}", file=sys.stderr)
+        return 1
     print(f"refdata: published {summary}")
     return 0
 
