@@ -109,8 +109,8 @@ class Evaluator:
             result = self.query(node)
             if result.kind not in ("table", "keyed"):
                 raise QError("type")
-            return Frame(len(next(iter(result.columns.values()))) if result.columns else 0,
-                         list(result.columns), cols=result.columns)
+            cols = {n: Value(v.data, v.qt, False, v.syms) for n, v in result.columns.items()}
+            return Frame(len(next(iter(cols.values())).data) if cols else 0, list(cols), cols=cols)
         if isinstance(node, AsOfJoin):
             return self.aj(node)
         raise QError("type")

@@ -123,7 +123,9 @@ class Parser:
                 args = self.items("]")
                 return self.aj(args) if t.text == "aj" else Call(t.text, args)
             if t.text in MONADIC:
-                if self.at_end_of_expr():          # a column named like a function: margin's `var`
+                nxt = self.peek()                  # a column named like a function: margin's `var`
+                if self.at_end_of_expr() or (nxt.kind == "op" and nxt.text in SYMBOL_OPS) \
+                        or (nxt.kind == "name" and nxt.text in DYADIC_WORDS):
                     return Name(t.text)
                 return Call(t.text, [self.expr()])
             if t.text == "aj":

@@ -1,0 +1,1 @@
+"""FIX OMS simulator: a QuickFIX initiator sending realistic drop-copy fills, or replaying raw FIX files."""

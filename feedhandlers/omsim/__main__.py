@@ -1,0 +1,114 @@
+"""`python -m feedhandlers.omsim`: the demo OMS, a FIX initiator sending drop-copy fills or replaying a file."""
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from common.defaults import FIX_PORT, REPO_ROOT, VAR_DIR
+from feedhandlers.fix.settings import SettingsError
+from feedhandlers.omsim.initiator import Initiator
+from feedhandlers.refdata.loader import load_refdata
+from feedhandlers.omsim.orders import OrderFlow
+from feedhandlers.omsim.rawfix import RawFixError, read_messages
+
+log = logging.getLogger("feedhandlers.omsim")
+DEFAULT_CONFIG = REPO_ROOT / "config" / "fix" / "omsim.cfg"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m feedhandlers.omsim",
+        description="margintick demo OMS: a QuickFIX initiator sending realistic ExecutionReports "
+                    "(fills, busts, corrections) for the demo accounts and instruments, or replaying "
+                    "a file of raw FIX messages.")
+    p.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
+                   help="QuickFIX initiator settings (default %(default)s)")
+    p.add_argument("--state-dir", type=Path, default=VAR_DIR / "fix",
+                   help="the simulator's FIX message store and logs (default %(default)s)")
+    p.add_argument("--port", type=int, default=FIX_PORT, help="acceptor port (default %(default)s)")
+    p.add_argument("--rate", type=float, default=5.0, help="messages per second (default %(default)s)")
+    p.add_argument("--count", type=int, default=0, help="stop after N messages (default: run until stopped)")
+    p.add_argument("--cancel-pct", type=float, default=1.0,
+                   help="%% of messages that bust an earlier fill (default %(default)s)")
+    p.add_argument("--correct-pct", type=float, default=1.0,
+                   help="%% of messages that correct an earlier fill (default %(default)s)")
+    p.add_argument("--refdata", type=Path, default=None,
+                   help="reference data folder for accounts, instruments and prices (default data/ref)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default: none)")
+    p.add_argument("--replay", type=Path, default=None,
+                   help="send the application messages of this raw FIX file (| or SOH delimited) "
+                        "at --rate instead of simulating")
+    p.add_argument("--log-level", default="INFO", help="logging level (default %(default)s)")
+    return p.parse_args(argv)
+
+
+def demo_order_flow(args: argparse.Namespace) -> OrderFlow:
+    """Accounts, instruments and settlement prices of the reference data, as an OrderFlow."""
+    ref = load_refdata(args.refdata)
+    prices = {str(s): float(p) for s, p in zip(ref["settle"]["sym"], ref["settle"]["price"]) if p > 0}
+    accounts = [str(a) for a in ref["account"]["sym"]]
+    return OrderFlow(accounts=accounts, prices=prices, cancel_pct=args.cancel_pct,
+                     correct_pct=args.correct_pct, seed=args.seed)
+
+
+def paced(count: int, rate: float, stop: threading.Event):
+    """Yields 0, 1, 2 ... at `rate` per second (as fast as possible if rate <= 0) until count or stop."""
+    start = time.monotonic()
+    n = 0
+    while not stop.is_set() and (count <= 0 or n < count):
+        if rate > 0:
+            wait = start + n / rate - time.monotonic()
+            if wait > 0 and stop.wait(wait):
+                return
+        yield n
+        n += 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        if args.replay:
+            messages = read_messages(args.replay)
+            source = lambda n: messages[n]                       # noqa: E731
+            count = len(messages) if args.count <= 0 else min(args.count, len(messages))
+        else:
+            flow = demo_order_flow(args)
+            source = lambda n: ("8", flow.next_message())         # noqa: E731
+            count = args.count
+        initiator = Initiator(args.config, args.state_dir, {"SocketConnectPort": str(args.port)})
+    except (SettingsError, RawFixError, OSError, ValueError) as e:
+        print(f"feedhandlers.omsim: {e}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    initiator.initiator.start()
+    sent = 0
+    try:
+        while not initiator.logged_on.wait(1.0):
+            if stop.is_set():
+                return 0
+            log.info("waiting for the FIX logon to 127.0.0.1:%d", args.port)
+        for n in paced(count, args.rate, stop):
+            msg_type, fields = source(n)
+            initiator.send(fields, msg_type)
+            sent += 1
+            if sent % 1000 == 0:
+                log.info("sent %d messages", sent)
+        log.info("sent %d messages; %d rejects received", sent, len(initiator.rejects_seen()))
+        if count > 0:     # let the last messages and any rejects arrive before logging out
+            stop.wait(1.0)
+    finally:
+        initiator.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
