@@ -163,7 +163,7 @@ class DropCopyService:
         """Logs each session's counters that changed since `previous`; returns the current ones."""
         current = {k: Counter(c) for k, c in self.app.counters.items()}
         for key, counters in current.items():
-            if previous is None or counters != previous.get(key):
+            if counters and (previous is None or counters != previous.get(key)):
                 stalls = self.app.channels[key].tp_stalls
                 log.info("session %s: %s%s", key, dict(sorted(counters.items())),
                          f", tickerplant stalls {stalls}" if stalls else "")
