@@ -79,3 +79,43 @@ def wait_until(predicate, timeout: float = 30.0, interval: float = 0.05, what: s
             return value
         time.sleep(interval)
     pytest.fail(f"timed out after {timeout}s waiting for {what}")
+
+
+def answers(call):
+    """call()'s result, or None while the process behind it is not answering yet (for wait_until)."""
+    from common.rpc import RpcError
+    try:
+        return call()
+    except RpcError:
+        return None
+
+
+class TickerplantProcess:
+    """A real `python -m tickerplant` on free 127.0.0.1 ports with its journal under a tmp dir."""
+
+    def __init__(self, spawn, tmp_path: Path, *args: str):
+        from common.rpc import RpcClient
+        self.spawn, self.args = spawn, args
+        self.ingest, self.pub, self.control = (f"tcp://127.0.0.1:{_free_port()}" for _ in range(3))
+        self.journal = tmp_path / "journal"
+        self.rpc = RpcClient(self.control, timeout=2.0)
+        self.start()
+
+    def start(self) -> subprocess.Popen:
+        self.proc = self.spawn("tickerplant", "--ingest", self.ingest, "--pub", self.pub, "--control", self.control,
+                               "--journal", self.journal, *self.args)
+        wait_until(lambda: answers(self.status), timeout=60, what="tickerplant up")
+        return self.proc
+
+    def status(self) -> dict:
+        return self.rpc.call("status")
+
+    def kill9(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+
+@pytest.fixture
+def tickerplant(spawn, tmp_path) -> TickerplantProcess:
+    """A running tickerplant subprocess (endpoints .ingest .pub .control, .journal dir, .kill9(), .start())."""
+    return TickerplantProcess(spawn, tmp_path)
