@@ -1,7 +1,7 @@
 """Python values <-> kdb+ IPC for the gateway.
 
 Decoding (requests from q / PyKX clients) is PyKX: `kx.deserialize` validates and decodes a whole
-message (malformed bytes raise, never crash), `from_k` turns the K object into plain Python
+message (malformed bytes raise, never crash), `plain` turns its `.py()` into plain Python
 (symbols and strings -> str, timestamps -> numpy datetime64[ns], tables -> dict of lists).
 
 Encoding (replies, pushes) writes the kdb+ serialization layout directly from numpy buffers:
@@ -22,6 +22,7 @@ import datetime as dt
 import struct
 
 import numpy as np
+import pandas as pd
 import pykx as kx
 
 ASYNC, SYNC, RESPONSE = 0, 1, 2
@@ -160,24 +161,17 @@ def error_message(text: str) -> bytes:
     return message(b"\x80" + raw.encode("utf-8", "replace").replace(b"\0", b" ") + b"\0")
 
 
-def from_k(k):
-    """Plain Python for a decoded request value (see the module docstring)."""
-    if isinstance(k, kx.Table):
-        return {str(c): _plain(v) for c, v in k.py().items()}
-    if isinstance(k, kx.List):
-        return [from_k(x) for x in k]
-    if isinstance(k, kx.TimestampAtom):
-        return np.datetime64("NaT", "ns") if k.is_null else np.datetime64(k.py(), "ns")
-    return _plain(k.py())
-
-
-def _plain(v):
+def plain(v):
+    """Plain Python for a value of a decoded request (`K.py()` output): symbols and strings -> str,
+    timestamps -> numpy datetime64[ns], q nulls -> None (float nulls stay NaN), tables -> dict of lists."""
     if isinstance(v, bytes):
         return v.decode("utf-8", "replace")
     if isinstance(v, dt.datetime):
         return np.datetime64(v.replace(tzinfo=None), "ns")
     if isinstance(v, dict):
-        return {str(k): _plain(x) for k, x in v.items()}
+        return {str(k): plain(x) for k, x in v.items()}
     if isinstance(v, list):
-        return [_plain(x) for x in v]
+        return [plain(x) for x in v]
+    if v is pd.NA or v is pd.NaT:
+        return None
     return v

@@ -1,0 +1,84 @@
+"""`python -m gateway`: the kdb+ IPC and HTTP JSON front end of margintick."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from common.defaults import CALC_QUERY, GATEWAY_HTTP_PORT, GATEWAY_IPC_PORT, HOST, RDB_QUERY, TP_CONTROL
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    from gateway.users import DEFAULT_USERS
+    p = argparse.ArgumentParser(prog="python -m gateway",
+                                description="margintick gateway: kdb+ IPC server for q / PyKX clients and an HTTP "
+                                            "JSON API, over the rdb and calc, with users and entitlements.")
+    p.add_argument("--host", default=HOST, help="address to bind (default %(default)s)")
+    p.add_argument("--port", type=int, default=GATEWAY_IPC_PORT, help="kdb+ IPC port (default %(default)s)")
+    p.add_argument("--http-port", type=int, default=GATEWAY_HTTP_PORT,
+                   help="HTTP JSON port, 0 = any free port, -1 = no HTTP (default %(default)s)")
+    p.add_argument("--users", default=str(DEFAULT_USERS), help="users file (default %(default)s)")
+    p.add_argument("--rdb", default=RDB_QUERY, help="rdb query endpoint (default %(default)s)")
+    p.add_argument("--calc", default=CALC_QUERY, help="calc query endpoint (default %(default)s)")
+    p.add_argument("--control", default=TP_CONTROL,
+                   help="tickerplant control endpoint for subscriptions, '' = none (default %(default)s)")
+    p.add_argument("--timeout", type=float, default=10.0, help="per-request backend timeout, s (default %(default)s)")
+    p.add_argument("--max-message-mb", type=float, default=64.0,
+                   help="largest kdb+ message accepted, MB (default %(default)s)")
+    p.add_argument("--compress", choices=("remote", "always", "never"), default="remote",
+                   help="compress replies over 2000 bytes: to clients on other hosts (kdb+ behaviour), "
+                        "always, or never (default %(default)s)")
+    p.add_argument("--log-level", default="INFO", help="logging level (default %(default)s)")
+    return p.parse_args(argv)
+
+
+async def serve(args) -> None:
+    from common.rpc import AsyncRpcClient
+    from gateway.api import Api
+    from gateway.feed import Feed
+    from gateway.http import HttpApi
+    from gateway.hub import Hub
+    from gateway.ipc import IpcServer
+    from gateway.users import Users
+
+    log = logging.getLogger("gateway")
+    loop = asyncio.get_running_loop()
+    users = Users.load(args.users)
+    api = Api(AsyncRpcClient(args.rdb, args.timeout), AsyncRpcClient(args.calc, args.timeout), args.timeout)
+    hub = Hub()
+    ipc = IpcServer(api, users, hub, int(args.max_message_mb * (1 << 20)), args.compress)
+    port = await ipc.start(args.host, args.port)
+    http = None
+    if args.http_port >= 0:
+        http = HttpApi(api, users, hub)
+        http_port = await http.start(args.host, args.http_port)
+        log.info("HTTP JSON API on http://%s:%d (OpenAPI at /openapi.json)", args.host, http_port)
+    feed = None
+    if args.control:
+        feed = Feed(hub, args.control, loop)
+        feed.start()
+    log.info("kdb+ IPC on %s:%d (users %s)", args.host, port, args.users)
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("stopping")
+    await ipc.close()
+    if http is not None:
+        await http.close()
+    if feed is not None:
+        feed.stop()
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    asyncio.run(serve(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,210 @@
+"""The gateway's named API, shared by the kdb+ IPC and HTTP front ends.
+
+Each function takes the calling user and plain Python arguments, checks entitlements, asks the rdb or
+calc over ZeroMQ request/reply (common.rpc.AsyncRpcClient, many requests in flight, a timeout per
+request) and returns a `Result` (a value plus the q types of its columns). Failures raise `ApiError`
+with a q-style text (`'access: ...`, `'type: ...`, `'timeout: ...`) and an HTTP status.
+
+margin / alerts read the rdb (`margin` and `alert` tables as calc published them); whatif,
+positions, drivers, stress, scenarios come from calc; q-sql strings go to the rdb `qsql` op.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from common.rpc import AsyncRpcClient, RpcError, RpcTimeout
+from gateway.users import User
+
+DESK_REFRESH_S = 1.0
+
+
+class ApiError(Exception):
+    """A request failed; `text` is q-style (no leading quote), `status` the HTTP status."""
+
+    def __init__(self, text: str, status: int = 400):
+        super().__init__(text)
+        self.text = text
+        self.status = status
+
+
+@dataclass
+class Result:
+    value: object
+    qtypes: dict = field(default_factory=dict)
+
+
+def _names(value, what: str) -> list[str] | None:
+    """None (all) for None / "" / an empty list, else a list of account or sym names."""
+    if value is None or value == "" or (isinstance(value, list) and not [v for v in value if v]):
+        return None
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return [v for v in value if v]
+    raise ApiError(f"type: {what} must be a symbol or a list of symbols")
+
+
+def _one(value, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ApiError(f"type: {what} must be a symbol")
+    return value
+
+
+def _number(value, what: str, allow_null: bool = False) -> float:
+    if value is None and allow_null:
+        return math.nan
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ApiError(f"type: {what} must be a number")
+    if value == np.iinfo(np.int64).min:           # q long null 0N
+        if allow_null:
+            return math.nan
+        raise ApiError(f"type: {what} must not be null")
+    v = float(value)
+    if math.isnan(v) and not allow_null:
+        raise ApiError(f"type: {what} must not be null")
+    return v
+
+
+def trades_from(sym, qty=None, price=None) -> dict:
+    """The calc `trades` argument from one trade (sym, qty, price) or a table/dict of trades."""
+    if isinstance(sym, dict):
+        if qty is not None or price is not None:
+            raise ApiError("rank: whatif[account; trades] takes a table of sym, qty, price")
+        syms, qtys = sym.get("sym"), sym.get("qty")
+        if syms is None or qtys is None:
+            raise ApiError("type: the trades table needs columns sym and qty (price optional)")
+        syms, qtys = list(np.atleast_1d(syms)), list(np.atleast_1d(qtys))
+        prices = list(np.atleast_1d(sym.get("price", [None] * len(syms))))
+        if not (len(syms) == len(qtys) == len(prices)) or not syms:
+            raise ApiError("length: trades columns must be non-empty and of equal length")
+    else:
+        syms, qtys, prices = [sym], [qty], [price]
+    return {"sym": [_one(s, "sym") for s in syms],
+            "qty": np.array([_number(q, "qty") for q in qtys], dtype=np.float64),
+            "price": np.array([_number(p, "price", allow_null=True) for p in prices], dtype=np.float64)}
+
+
+def _since(value):
+    """The rdb `start` argument: int ns, or text the rdb parses (ISO or q timestamp)."""
+    if value is None or isinstance(value, str):
+        return value or None
+    if isinstance(value, np.datetime64):
+        return None if np.isnat(value) else int(value.astype("datetime64[ns]").view(np.int64))
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return int(value)
+    raise ApiError("type: since must be a timestamp")
+
+
+class Api:
+    """Named API functions over the rdb and calc; `FUNCTIONS` maps q names to methods and arities."""
+
+    FUNCTIONS = {"margin": (0, 1), "whatif": (2, 4), "positions": (1, 1), "drivers": (1, 1),
+                 "stress": (1, 2), "alerts": (0, 2), "scenarios": (0, 1), "accounts": (0, 1),
+                 "qsql": (1, 1)}
+
+    def __init__(self, rdb: AsyncRpcClient, calc: AsyncRpcClient, timeout: float = 10.0):
+        self.rdb = rdb
+        self.calc = calc
+        self.timeout = timeout
+        self._desks: dict[str, str] = {}
+        self._desks_at = 0.0
+
+    async def _call(self, client: AsyncRpcClient, op: str, **args) -> dict:
+        try:
+            reply = await client.call(op, timeout=self.timeout, **args)
+        except RpcTimeout as e:
+            raise ApiError(f"timeout: {op} took longer than {self.timeout:g}s", 504) from e
+        except RpcError as e:
+            text = str(e)
+            raise ApiError(text[1:] if text.startswith("'") else text, 400) from e
+        reply.pop("ok", None)
+        return reply
+
+    async def _result(self, client: AsyncRpcClient, op: str, **args) -> Result:
+        reply = await self._call(client, op, **args)
+        qtypes = reply.pop("types", None) or {}
+        value = next(iter(reply.values())) if len(reply) == 1 else reply
+        return Result(value, qtypes)
+
+    # ---- entitlements ---------------------------------------------------------------------------
+    async def desk_of(self, account: str) -> str | None:
+        if account not in self._desks and time.monotonic() - self._desks_at > DESK_REFRESH_S:
+            self._desks_at = time.monotonic()
+            reply = await self._call(self.rdb, "last", table="account", columns=["sym", "desk"])
+            table = reply["table"]
+            self._desks = dict(zip(map(str, table["sym"]), map(str, table["desk"])))
+        return self._desks.get(account)
+
+    async def entitled(self, user: User, account: str) -> str:
+        """The account when the user may see it, else ApiError('access')."""
+        if user.sees_all or account in user.accounts or (user.desks and await self.desk_of(account) in user.desks):
+            return account
+        raise ApiError(f"access: user {user.name} is not entitled to account {account}", 403)
+
+    async def visible(self, user: User, accounts) -> list[str] | None:
+        """Requested accounts checked one by one; for none requested, all the user may see
+        (None = no restriction)."""
+        names = _names(accounts, "accounts")
+        if names is not None:
+            return [await self.entitled(user, a) for a in names]
+        if user.sees_all:
+            return None
+        if user.desks:
+            await self.desk_of("")          # refresh the desk map
+        return sorted(set(user.accounts) | {a for a, d in self._desks.items() if d in user.desks})
+
+    # ---- named functions --------------------------------------------------------------------------
+    async def margin(self, user: User, accounts=None) -> Result:
+        return await self._result(self.rdb, "last", table="margin", syms=await self.visible(user, accounts))
+
+    async def alerts(self, user: User, accounts=None, since=None) -> Result:
+        return await self._result(self.rdb, "select", table="alert", syms=await self.visible(user, accounts),
+                                  start=_since(since))
+
+    async def whatif(self, user: User, account, sym, qty=None, price=None) -> Result:
+        account = await self.entitled(user, _one(account, "account"))
+        return await self._result(self.calc, "whatif", account=account, trades=trades_from(sym, qty, price))
+
+    async def positions(self, user: User, account) -> Result:
+        account = await self.entitled(user, _one(account, "account"))
+        return await self._result(self.calc, "positions", account=account)
+
+    async def drivers(self, user: User, account) -> Result:
+        account = await self.entitled(user, _one(account, "account"))
+        return await self._result(self.calc, "drivers", account=account)
+
+    async def stress(self, user: User, account, scenario=None) -> Result:
+        account = await self.entitled(user, _one(account, "account"))
+        args = {} if scenario in (None, "") else {"scenario": _one(scenario, "scenario")}
+        return await self._result(self.calc, "stress", account=account, **args)
+
+    async def scenarios(self, user: User, _=None) -> Result:
+        return await self._result(self.calc, "scenarios")
+
+    async def accounts(self, user: User, _=None) -> Result:
+        visible = await self.visible(user, None)
+        if visible is None:
+            await self.desk_of("")
+            visible = sorted(self._desks)
+        return Result(visible)
+
+    async def qsql(self, user: User, query: str) -> Result:
+        if not user.sees_all:
+            raise ApiError(f"access: q-sql needs a user entitled to every account ({user.name} is not)", 403)
+        return await self._result(self.rdb, "qsql", query=query)
+
+    async def call(self, user: User, name: str, args: list) -> Result:
+        """Dispatch a named function with positional arguments (q call semantics)."""
+        arity = self.FUNCTIONS.get(name)
+        if arity is None:
+            raise ApiError(name, 400)                       # q: 'name for an undefined name
+        if not arity[0] <= len(args) <= arity[1]:
+            if len(args) == 1 and args[0] is None and arity[0] == 0:
+                args = []
+            else:
+                raise ApiError(f"rank: {name} takes {arity[0]}..{arity[1]} arguments, got {len(args)}")
+        return await getattr(self, name)(user, *args)

@@ -1,0 +1,195 @@
+"""The HTTP JSON API (aiohttp): the named API for systems such as the EMS pre-trade check.
+
+Same users and entitlements as the kdb+ port: HTTP Basic (user:password) or `Authorization: Bearer
+<token>`. Every error is JSON `{"error": "..."}` with a 4xx (5xx for a backend timeout) status.
+Tables are JSON arrays of row objects, timestamps ISO-8601 with nanoseconds, NaN as null.
+GET /stream is a server-sent-events stream: `event: margin|alert`, `data: [rows]`; a client that
+cannot keep up (more than `SSE_QUEUE` batches waiting) is disconnected.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import math
+
+import numpy as np
+from aiohttp import web
+
+from gateway.api import Api, ApiError
+from gateway.hub import SUBSCRIBABLE, Hub
+from gateway.openapi import OPENAPI
+from gateway.qcodec import is_batch
+from gateway.users import Users
+
+SSE_QUEUE = 1000
+SSE_KEEPALIVE_S = 15.0
+
+
+def jsonable(value):
+    """Reply values as JSON-ready Python: batches -> list of row dicts, NaN -> None."""
+    if is_batch(value):
+        columns = {c: jsonable(np.asarray(v) if not isinstance(v, list) else v) for c, v in value.items()}
+        n = len(next(iter(columns.values())))
+        return [{c: col[i] for c, col in columns.items()} for i in range(n)]
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind == "M":
+            return [None if np.isnat(v) else str(v.astype("datetime64[ns]")) + "Z" for v in value]
+        if value.dtype.kind == "m":
+            return [None if np.isnat(v) else int(v.astype("timedelta64[ns]").view(np.int64)) for v in value]
+        return [jsonable(v) for v in value.tolist()]
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.datetime64):
+        return None if np.isnat(value) else str(value.astype("datetime64[ns]")) + "Z"
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value
+
+
+def _error(status: int, text: str, headers=None) -> web.Response:
+    return web.json_response({"error": text}, status=status, headers=headers)
+
+
+class HttpApi:
+    def __init__(self, api: Api, users: Users, hub: Hub):
+        self.api = api
+        self.users = users
+        self.hub = hub
+        self.app = web.Application(middlewares=[self._auth], client_max_size=1 << 20)
+        self.app.add_routes([
+            web.get("/openapi.json", self.openapi), web.get("/margin", self.margin),
+            web.post("/whatif", self.whatif), web.get("/positions", self.positions),
+            web.get("/drivers", self.drivers), web.get("/stress", self.stress),
+            web.get("/alerts", self.alerts), web.get("/stream", self.stream)])
+        self.runner: web.AppRunner | None = None
+
+    async def start(self, host: str, port: int) -> int:
+        self.runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, host, port)
+        await site.start()
+        return site._server.sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+    @web.middleware
+    async def _auth(self, request: web.Request, handler):
+        if request.path == "/openapi.json":
+            return await handler(request)
+        header = request.headers.get("Authorization", "")
+        scheme, _, credentials = header.partition(" ")
+        user = None
+        if scheme.lower() == "basic":
+            try:
+                name, _, password = base64.b64decode(credentials, validate=True).decode().partition(":")
+            except (binascii.Error, UnicodeDecodeError):
+                return _error(400, "bad Basic credentials")
+            user = await asyncio.get_running_loop().run_in_executor(None, self.users.verify, name, password)
+        elif scheme.lower() == "bearer":
+            user = self.users.by_token(credentials.strip())
+        if user is None:
+            return _error(401, "access: authenticate with HTTP Basic or a Bearer token",
+                          {"WWW-Authenticate": 'Basic realm="margintick"'})
+        request["user"] = user
+        try:
+            return await handler(request)
+        except ApiError as e:
+            return _error(e.status, e.text)
+
+    @staticmethod
+    def _query(request: web.Request, name: str, required: bool = False) -> str | None:
+        value = request.query.get(name)
+        if required and not value:
+            raise ApiError(f"{name}: query parameter {name} is required")
+        return value or None
+
+    @staticmethod
+    def _list(value: str | None) -> list[str] | None:
+        return [v for v in value.split(",") if v] if value else None
+
+    async def openapi(self, request):
+        return web.json_response(OPENAPI)
+
+    async def margin(self, request):
+        result = await self.api.margin(request["user"], self._list(self._query(request, "account")))
+        return web.json_response(jsonable(result.value))
+
+    async def alerts(self, request):
+        result = await self.api.alerts(request["user"], self._list(self._query(request, "account")),
+                                       self._query(request, "since"))
+        return web.json_response(jsonable(result.value))
+
+    async def positions(self, request):
+        result = await self.api.positions(request["user"], self._query(request, "account", True))
+        return web.json_response(jsonable(result.value))
+
+    async def drivers(self, request):
+        result = await self.api.drivers(request["user"], self._query(request, "account", True))
+        return web.json_response(jsonable(result.value))
+
+    async def stress(self, request):
+        result = await self.api.stress(request["user"], self._query(request, "account", True),
+                                       self._query(request, "scenario"))
+        return web.json_response(jsonable(result.value))
+
+    async def whatif(self, request):
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ApiError("json: the body must be a JSON object") from None
+        if not isinstance(body, dict):
+            raise ApiError("json: the body must be a JSON object")
+        unknown = set(body) - {"account", "trades", "sym", "qty", "price"}
+        if unknown:
+            raise ApiError(f"json: unknown fields {sorted(unknown)}")
+        trades = body.get("trades")
+        if trades is not None:
+            if not isinstance(trades, list) or not all(isinstance(t, dict) for t in trades):
+                raise ApiError("json: trades must be a list of {sym, qty, price}")
+            basket = {"sym": [t.get("sym") for t in trades], "qty": [t.get("qty") for t in trades],
+                      "price": [t.get("price") for t in trades]}
+            result = await self.api.whatif(request["user"], body.get("account"), basket)
+        else:
+            result = await self.api.whatif(request["user"], body.get("account"), body.get("sym"),
+                                           body.get("qty"), body.get("price"))
+        return web.json_response(jsonable(result.value))
+
+    async def stream(self, request):
+        names = self._list(self._query(request, "tables")) or list(SUBSCRIBABLE)
+        bad = [t for t in names if t not in SUBSCRIBABLE]
+        if bad:
+            raise ApiError(f"table: can stream {', '.join(SUBSCRIBABLE)}, not {', '.join(bad)}")
+        accounts = await self.api.visible(request["user"], self._list(self._query(request, "account")))
+        queue: asyncio.Queue = asyncio.Queue(SSE_QUEUE)
+
+        def sink(table_name: str, rows: dict) -> None:
+            queue.put_nowait((table_name, rows))       # QueueFull: the hub drops this subscriber
+
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await response.prepare(request)
+        sid = self.hub.add(names, accounts, sink)
+        try:
+            await response.write(b": subscribed\n\n")
+            while True:
+                try:
+                    table_name, rows = await asyncio.wait_for(queue.get(), SSE_KEEPALIVE_S)
+                except asyncio.TimeoutError:
+                    await response.write(b": keepalive\n\n")
+                    continue
+                data = json.dumps(jsonable(rows), separators=(",", ":"))
+                await response.write(f"event: {table_name}\ndata: {data}\n\n".encode())
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            self.hub.remove(sid)
+        return response

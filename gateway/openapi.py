@@ -1,0 +1,66 @@
+"""The OpenAPI 3 description of the gateway's HTTP JSON API (served at GET /openapi.json)."""
+
+_ACCOUNT = {"name": "account", "in": "query", "required": True, "schema": {"type": "string"}}
+_ERROR = {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+_ROWS = {"description": "rows", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Rows"}}}}
+_ERRORS = {"400": _ERROR, "401": _ERROR, "403": _ERROR, "504": _ERROR}
+
+OPENAPI = {
+    "openapi": "3.0.3",
+    "info": {"title": "margintick gateway", "version": "1.0",
+             "description": "Predicted margin, what-if (pre-trade), positions, alerts. Authenticate with "
+                            "HTTP Basic (user:password) or a Bearer token. Timestamps are ISO-8601 UTC "
+                            "with nanoseconds; nulls are JSON null."},
+    "components": {
+        "securitySchemes": {"basic": {"type": "http", "scheme": "basic"},
+                            "bearer": {"type": "http", "scheme": "bearer"}},
+        "schemas": {
+            "Error": {"type": "object", "required": ["error"],
+                      "properties": {"error": {"type": "string", "example": "access: user trader1 is not entitled to account FUND2"}}},
+            "Rows": {"type": "array", "items": {"type": "object"}},
+            "Trade": {"type": "object", "required": ["sym", "qty"],
+                      "properties": {"sym": {"type": "string"}, "qty": {"type": "number", "description": "signed, buy > 0"},
+                                     "price": {"type": "number", "nullable": True, "description": "null: last price"}}},
+            "WhatIf": {"type": "object", "required": ["account"],
+                       "properties": {"account": {"type": "string"},
+                                      "trades": {"type": "array", "items": {"$ref": "#/components/schemas/Trade"}},
+                                      "sym": {"type": "string"}, "qty": {"type": "number"},
+                                      "price": {"type": "number", "nullable": True}}},
+            "WhatIfResult": {"type": "object", "properties": {
+                "before": {"type": "object"}, "after": {"type": "object"}, "delta": {"type": "object"},
+                "drivers": {"$ref": "#/components/schemas/Rows"}}},
+        },
+    },
+    "security": [{"basic": []}, {"bearer": []}],
+    "paths": {
+        "/margin": {"get": {"summary": "latest margin row per account (all entitled accounts when none given)",
+                            "parameters": [{"name": "account", "in": "query", "required": False,
+                                            "schema": {"type": "string"}, "description": "comma-separated"}],
+                            "responses": {"200": _ROWS, **_ERRORS}}},
+        "/whatif": {"post": {"summary": "pre-trade what-if: margin before / after / delta of one trade or a basket",
+                             "requestBody": {"required": True, "content": {"application/json": {
+                                 "schema": {"$ref": "#/components/schemas/WhatIf"}}}},
+                             "responses": {"200": {"description": "result", "content": {"application/json": {
+                                 "schema": {"$ref": "#/components/schemas/WhatIfResult"}}}}, **_ERRORS}}},
+        "/positions": {"get": {"summary": "positions of an account", "parameters": [_ACCOUNT],
+                               "responses": {"200": _ROWS, **_ERRORS}}},
+        "/drivers": {"get": {"summary": "positions driving an account's requirement", "parameters": [_ACCOUNT],
+                             "responses": {"200": _ROWS, **_ERRORS}}},
+        "/stress": {"get": {"summary": "stress test of an account", "parameters": [
+            _ACCOUNT, {"name": "scenario", "in": "query", "required": False, "schema": {"type": "string"}}],
+            "responses": {"200": {"description": "result"}, **_ERRORS}}},
+        "/alerts": {"get": {"summary": "alerts of the day", "parameters": [
+            {"name": "account", "in": "query", "required": False, "schema": {"type": "string"}},
+            {"name": "since", "in": "query", "required": False, "schema": {"type": "string", "format": "date-time"}}],
+            "responses": {"200": _ROWS, **_ERRORS}}},
+        "/stream": {"get": {"summary": "server-sent events: `margin` and `alert` rows as they are published",
+                            "parameters": [
+                                {"name": "tables", "in": "query", "required": False,
+                                 "schema": {"type": "string", "default": "margin,alert"}},
+                                {"name": "account", "in": "query", "required": False, "schema": {"type": "string"}}],
+                            "responses": {"200": {"description": "text/event-stream; event = table name, data = JSON rows",
+                                                  "content": {"text/event-stream": {}}}, **_ERRORS}}},
+        "/openapi.json": {"get": {"summary": "this document", "security": [],
+                                  "responses": {"200": {"description": "OpenAPI 3 document"}}}},
+    },
+}
