@@ -156,3 +156,13 @@ def requirement(vec, slot_delta, short_calls, short_puts, nov,
         out[c, RISK], out[c, NOV] = risk, value
         out[c, MAINT] = max(risk - value, 0.0)
         out[c, INIT] = max(risk * init_ratio[c] - value, 0.0)
+
+
+@njit(cache=True)
+def held_total(out, column, n_held):
+    """Sum of out[c, column] over the combined commodities with open positions (n_held[c] > 0)."""
+    total = 0.0
+    for c in range(out.shape[0]):
+        if n_held[c] > 0:
+            total += out[c, column]
+    return total

@@ -41,22 +41,16 @@ class SpanAccount:
     # ---- per event ---------------------------------------------------------------------------
     def fill(self, sym: str, qty: float) -> float:
         """Book a fill (signed qty) and return the new initial margin."""
-        j = self._contract(sym)
-        old = self.qty.get(j, 0.0)
-        new = old + float(qty)
-        self.params.apply(self.state, j, old, new)
+        j, old, new = self._apply(self.state, self.n_held, self.qty.get, sym, qty)
         if new == 0.0:
             self.qty.pop(j, None)
         else:
             self.qty[j] = new
-        if (old == 0.0) != (new == 0.0):
-            self.n_held[self.params.contract_cc[j]] += 1 if old == 0.0 else -1
         return self.initial()
 
     def initial(self) -> float:
         """Initial margin of the current state (one kernel call)."""
-        out = self.params.breakdown(self.state)
-        return float(out[self.n_held > 0, kernels.INIT].sum())
+        return self._initial(self.state, self.n_held)
 
     def on_reprice(self, rows: np.ndarray, old_risk: np.ndarray, old_delta: np.ndarray) -> None:
         """Contracts `rows` got new risk arrays / deltas in the shared params: move the state by
@@ -86,15 +80,16 @@ class SpanAccount:
 
     def whatif(self, trades) -> tuple[SpanResult, SpanResult]:
         """(before, after) for trades [(sym, qty), ...] applied to a copy of the state."""
-        before = self.result()
-        state, qty = self.state.copy(), dict(self.qty)
-        for sym, q in trades:
-            j = self._contract(sym)
-            old = qty.get(j, 0.0)
-            qty[j] = old + float(q)
-            self.params.apply(state, j, old, qty[j])
+        state, n_held, changed = self._whatif_state(trades)
+        qty = {**self.qty, **changed}
         idx = np.fromiter((j for j, q in qty.items() if q != 0.0), dtype=np.int64)
-        return before, result_of(self.params, state, idx, np.array([qty[j] for j in idx.tolist()]))
+        after = result_of(self.params, state, idx, np.array([qty[j] for j in idx.tolist()]))
+        return self.result(), after
+
+    def whatif_initial(self, trades) -> tuple[float, float]:
+        """(initial margin before, after) trades [(sym, qty), ...]; O(16) per trade, state untouched."""
+        state, n_held, _ = self._whatif_state(trades)
+        return self.initial(), self._initial(state, n_held)
 
     def positions(self) -> dict[str, float]:
         return {self.params.symbols[j]: q for j, q in self.qty.items()}
@@ -105,6 +100,26 @@ class SpanAccount:
         if j is None:
             raise KeyError(f"instrument {sym!r} is not in the SPAN parameter file {self.params.params.source!r}")
         return j
+
+    def _apply(self, state: SpanState, n_held: np.ndarray, qty_of, sym: str, qty: float) -> tuple[int, float, float]:
+        """Move `state` / `n_held` for a trade; qty_of(j) gives the position before. O(16)."""
+        j = self._contract(sym)
+        old = qty_of(j, 0.0)
+        new = old + float(qty)
+        self.params.apply(state, j, old, new)
+        if (old == 0.0) != (new == 0.0):
+            n_held[self.params.contract_cc[j]] += 1 if old == 0.0 else -1
+        return j, old, new
+
+    def _whatif_state(self, trades) -> tuple[SpanState, np.ndarray, dict[int, float]]:
+        state, n_held, changed = self.state.copy(), self.n_held.copy(), {}
+        for sym, q in trades:
+            j, _, new = self._apply(state, n_held, lambda k, d: changed.get(k, self.qty.get(k, d)), sym, q)
+            changed[j] = new
+        return state, n_held, changed
+
+    def _initial(self, state: SpanState, n_held: np.ndarray) -> float:
+        return kernels.held_total(self.params.breakdown(state), kernels.INIT, n_held)
 
     def _arrays(self) -> tuple[np.ndarray, np.ndarray]:
         idx = np.fromiter(self.qty.keys(), dtype=np.int64, count=len(self.qty))
