@@ -162,3 +162,41 @@ def test_bad_replay_file_names_line_and_field_and_publishes_nothing(spawn, free_
     assert feed.wait(60) == 1
     assert "bad.csv:4: size: 'lots' is not a finite float" in feed.log_path.read_text()
     assert tickerplant.seq() == 0
+
+
+VENDOR_ADAPTER = '''
+import time
+import numpy as np
+from feedhandlers.prices.source import QuoteSource
+
+
+class VendorQuotes(QuoteSource):
+    """A stand-in for a vendor's API: three quotes that arrive one at a time."""
+    name = "vendorX"
+
+    def __init__(self):
+        self.pending = [("AMD", 9.5), ("AAPL", 170.0), ("AMD", 9.4)]
+
+    def next_due_ns(self, now_ns):
+        return now_ns if self.pending else None
+
+    def poll(self, now_ns):
+        sym, price = self.pending.pop(0)
+        return {"time": np.array([now_ns], dtype="datetime64[ns]"), "sym": np.array([sym], dtype=object),
+                "bid": np.array([np.nan]), "ask": np.array([np.nan]), "price": np.array([price]),
+                "size": np.array([np.nan]), "vol": np.array([np.nan]), "src": np.array([self.name], dtype=object)}
+'''
+
+
+def test_vendor_adapter_plugs_in_from_the_command_line(spawn, free_port, tickerplant, tmp_path, repo_root):
+    (tmp_path / "vendor_adapter.py").write_text(VENDOR_ADAPTER)
+    feed = spawn("feedhandlers.prices", "--ingest", tickerplant.ingest, "--control", f"tcp://127.0.0.1:{free_port()}",
+                 "--source", "vendor_adapter:VendorQuotes", env={"PYTHONPATH": f"{repo_root}:{tmp_path}"})
+    assert feed.wait(60) == 0
+    wait_until(lambda: tickerplant.count("quote") == 3, timeout=30, what="the vendor's quotes")
+    quotes = tickerplant.table("quote")
+    assert list(quotes["sym"]) == ["AMD", "AAPL", "AMD"] and set(quotes["src"]) == {"vendorX"}
+    bad = spawn("feedhandlers.prices", "--ingest", tickerplant.ingest, "--source", "vendor_adapter:Nope",
+                "--control", f"tcp://127.0.0.1:{free_port()}", env={"PYTHONPATH": f"{repo_root}:{tmp_path}"})
+    assert bad.wait(60) == 1
+    assert "--source vendor_adapter:Nope: cannot load Nope from vendor_adapter" in bad.log_path.read_text()

@@ -7,10 +7,12 @@ calibrated on the last --lookback daily returns. Events (feedhandlers/prices/eve
   python -m feedhandlers.prices --steps-per-sec 10 --at "+60 antitrust AMD"
   python -m feedhandlers.prices --send "antitrust AMD"          # to the running feed
   python -m feedhandlers.prices --replay ticks.csv --speed 10   # replay 10x faster than recorded
+  python -m feedhandlers.prices --source vendorpkg.feed:VendorQuotes   # a vendor adapter (a QuoteSource)
 """
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import signal
 import sys
@@ -24,6 +26,7 @@ from feedhandlers.prices.events import parse_schedule
 from feedhandlers.prices.feed import PriceFeed
 from feedhandlers.prices.replay import CsvReplay
 from feedhandlers.prices.simulator import PriceSimulator
+from feedhandlers.prices.source import QuoteSource
 from feedhandlers.refdata.csvtable import TableFileError
 from feedhandlers.refdata.loader import REFDATA_DIR, load_instruments
 from tickerplant.client import Publisher, TickerplantError
@@ -53,6 +56,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--at", action="append", default=[], metavar="'WHEN SPEC'",
                    help="schedule an event: '+SECONDS SPEC' or 'YYYY-MM-DDTHH:MM:SS SPEC' UTC (repeatable)")
     p.add_argument("--replay", metavar="CSV", help="replay this tick file instead of simulating")
+    p.add_argument("--source", metavar="MODULE:CLASS",
+                   help="publish from a vendor adapter: a feedhandlers.prices.source.QuoteSource subclass, "
+                        "constructed without arguments")
     p.add_argument("--speed", type=float, default=1.0, help="replay speed: 1 = recorded, 10 = 10x, 0 = at once (default %(default)s)")
     p.add_argument("--restamp", action="store_true", help="replay: stamp rows with the time they are sent")
     p.add_argument("--duration", type=float, help="stop after this many seconds (default: run until stopped)")
@@ -73,7 +79,21 @@ def send_event(control: str, spec: str) -> int:
     return 0
 
 
-def build_source(args, sectors: dict[str, str], start_ns: int):
+def load_adapter(spec: str) -> QuoteSource:
+    """Imports MODULE:CLASS and constructs it (ValueError when it is not a QuoteSource)."""
+    module, _, name = spec.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as e:
+        raise ValueError(f"--source {spec}: cannot load {name or '(no class)'} from {module}: {e}") from e
+    if not (isinstance(cls, type) and issubclass(cls, QuoteSource)):
+        raise ValueError(f"--source {spec}: not a QuoteSource subclass")
+    return cls()
+
+
+def build_source(args, sectors: dict[str, str], start_ns: int) -> QuoteSource:
+    if args.source:
+        return load_adapter(args.source)
     if args.replay:
         return CsvReplay(args.replay, speed=args.speed, restamp=args.restamp, max_rows=args.batch_rows, start_ns=start_ns)
     history = load_history(args.history)
