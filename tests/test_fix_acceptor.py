@@ -1,0 +1,193 @@
+"""The FIX drop-copy acceptor as a process, against a real tickerplant and real QuickFIX initiators.
+
+Every test starts `python -m tickerplant` and `python -m feedhandlers.fix` on free ports; the
+initiators are QuickFIX sessions in this process (feedhandlers/omsim/initiator.py); what got booked is
+read back from the tickerplant journal with a Subscriber.
+"""
+from __future__ import annotations
+
+import os
+import signal
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from conftest import wait_until
+from feedhandlers.omsim.initiator import Initiator
+from feedhandlers.refdata.loader import load_refdata
+from tickerplant.client import Publisher, Subscriber
+
+INITIATOR_CFG = """
+[DEFAULT]
+ConnectionType=initiator
+SocketConnectHost=127.0.0.1
+SocketConnectPort={port}
+ReconnectInterval=1
+FileStorePath=store-{sender}
+FileLogPath=log-{sender}
+StartTime=00:00:00
+EndTime=00:00:00
+HeartBtInt=30
+UseDataDictionary=Y
+DataDictionary=FIX44.xml
+[SESSION]
+BeginString=FIX.4.4
+SenderCompID={sender}
+TargetCompID=MARGINTICK
+"""
+
+
+class Stack:
+    """A tickerplant and the FIX feedhandler on free ports, plus helpers to drive and inspect them."""
+
+    def __init__(self, spawn, free_port, tmp_path: Path, ack: str = "sync"):
+        self.spawn, self.tmp, self.ack = spawn, tmp_path, ack
+        ports = [free_port() for _ in range(4)]
+        self.ingest, self.pub, self.control = (f"tcp://127.0.0.1:{p}" for p in ports[:3])
+        self.fix_port = ports[3]
+        self.tp = spawn("tickerplant", "--ingest", self.ingest, "--pub", self.pub, "--control", self.control,
+                        "--journal", tmp_path / "journal")
+        publisher = wait_until(lambda: _try(lambda: Publisher("test.refdata", endpoint=self.ingest, timeout=1.0)),
+                               timeout=60, what="tickerplant up")
+        ref = load_refdata()
+        publisher.publish("instrument", ref["instrument"])
+        publisher.publish_sync("account", ref["account"], timeout=30)
+        publisher.close()
+        self.fh = None
+        self.start_feedhandler()
+        self.initiators: list[Initiator] = []
+
+    def start_feedhandler(self):
+        self.fh = self.spawn("feedhandlers.fix", "--port", self.fix_port, "--state-dir", self.tmp / "fix",
+                             "--ingest", self.ingest, "--control", self.control, "--ack", self.ack,
+                             "--stats-every", "1", name="fixfh")
+        wait_until(lambda: "accepting FIX sessions" in self.fh.log_path.read_text(), timeout=60,
+                   what="feedhandler accepting")
+
+    def initiator(self, sender: str = "OMS", reset: bool = False) -> Initiator:
+        cfg = self.tmp / f"initiator-{sender}.cfg"
+        cfg.write_text(INITIATOR_CFG.format(port=self.fix_port, sender=sender))
+        ini = Initiator(cfg, self.tmp / "initiators", reset_on_logon=reset)
+        self.initiators.append(ini)
+        ini.start(logon_timeout=60)
+        return ini
+
+    def table(self, name: str) -> list[dict]:
+        """Every row of `name` in the journal, as dicts, in order."""
+        rows: list[dict] = []
+
+        def on_batch(table, cols, seq):
+            rows.extend(dict(zip(cols, r)) for r in zip(*cols.values()))
+
+        sub = Subscriber(f"test.read.{name}", control=self.control, tables=[name], on_batch=on_batch)
+        sub.start()
+        sub.close()
+        return rows
+
+    def close(self):
+        for ini in self.initiators:
+            ini.stop()
+
+
+def _try(fn):
+    try:
+        return fn()
+    except Exception:
+        return None
+
+
+@pytest.fixture
+def stack(spawn, free_port, tmp_path, request):
+    s = Stack(spawn, free_port, tmp_path, ack=getattr(request, "param", "sync"))
+    yield s
+    s.close()
+
+
+def er(exec_id, exec_type="F", account="FUND1", sym="AMD", side="1", qty=100, px=10.0, ref=None,
+       drop=(), **extra) -> list[tuple[int, str]]:
+    """An ExecutionReport body with every field FIX 4.4 requires."""
+    fields = {37: f"O-{exec_id}", 17: exec_id, 150: exec_type, 39: "2", 1: account, 55: sym, 54: side,
+              32: str(qty), 31: str(px), 151: "0", 14: str(qty), 6: str(px), 60: "20261121-10:00:00.000"}
+    if ref:
+        fields[19] = ref
+    fields.update({int(k[1:]): v for k, v in extra.items()})
+    return [(k, v) for k, v in fields.items() if k not in drop]
+
+
+def booked(stack: Stack, count: int, timeout: float = 60) -> list[dict]:
+    return wait_until(lambda: (lambda rows: rows if len(rows) >= count else None)(stack.table("fill")),
+                      timeout=timeout, what=f"{count} fill rows")
+
+
+def test_fills_cancels_corrections_duplicates_and_rejects(stack):
+    oms = stack.initiator("OMS")
+    oms.send(er("E1", qty=100, px=10.0))
+    oms.send(er("E2", side="2", qty=40, px=11.0))
+    oms.send(er("E3", exec_type="G", ref="E1", qty=80, px=10.5))     # correct E1: 100 -> 80
+    oms.send(er("E4", exec_type="H", ref="E2"))                      # bust E2
+    oms.send(er("E1", qty=100, px=10.0))                             # duplicate ExecID: not booked
+    oms.send(er("E5", exec_type="0"))                                # a New: counted, not booked
+    oms.send(er("E6", account="NOBODY", sym="ZZZZ", qty=7))          # unknown: booked + alert
+    oms.send(er("B1", drop=(32,)))                                   # LastQty missing -> 35=j reason 5
+    oms.send(er("B2", side="9"))                                     # bad Side -> 35=3 reason 5
+    oms.send(er("B3", px="abc"))                                     # LastPx not a number -> 35=3 reason 6
+    oms.send(er("B4", drop=(39,)))                                   # OrdStatus missing (dictionary) -> 35=3 reason 1
+    oms.send(er("B5", exec_type="H", ref="NOPE"))                    # unknown ExecRefID -> 35=j reason 1
+    oms.send([(11, "C1"), (55, "AMD"), (54, "1"), (60, "20261121-10:00:00"), (40, "1"), (38, "5")], "D")
+    oms.send(er("E7", sym="GOOG", side="2", qty=3, px=100.0))        # still booking after all that
+
+    rows = booked(stack, 7)
+    wait_until(lambda: len(oms.rejects_seen()) >= 6, timeout=30, what="6 rejects")
+    assert [(r["execid"], r["exectype"], r["qty"], r["price"], r["refexecid"], r["status"]) for r in rows] == [
+        ("E1", "F", 100.0, 10.0, "", "ok"),
+        ("E2", "F", -40.0, 11.0, "", "ok"),
+        ("E3", "G", -100.0, 10.0, "E1", "ok"),
+        ("E3", "G", 80.0, 10.5, "E1", "ok"),
+        ("E4", "H", 40.0, 11.0, "E2", "ok"),
+        ("E6", "F", 7.0, 10.0, "", "unknown"),
+        ("E7", "F", -3.0, 100.0, "", "ok"),
+    ]
+    assert {r["session"] for r in rows} == {"OMS"} and rows[0]["account"] == "FUND1"
+    rejects = [(r[35], r.get(373) or r.get(380), r.get(58, "")) for r in oms.rejects_seen()]
+    assert [(t, code) for t, code, _ in rejects] == [
+        ("j", "5"), ("3", "5"), ("3", "6"), ("3", "1"), ("j", "1"), ("j", "3")]
+    assert "ExecRefID NOPE is not a booked trade" in rejects[4][2]
+    alerts = stack.table("alert")
+    texts = [a["text"] for a in alerts]
+    assert any("unknown account NOBODY" in t for t in texts) and any("unknown instrument ZZZZ" in t for t in texts)
+    assert any("NOPE" in t for t in texts) and {a["kind"] for a in alerts} == {"data"}
+
+
+def test_sequence_gap_is_filled_and_client_session_may_reset(stack):
+    oms = stack.initiator("OMS")
+    oms.send(er("G1"))
+    booked(stack, 1)
+    session = oms.session
+    session.setNextSenderMsgSeqNum(session.getExpectedSenderNum() + 5)   # 5 messages "lost on the wire"
+    oms.send(er("G2"))
+    client = stack.initiator("CLIENT", reset=True)                       # Logon with ResetSeqNumFlag=Y
+    client.send(er("C1", qty=5))
+    rows = booked(stack, 3)
+    assert sorted((r["session"], r["execid"]) for r in rows) == [("CLIENT", "C1"), ("OMS", "G1"), ("OMS", "G2")]
+    assert oms.rejects_seen() == [] and client.rejects_seen() == []
+    log = (stack.tmp / "fix" / "log").glob("*MARGINTICK-OMS.messages.current.log")
+    assert "\x0135=2\x01" in next(log).read_text()                   # the acceptor asked for a resend
+
+
+@pytest.mark.parametrize("stack", ["sync", "pipelined"], indirect=True)
+def test_kill_9_mid_session_then_resend_books_every_fill_once(stack):
+    oms = stack.initiator("OMS")
+    total = 300
+    for n in range(total):
+        oms.send(er(f"K{n}", qty=n + 1))
+        if n == 100:
+            wait_until(lambda: len(stack.table("fill")) >= 20, timeout=60, what="some fills booked")
+            os.kill(stack.fh.pid, signal.SIGKILL)                  # mid-session, fills in flight
+            stack.fh.wait(10)
+    # the rest were stored by the initiator while it was disconnected (or sent into the void)
+    stack.start_feedhandler()
+    rows = booked(stack, total, timeout=120)
+    counts = Counter(r["execid"] for r in rows)
+    assert len(rows) == total and set(counts) == {f"K{n}" for n in range(total)}
+    assert sum(r["qty"] for r in rows) == total * (total + 1) / 2
