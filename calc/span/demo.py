@@ -18,7 +18,7 @@ from pathlib import Path
 from .model import (CombinedCommodity, Contract, Product, ScanParameters, SpanParams, SpotMonth, Spread, SpreadLeg,
                     Tier, contract_symbol)
 from .pa2 import write_pa2
-from .riskarray import compute_risk_arrays
+from .riskarray import black76, compute_risk_arrays
 
 OUT_DIR = Path(__file__).resolve().parents[2] / "data" / "span"
 BUSINESS_DATE = 20261120
@@ -117,7 +117,6 @@ def demo_params(products=DEMO_PRODUCTS, business_date: int = BUSINESS_DATE, extr
 
 def _price_options(params: SpanParams) -> None:
     """Settlement prices of the demo options: Black-76 at the base volatility (for NOV)."""
-    from .riskarray import black76
     futures = {(c.code, c.futures_month): c.price for c in params.contracts if c.right == ""}
     for c in params.contracts:
         if c.right:

@@ -66,7 +66,7 @@ def result_of(compiled: CompiledParams, state: SpanState, idx: np.ndarray, qty: 
     combined = compiled.params.combined
     by_cc = []
     for c in held:
-        r = out[c]
+        r = out[c].tolist()
         code = compiled.cc_codes[c]
         by_cc.append(CommodityBreakdown(
             cc=code, currency=combined[code].currency, scan=r[kernels.SCAN], intra=r[kernels.INTRA],

@@ -79,12 +79,10 @@ class _Builder:
         self.ra_decimals: dict[tuple[str, str, str], int] = {}
         self.pending: _Line | None = None       # an 81 / 83 waiting for its 82 / 84
         self.path = path
-        self.last: _Line | None = None
 
     def add(self, line: _Line) -> None:
         if self.pending is not None and line.rid not in ("82", "84"):
             raise self.pending.error(None, f"record {self.pending.rid} is not followed by its second record")
-        self.last = line
         getattr(self, "_r" + line.rid.strip())(line)
 
     def finish(self) -> SpanParams:
@@ -163,7 +161,7 @@ class _Builder:
         cc.som_rate = line["som_rate"]
         cc.som_method = line["som_method"] or "1"
         if cc.som_method not in ("1", "2"):
-            raise line.error(line.fields["som_method"], f"short option minimum method must be 1 or 2")
+            raise line.error(line.fields["som_method"], "short option minimum method must be 1 or 2")
 
     def _r5(self, line):
         group = line.require("group")
