@@ -41,13 +41,13 @@ TargetCompID=MARGINTICK
 class Stack:
     """A tickerplant and the FIX feedhandler on free ports, plus helpers to drive and inspect them."""
 
-    def __init__(self, spawn, free_port, tmp_path: Path, ack: str = "sync"):
-        self.spawn, self.tmp, self.ack = spawn, tmp_path, ack
+    def __init__(self, spawn, free_port, tmp_path: Path, ack: str = "sync", fh_args: tuple = ()):
+        self.spawn, self.tmp, self.ack, self.fh_args = spawn, tmp_path, ack, fh_args
         ports = [free_port() for _ in range(4)]
         self.ingest, self.pub, self.control = (f"tcp://127.0.0.1:{p}" for p in ports[:3])
         self.fix_port = ports[3]
-        self.tp = spawn("tickerplant", "--ingest", self.ingest, "--pub", self.pub, "--control", self.control,
-                        "--journal", tmp_path / "journal")
+        self.tp = None
+        self.start_tickerplant()
         publisher = wait_until(lambda: _try(lambda: Publisher("test.refdata", endpoint=self.ingest, timeout=1.0)),
                                timeout=60, what="tickerplant up")
         ref = load_refdata()
@@ -58,10 +58,14 @@ class Stack:
         self.start_feedhandler()
         self.initiators: list[Initiator] = []
 
+    def start_tickerplant(self):
+        self.tp = self.spawn("tickerplant", "--ingest", self.ingest, "--pub", self.pub, "--control",
+                             self.control, "--journal", self.tmp / "journal", name="tp")
+
     def start_feedhandler(self):
         self.fh = self.spawn("feedhandlers.fix", "--port", self.fix_port, "--state-dir", self.tmp / "fix",
                              "--ingest", self.ingest, "--control", self.control, "--ack", self.ack,
-                             "--stats-every", "1", name="fixfh")
+                             "--stats-every", "1", *self.fh_args, name="fixfh")
         wait_until(lambda: "accepting FIX sessions" in self.fh.log_path.read_text(), timeout=60,
                    what="feedhandler accepting")
 
@@ -191,3 +195,20 @@ def test_kill_9_mid_session_then_resend_books_every_fill_once(stack):
     counts = Counter(r["execid"] for r in rows)
     assert len(rows) == total and set(counts) == {f"K{n}" for n in range(total)}
     assert sum(r["qty"] for r in rows) == total * (total + 1) / 2
+
+
+def test_tickerplant_down_holds_the_session_and_loses_nothing(spawn, free_port, tmp_path):
+    stack = Stack(spawn, free_port, tmp_path, fh_args=("--ack-timeout", "1"))
+    oms = stack.initiator("OMS")
+    for n in range(20):
+        oms.send(er(f"T{n}"))
+    booked(stack, 20)
+    os.kill(stack.tp.pid, signal.SIGKILL)
+    stack.tp.wait(10)
+    for n in range(20, 40):
+        oms.send(er(f"T{n}"))
+    wait_until(lambda: "holding the FIX session" in stack.fh.log_path.read_text(), timeout=60,
+               what="the feedhandler holding the session")
+    stack.start_tickerplant()
+    rows = booked(stack, 40, timeout=120)
+    assert sorted(r["execid"] for r in rows) == sorted(f"T{n}" for n in range(40))
