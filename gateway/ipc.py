@@ -94,7 +94,7 @@ class IpcServer:
         self.server: asyncio.AbstractServer | None = None
 
     async def start(self, host: str, port: int) -> int:
-        self.server = await asyncio.start_server(self._client, host, port, limit=MAX_HANDSHAKE * 4)
+        self.server = await asyncio.start_server(self._client, host, port)
         return self.server.sockets[0].getsockname()[1]
 
     async def close(self) -> None:
@@ -128,13 +128,14 @@ class IpcServer:
             writer.close()
 
     async def _handshake(self, reader, writer) -> Connection | None:
-        try:
-            raw = await asyncio.wait_for(reader.readuntil(b"\0"), HANDSHAKE_TIMEOUT_S)
-        except (asyncio.LimitOverrunError, ValueError):
-            raise ProtocolError("handshake too long") from None
-        raw = raw[:-1]
-        if len(raw) > MAX_HANDSHAKE:
-            raise ProtocolError("handshake too long")
+        raw = bytearray()
+        async with asyncio.timeout(HANDSHAKE_TIMEOUT_S):
+            while (byte := await reader.read(1)) != b"\0":
+                if not byte:
+                    return None
+                raw += byte
+                if len(raw) > MAX_HANDSHAKE:
+                    raise ProtocolError("handshake too long")
         capability = 0
         if raw and raw[-1] < 32:
             capability, raw = raw[-1], raw[:-1]
