@@ -24,9 +24,7 @@ BATCH_ROWS = (1_000, 10_000, 50_000)
 
 def simulator(batch_rows: int) -> PriceSimulator:
     syms = load_instruments()["sym"].tolist()
-    sim = PriceSimulator(calibrate(load_history(), syms), steps_per_sec=0, max_rows=batch_rows, seed=1)
-    sim.poll(0)                                     # compile / load the Numba kernel
-    return sim
+    return PriceSimulator(calibrate(load_history(), syms), steps_per_sec=0, max_rows=batch_rows, seed=1)
 
 
 def generate(batch_rows: int, total_rows: int) -> tuple[float, float]:

@@ -158,7 +158,8 @@ def test_quotes_are_valid_quote_batches(calibration):
 
 
 def test_paced_steps_are_due_on_schedule_and_stamped_with_their_time(calibration):
-    sim = PriceSimulator(calibration, steps_per_sec=10, seed=5, start_ns=1_000_000_000)
+    sim = PriceSimulator(calibration, steps_per_sec=10, seed=5)
+    sim.start(1_000_000_000)
     n = len(TECH_AND_SPY)
     assert sim.poll(999_999_999) is None
     first = sim.poll(1_000_000_000)

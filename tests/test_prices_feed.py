@@ -119,7 +119,8 @@ TICKS = """time,sym,bid,ask,price,size,vol,src
 def test_replay_due_times_are_scaled_by_speed(tmp_path):
     path = tmp_path / "ticks.csv"
     path.write_text(TICKS)
-    replay = CsvReplay(path, speed=4, start_ns=10**12)
+    replay = CsvReplay(path, speed=4)
+    replay.start(10**12)
     assert replay.next_due_ns(0) == 10**12
     first = replay.poll(10**12)
     assert list(first["sym"]) == ["AMD", "AAPL"] and list(first["src"]) == ["replay", "vendorX"]

@@ -18,6 +18,8 @@ import signal
 import sys
 import time
 
+import zmq
+
 from common.defaults import HOST, TP_INGEST
 from common.history import HISTORY_DIR, load_history
 from common.rpc import RpcClient, RpcError
@@ -91,11 +93,11 @@ def load_adapter(spec: str) -> QuoteSource:
     return cls()
 
 
-def build_source(args, sectors: dict[str, str], start_ns: int) -> QuoteSource:
+def build_source(args, sectors: dict[str, str]) -> QuoteSource:
     if args.source:
         return load_adapter(args.source)
     if args.replay:
-        return CsvReplay(args.replay, speed=args.speed, restamp=args.restamp, max_rows=args.batch_rows, start_ns=start_ns)
+        return CsvReplay(args.replay, speed=args.speed, restamp=args.restamp, max_rows=args.batch_rows)
     history = load_history(args.history)
     syms = [s for s in sectors if s in history.syms]
     skipped = [s for s in sectors if s not in history.syms]
@@ -103,7 +105,24 @@ def build_source(args, sectors: dict[str, str], start_ns: int) -> QuoteSource:
         log.info("no price history, not simulated: %s", ", ".join(skipped))
     calibration = calibrate(history, syms, args.lookback)
     return PriceSimulator(calibration, steps_per_sec=args.steps_per_sec, step_seconds=args.step_seconds,
-                          max_rows=args.batch_rows, half_spread_bps=args.spread_bps, seed=args.seed, start_ns=start_ns)
+                          max_rows=args.batch_rows, half_spread_bps=args.spread_bps, seed=args.seed)
+
+
+def prepare(args):
+    """The source, the sectors and the schedule; raises ValueError / TableFileError on bad input."""
+    instruments = load_instruments(args.refdata)
+    sectors = dict(zip(instruments["sym"].tolist(), instruments["sector"].tolist()))
+    if args.syms:
+        wanted = args.syms.split(",")
+        unknown = [s for s in wanted if s not in sectors]
+        if unknown:
+            raise ValueError(f"--syms: not in instrument.csv: {', '.join(unknown)}")
+        sectors = {s: sectors[s] for s in wanted}
+    source = build_source(args, sectors)
+    start_ns = time.time_ns()                  # after the slow part: schedules count from here
+    schedule = [parse_schedule(f"+0 {spec}", start_ns, sectors) for spec in args.event]
+    schedule += [parse_schedule(item, start_ns, sectors) for item in args.at]
+    return source, sectors, schedule, start_ns
 
 
 def main(argv=None) -> int:
@@ -111,19 +130,8 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.send:
         return send_event(args.control, args.send)
-    start_ns = time.time_ns()
     try:
-        instruments = load_instruments(args.refdata)
-        sectors = dict(zip(instruments["sym"].tolist(), instruments["sector"].tolist()))
-        if args.syms:
-            wanted = args.syms.split(",")
-            unknown = [s for s in wanted if s not in sectors]
-            if unknown:
-                raise ValueError(f"--syms: not in instrument.csv: {', '.join(unknown)}")
-            sectors = {s: sectors[s] for s in wanted}
-        source = build_source(args, sectors, start_ns)
-        schedule = [parse_schedule(f"+0 {spec}", start_ns, sectors) for spec in args.event]
-        schedule += [parse_schedule(item, start_ns, sectors) for item in args.at]
+        source, sectors, schedule, start_ns = prepare(args)
     except TableFileError as e:
         print("\n".join(e.errors), file=sys.stderr)
         return 1
@@ -135,16 +143,21 @@ def main(argv=None) -> int:
     except TickerplantError as e:
         print(f"prices: {e}", file=sys.stderr)
         return 1
-    feed = PriceFeed(source, publisher, sectors, args.control, start_ns)
+    try:
+        feed = PriceFeed(source, publisher, sectors, args.control, start_ns)
+    except zmq.ZMQError as e:
+        print(f"prices: cannot bind the control socket {args.control}: {e}", file=sys.stderr)
+        publisher.close()
+        return 1
     for due, event in schedule:
         feed.add_event(due, event)
     signal.signal(signal.SIGTERM, lambda *_: setattr(feed, "stopping", True))
     deadline = start_ns + args.duration * 1e9 if args.duration else None
     log.info("publishing %s quotes to %s, control %s", source.name, args.ingest, args.control)
     try:
-        rows = feed.run(stop=lambda: deadline is not None and time.time_ns() >= deadline)
+        feed.run(stop=lambda: deadline is not None and time.time_ns() >= deadline)
     except KeyboardInterrupt:
-        rows = feed.rows
+        pass
     finally:
         try:
             publisher.flush(timeout=10.0)
@@ -152,7 +165,7 @@ def main(argv=None) -> int:
             log.error("exiting with %d quote batches unacknowledged: %s", publisher.pending, e)
         feed.close()
         publisher.close()
-    log.info("published %d quotes in %d batches", rows, feed.batches)
+    log.info("published %d quotes in %d batches", feed.rows, feed.batches)
     return 0
 
 

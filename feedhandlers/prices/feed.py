@@ -105,6 +105,7 @@ class PriceFeed:
 
     def run(self, stop: Callable[[], bool] = lambda: False) -> int:
         """Runs until the source is exhausted, `stop()` is true or a `stop` request; returns rows published."""
+        self.source.start(self.start_ns)
         while not (self.stopping or stop()):
             now = time.time_ns()
             self._fire_due_events(now)

@@ -5,7 +5,7 @@ time (UTC, `YYYY-MM-DDTHH:MM:SS[.fff...]`), sym and price are required, bid / as
 blank, src blank becomes `replay`. Rows must be in time order. The whole file is checked when loaded:
 every problem is reported as `file:line: field: message` and nothing is replayed.
 
-A row at original time t is due at start + (t - t_first) / speed (speed 0: everything at once).
+A row at original time t is due at start (`start(now_ns)`) + (t - t_first) / speed (speed 0: everything at once).
 Rows keep their original time unless `restamp`, which stamps each with the wall-clock time it was due.
 """
 from __future__ import annotations
@@ -23,16 +23,19 @@ class CsvReplay(QuoteSource):
     name = "replay"
 
     def __init__(self, path: str | Path, speed: float = 1.0, restamp: bool = False, max_rows: int = 10_000,
-                 start_ns: int = 0, schema: TableSchema | None = None):
+                 schema: TableSchema | None = None):
         if speed < 0 or max_rows < 1:
             raise ValueError("speed >= 0 and max_rows >= 1 are required")
         self.batch = load_ticks(Path(path), schema or load_schemas()["quote"])
-        offsets = (self.batch["time"] - self.batch["time"][0]).astype(np.int64) if len(self.batch["time"]) else \
-            np.empty(0, dtype=np.int64)
-        self.due_ns = start_ns + (np.round(offsets / speed).astype(np.int64) if speed else np.zeros_like(offsets))
+        offsets = (self.batch["time"] - self.batch["time"][:1]).astype(np.int64)
+        self.offsets_ns = np.round(offsets / speed).astype(np.int64) if speed else np.zeros_like(offsets)
+        self.due_ns = self.offsets_ns
         self.restamp = restamp
         self.max_rows = max_rows
         self.sent = 0
+
+    def start(self, now_ns: int) -> None:
+        self.due_ns = now_ns + self.offsets_ns
 
     def next_due_ns(self, now_ns: int) -> int | None:
         return int(self.due_ns[self.sent]) if self.sent < len(self.due_ns) else None

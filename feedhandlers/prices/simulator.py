@@ -7,7 +7,7 @@ size = a random round lot, vol = the annualised volatility the generator is usin
 the current event multiplier), src = `sim`. Market events shift prices at once and set volatility
 multipliers for the steps that follow.
 
-Pacing: with `steps_per_sec` > 0, step k is due at start + k / steps_per_sec and its rows carry that
+Pacing: with `steps_per_sec` > 0, step k is due at start (`start(now_ns)`) + k / steps_per_sec and its rows carry that
 time; with 0 the simulator runs as fast as it is polled, `max_rows` rows a batch, stamped with the
 poll time. Each step covers `step_seconds` of market time (default 1 / steps_per_sec: real time).
 """
@@ -28,7 +28,7 @@ class PriceSimulator(QuoteSource):
 
     def __init__(self, calibration: Calibration, steps_per_sec: float = 10.0, step_seconds: float | None = None,
                  max_rows: int = 10_000, half_spread_bps: float = 2.0, tick: float = 0.01,
-                 seed: int | None = None, start_ns: int = 0):
+                 seed: int | None = None):
         if steps_per_sec < 0 or max_rows < 1 or half_spread_bps < 0 or tick <= 0:
             raise ValueError("steps_per_sec >= 0, max_rows >= 1, half_spread_bps >= 0 and tick > 0 are required")
         self.calibration = calibration
@@ -41,10 +41,15 @@ class PriceSimulator(QuoteSource):
         self.half_spread = half_spread_bps * 1e-4
         self.tick = tick
         self.rng = np.random.default_rng(seed)
-        self.start_ns = start_ns
+        self.start_ns = 0
         self.steps_done = 0
         self.events_applied = 0
         self._index = {s: i for i, s in enumerate(calibration.syms)}
+        empty = np.empty((0, len(self.syms)))
+        correlated_steps(self.log_price.copy(), self._step_sigma(), calibration.chol, empty, empty)  # compile now
+
+    def start(self, now_ns: int) -> None:
+        self.start_ns = now_ns
 
     def _step_sigma(self) -> np.ndarray:
         return self.calibration.daily_vol * self.vol_multiplier * math.sqrt(self.step_seconds / SESSION_SECONDS)

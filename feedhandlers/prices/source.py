@@ -29,6 +29,9 @@ class QuoteSource(ABC):
     def poll(self, now_ns: int) -> dict[str, np.ndarray] | None:
         """The quotes due by `now_ns` as one batch, or None when nothing is due yet."""
 
+    def start(self, now_ns: int) -> None:
+        """Called once when the feed starts publishing: a paced source counts its schedule from now_ns."""
+
     def apply_event(self, event) -> None:
         """Applies a market event (feedhandlers/prices/events.py MarketEvent) to the next quotes."""
         raise UnsupportedEvent(f"the {self.name} source does not take market events")
