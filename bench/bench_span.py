@@ -111,7 +111,7 @@ def numpy_requirement(p: CompiledParams, st: SpanState, held: np.ndarray) -> flo
             inter[c] += n * ratio * wfpr[c] * p.inter_rate[sp]
     shorts = np.where(p.som_max_side, np.maximum(st.short_calls, st.short_puts), st.short_calls + st.short_puts)
     risk = np.maximum(scan + intra + spot - inter, p.som_rate * shorts)
-    initial = np.maximum(risk * p.init_ratio - np.where(p.premium, st.nov, 0.0), 0.0)
+    initial = np.maximum(risk - np.where(p.premium, st.nov, 0.0), 0.0) * p.init_ratio
     return float(initial[held].sum())
 
 

@@ -179,7 +179,7 @@ def test_net_option_value_and_initial_ratio():
     es = compute(p, {"ESZ26C90": -3}).by_cc[0]
     # risk = max(scan -15 -> 0, SOM 300) = 300; NOV = -3 x 2.0 x 10 = -60 (short premium adds)
     assert (es.risk, es.nov, es.maintenance) == (300.0, -60.0, 360.0)
-    assert es.initial == pytest.approx(300.0 * 1.1 + 60.0)
+    assert es.initial == pytest.approx(360.0 * 1.1)
     long_only = compute(p, {"ESZ26C90": 4}).by_cc[0]                    # long options: risk 20, NOV 80
     assert (long_only.risk, long_only.nov, long_only.maintenance) == (20.0, 80.0, 0.0)
     p.combined["ES"].option_style = "F"                                  # futures-style: no NOV

@@ -155,7 +155,7 @@ def requirement(vec, slot_delta, short_calls, short_puts, nov,
         value = nov[c] if premium[c] else 0.0
         out[c, RISK], out[c, NOV] = risk, value
         out[c, MAINT] = max(risk - value, 0.0)
-        out[c, INIT] = max(risk * init_ratio[c] - value, 0.0)
+        out[c, INIT] = out[c, MAINT] * init_ratio[c]
 
 
 @njit(cache=True)

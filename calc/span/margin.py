@@ -13,7 +13,7 @@ from .compiled import CompiledParams, SpanState
 @dataclass
 class CommodityBreakdown:
     """One combined commodity: risk = max(scan + intra + spot - inter, som); maintenance =
-    risk - nov (premium-style options), initial = risk x initial/maintenance ratio - nov."""
+    max(risk - nov, 0) (nov: premium-style options only), initial = maintenance x initial/maintenance ratio."""
     cc: str
     currency: str
     scan: float

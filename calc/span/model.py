@@ -190,6 +190,3 @@ class SpanParams:
     def combined_of(self) -> dict[tuple[str, str, str], str]:
         """product key -> combined commodity code."""
         return {p: cc.code for cc in self.combined.values() for p in cc.products}
-
-    def by_symbol(self) -> dict[str, Contract]:
-        return {c.symbol: c for c in self.contracts}
