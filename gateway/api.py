@@ -5,8 +5,9 @@ calc over ZeroMQ request/reply (common.rpc.AsyncRpcClient, many requests in flig
 request) and returns a `Result` (a value plus the q types of its columns). Failures raise `ApiError`
 with a q-style text (`'access: ...`, `'type: ...`, `'timeout: ...`) and an HTTP status.
 
-margin / alerts read the rdb (`margin` and `alert` tables as calc published them); whatif,
-positions, drivers, stress, scenarios come from calc; q-sql strings go to the rdb `qsql` op.
+margin (every model of each account, as of calc's last event), whatif, positions, drivers, stress,
+scenarios come from calc; alerts from the rdb `alert` table; q-sql strings go to the rdb `qsql` op;
+the desk of an account (for desk entitlements) from the rdb `account` table.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from common.rpc import AsyncRpcClient, RpcError, RpcTimeout
+from common.schema import load_schemas
 from gateway.users import User
 
 DESK_REFRESH_S = 1.0
@@ -110,6 +112,7 @@ class Api:
         self.rdb = rdb
         self.calc = calc
         self.timeout = timeout
+        self.qtypes = {t: {c.name: c.qtype for c in schema.columns} for t, schema in load_schemas().items()}
         self._desks: dict[str, str] = {}
         self._desks_at = 0.0
 
@@ -124,9 +127,13 @@ class Api:
         reply.pop("ok", None)
         return reply
 
-    async def _result(self, client: AsyncRpcClient, op: str, **args) -> Result:
+    async def _result(self, client: AsyncRpcClient, op: str, qtypes: dict | None = None, **args) -> Result:
+        """The reply as a Result: its one value (or the dict of its values), without the echo of
+        the account argument; column types from the reply's `types` or `qtypes`."""
         reply = await self._call(client, op, **args)
-        qtypes = reply.pop("types", None) or {}
+        qtypes = reply.pop("types", None) or qtypes or {}
+        if "account" in args and reply.get("account") == args["account"] and len(reply) > 1:
+            del reply["account"]
         value = next(iter(reply.values())) if len(reply) == 1 else reply
         return Result(value, qtypes)
 
@@ -159,11 +166,12 @@ class Api:
 
     # ---- named functions --------------------------------------------------------------------------
     async def margin(self, user: User, accounts=None) -> Result:
-        return await self._result(self.rdb, "last", table="margin", syms=await self.visible(user, accounts))
+        return await self._result(self.calc, "margin", self.qtypes["margin"],
+                                  accounts=await self.visible(user, accounts))
 
     async def alerts(self, user: User, accounts=None, since=None) -> Result:
-        return await self._result(self.rdb, "select", table="alert", syms=await self.visible(user, accounts),
-                                  start=_since(since))
+        return await self._result(self.rdb, "select", self.qtypes["alert"], table="alert",
+                                  syms=await self.visible(user, accounts), start=_since(since))
 
     async def whatif(self, user: User, account, sym, qty=None, price=None) -> Result:
         account = await self.entitled(user, _one(account, "account"))

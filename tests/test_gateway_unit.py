@@ -42,8 +42,9 @@ class StandIn:
         self.rdb = RpcServer(f"tcp://127.0.0.1:{free_port()}", {
             "last": self.last, "select": self.select, "qsql": self.qsql})
         self.calc = RpcServer(f"tcp://127.0.0.1:{free_port()}", {
-            "whatif": self.whatif,
-            "positions": lambda r: {"positions": {"sym": np.array(["AMD"], dtype=object), "qty": np.array([4e6])}}})
+            "whatif": self.whatif, "margin": lambda r: {"margin": _rows(r.get("accounts") or list(ACCOUNTS))["table"]},
+            "positions": lambda r: {"account": r["account"],
+                                    "positions": {"sym": np.array(["AMD"], dtype=object), "qty": np.array([4e6])}}})
         self.threads = [threading.Thread(target=s.serve_forever, args=(lambda: self._stop, 20), daemon=True)
                         for s in (self.rdb, self.calc)]
         for t in self.threads:
