@@ -93,8 +93,11 @@ def numpy_requirement(p: CompiledParams, st: SpanState, held: np.ndarray) -> flo
         lo, hi = p.cc_slot_start[c], p.cc_slot_start[c + 1]
         spot[c] = (used[lo:hi] @ p.spot_spread_rate[lo:hi]) + (np.abs(rem[lo:hi]) @ p.spot_outright_rate[lo:hi])
         net[c] = rem[lo:hi].sum()
-    time_risk = 0.5 * (st.vec[:, 0] + st.vec[:, 1])
-    wfpr = np.where(np.abs(net) > 1e-12, np.maximum(scan - time_risk, 0.0) / np.maximum(np.abs(net), 1e-300), 0.0)
+    active = st.vec.argmax(axis=1)
+    paired = np.where(active < 14, active ^ 1, active)
+    rows = np.arange(len(scan))
+    price_risk = 0.5 * (st.vec[rows, active] + st.vec[rows, paired]) - 0.5 * (st.vec[:, 0] + st.vec[:, 1])
+    wfpr = np.where((np.abs(net) > 1e-12) & (scan > 0), np.maximum(price_risk, 0.0) / np.maximum(np.abs(net), 1e-300), 0.0)
     left, inter = net.copy(), np.zeros(len(scan))
 
     def cc_available(c, sign):

@@ -157,6 +157,16 @@ def test_inter_commodity_credit_on_weighted_futures_price_risk():
     assert compute(p, {"ESZ26": 2, "NQZ26": 1}).by_cc[0].inter == 0.0      # same direction: no spread
 
 
+def test_weighted_price_risk_averages_the_active_scenario_with_its_pair_less_time_risk():
+    es_risk = (100, 100, -1000, -1000, 1000, 1000, -2000, -2000, 2000, 2000, -3000, -3000, 3000, 2000, -2970, 2970)
+    inter = [Spread(1, 0.5, [SpreadLeg(1, "A", cc="ES"), SpreadLeg(1, "B", cc="NQ")])]
+    p = params_for([fut("ES", 202612, es_risk), fut("NQ", 202612)], inter=inter)
+    es, nq = compute(p, {"ESZ26": 1, "NQZ26": -1}).by_cc
+    # active scenario 13 (3000), its pair 14 (2000), time risk 100: price risk 2400 per 1 delta, credit 50 %
+    assert (es.scan, es.active_scenario, es.inter) == (3000.0, 13, 1200.0)
+    assert nq.inter == 1500.0
+
+
 # ---- short option minimum, net option value, initial ratio ----------------------------------------
 
 def option_book(som_method):

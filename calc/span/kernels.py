@@ -134,13 +134,17 @@ def requirement(vec, slot_delta, short_calls, short_puts, nov,
         out[c, SOM] = som_rate[c] * shorts
         out[c, ACTIVE], out[c, NET_DELTA] = active, net[c]
         out[c, INTER] = 0.0
-    # inter-commodity credits on the deltas left after intra spreads, priced at the weighted
-    # futures price risk (scan risk less time risk, per net delta)
+    # inter-commodity credits on the deltas left after intra spreads, valued at the weighted futures
+    # price risk: price risk = (loss at the active scenario + at its pair with the other volatility
+    # move) / 2 - time risk (the average of scenarios 1 and 2), per unit of net delta
     wfpr = np.zeros(n_cc)
     for c in range(n_cc):
+        active = int(out[c, ACTIVE])
+        paired = active ^ 1 if active < 14 else active
         time_risk = 0.5 * (vec[c, 0] + vec[c, 1])
-        if abs(net[c]) > 1e-12:
-            wfpr[c] = max(out[c, SCAN] - time_risk, 0.0) / abs(net[c])
+        price_risk = 0.5 * (vec[c, active] + vec[c, paired]) - time_risk
+        if out[c, SCAN] > 0.0 and abs(net[c]) > 1e-12:
+            wfpr[c] = max(price_risk, 0.0) / abs(net[c])
     left = net.copy()
     for sp in range(inter_rate.shape[0]):
         first, last = inter_leg_start[sp], inter_leg_start[sp + 1]
