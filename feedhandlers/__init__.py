@@ -1,1 +1,2 @@
-"""Feedhandlers: processes that normalise outside data (FIX fills, market prices, reference data) and publish it into the tickerplant."""
+"""Feedhandlers: processes that normalise outside data (FIX fills, market prices, reference data) and
+publish it into the tickerplant."""

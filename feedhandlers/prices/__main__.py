@@ -46,14 +46,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--refdata", default=str(REFDATA_DIR), help="folder with instrument.csv (default %(default)s)")
     p.add_argument("--history", default=str(HISTORY_DIR), help="price history folder (default %(default)s)")
     p.add_argument("--syms", help="comma-separated syms to simulate (default: every instrument with history)")
-    p.add_argument("--lookback", type=int, default=TRADING_DAYS, help="days of returns to calibrate on (default %(default)s)")
+    p.add_argument("--lookback", type=int, default=TRADING_DAYS,
+                   help="days of returns to calibrate on (default %(default)s)")
     p.add_argument("--steps-per-sec", type=float, default=10.0,
-                   help="simulator steps per second, each quoting every sym; 0 = as fast as possible (default %(default)s)")
+                   help="simulator steps per second, each quoting every sym; 0 = as fast as possible "
+                        "(default %(default)s)")
     p.add_argument("--step-seconds", type=float,
                    help="market seconds per step (default 1/steps-per-sec: real time; 1 when as fast as possible)")
     p.add_argument("--spread-bps", type=float, default=2.0, help="half spread in basis points (default %(default)s)")
     p.add_argument("--seed", type=int, help="random seed (default: fresh)")
-    p.add_argument("--batch-rows", type=int, default=10_000, help="most rows in one published batch (default %(default)s)")
+    p.add_argument("--batch-rows", type=int, default=10_000,
+                   help="most rows in one published batch (default %(default)s)")
     p.add_argument("--event", action="append", default=[], metavar="SPEC", help="apply an event at start (repeatable)")
     p.add_argument("--at", action="append", default=[], metavar="'WHEN SPEC'",
                    help="schedule an event: '+SECONDS SPEC' or 'YYYY-MM-DDTHH:MM:SS SPEC' UTC (repeatable)")
@@ -61,7 +64,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--source", metavar="MODULE:CLASS",
                    help="publish from a vendor adapter: a feedhandlers.prices.source.QuoteSource subclass, "
                         "constructed without arguments")
-    p.add_argument("--speed", type=float, default=1.0, help="replay speed: 1 = recorded, 10 = 10x, 0 = at once (default %(default)s)")
+    p.add_argument("--speed", type=float, default=1.0,
+                   help="replay speed: 1 = recorded, 10 = 10x, 0 = at once (default %(default)s)")
     p.add_argument("--restamp", action="store_true", help="replay: stamp rows with the time they are sent")
     p.add_argument("--duration", type=float, help="stop after this many seconds (default: run until stopped)")
     p.add_argument("--send", metavar="SPEC", help="send an event to the running feed at --control and exit")

@@ -79,7 +79,8 @@ def _pairs(tokens: list[str], clause: str) -> dict[str, float]:
 
 
 def antitrust(target: str, sectors: dict[str, str], drop: float = ANTITRUST_DEFAULTS["drop"],
-              sector_drop: float = ANTITRUST_DEFAULTS["sector_drop"], vol: float = ANTITRUST_DEFAULTS["vol"]) -> MarketEvent:
+              sector_drop: float = ANTITRUST_DEFAULTS["sector_drop"],
+              vol: float = ANTITRUST_DEFAULTS["vol"]) -> MarketEvent:
     """The MISSION scenario: `target` -drop, the rest of its sector -sector_drop, the sector's volatility x vol."""
     if target not in sectors:
         raise ValueError(f"antitrust: unknown sym {target!r} (simulated: {', '.join(sectors)})")
