@@ -29,14 +29,14 @@ OPTIONAL_FILES = {"settle", "paramfile"}
 ASSET_CLASSES = {"equity", "etf", "future", "option"}
 MARGIN_MODELS = {"var", "span"}
 DERIVATIVE_FIELDS = ("underlying", "expiry", "strike", "putcall")
-# symbol columns that must not be blank, per table (all others may be)
-REQUIRED_SYMBOLS = {
+# symbol and string columns that must not be blank, per table (all others may be)
+REQUIRED_TEXT = {
     "instrument": {"sym", "assetclass", "ccy", "sector", "ccp", "model"},
     "account": {"sym", "desk", "ccp", "model", "ccy"},
     "position": {"sym", "account"},
     "settle": {"sym"},
     "collateral": {"sym", "kind", "ref"},
-    "paramfile": {"sym", "kind"},
+    "paramfile": {"sym", "kind", "path"},
 }
 # non-nullable columns that may be left blank in the file because the loader fills them in
 BLANK_ALLOWED = {"position": {"price"}}
@@ -160,7 +160,7 @@ def _read(folder: Path, table: str, schema: TableSchema, errors: Errors, now_ns:
     path = folder / f"{table}.csv"
     if table in OPTIONAL_FILES and not path.exists():
         return []
-    return read_table(path, schema, errors, now_ns, REQUIRED_SYMBOLS[table], BLANK_ALLOWED.get(table, set()),
+    return read_table(path, schema, errors, now_ns, REQUIRED_TEXT[table], BLANK_ALLOWED.get(table, set()),
                       {"sha256"} if table == "paramfile" else set())
 
 
