@@ -53,6 +53,8 @@ SPN = f"""<?xml version="1.0"?>
     <somTiers><tier><tn>1</tn><rate><r>1</r><val>250</val></rate></tier></somTiers>
     <dSpread><spread>1</spread><chargeMeth>10</chargeMeth><rate><r>1</r><val>150</val></rate>
      <tLeg><cc>ES</cc><tn>1</tn><rs>A</rs><i>1</i></tLeg><tLeg><cc>ES</cc><tn>2</tn><rs>B</rs><i>1</i></tLeg></dSpread>
+    <dSpread><spread>2</spread><chargeMeth>10</chargeMeth><rate><r>1</r><val>40</val></rate>
+     <pLeg><cc>ES</cc><pe>202612</pe><rs>A</rs><i>1</i></pLeg><pLeg><cc>ES</cc><pe>202703</pe><rs>B</rs><i>2</i></pLeg></dSpread>
     <spotRate><r>1</r><pe>202612</pe><sprd>10</sprd><outr>25</outr></spotRate>
    </ccDef>
    <interSpreads>
@@ -85,8 +87,11 @@ def test_xml_reads_into_the_model(spn_file):
     assert es.products == [("CME", "ES", "FUT"), ("CME", "ES", "OOF")] and es.option_style == "P"
     assert (es.som_rate, es.som_method, es.init_ratio) == (250.0, "2", 1.1)
     assert [(t.number, t.start_month, t.end_month) for t in es.tiers] == [(1, 202612, 202612), (2, 202703, 202712)]
-    (spread,) = es.intra_spreads
-    assert (spread.priority, spread.rate, [(l.tier, l.side) for l in spread.legs]) == (1, 150.0, [(1, "A"), (2, "B")])
+    tier_spread, month_spread = es.intra_spreads
+    assert (tier_spread.priority, tier_spread.rate) == (1, 150.0)
+    assert [(l.tier, l.side) for l in tier_spread.legs] == [(1, "A"), (2, "B")]
+    assert (month_spread.priority, month_spread.rate) == (2, 40.0)
+    assert [(l.month, l.ratio, l.side) for l in month_spread.legs] == [(202612, 1.0, "A"), (202703, 2.0, "B")]
     assert [(m.month, m.spread_rate, m.outright_rate) for m in es.spot_months] == [(202612, 10.0, 25.0)]
     (inter,) = p.inter_spreads
     assert [(l.cc, l.side) for l in inter.legs] == [("ES", "A"), ("NQ", "B")] and inter.rate == 0.5
@@ -97,7 +102,8 @@ def test_xml_margin(spn_file):
     es = compute(params, {"ESZ26": 1, "ESH27": -1, "ESZ26P5900": -2}).by_cc[0]
     # scan: max over scenarios of -2 x put array (the futures cancel) = 2 x 1400 at scenario 16
     assert (es.scan, es.active_scenario, es.intra) == (2800.0, 16, 150.0)
-    # Dec deltas: +1 future, +0.6 from the short puts -> 1 spread with Mar, 0.6 outright
+    # Dec deltas: +1 future, +0.6 from the short puts -> 1 tier spread with Mar, 0.6 outright (the
+    # Dec / Mar month spread of priority 2 finds no Mar delta left)
     assert es.spot == pytest.approx(1 * 10 + 0.6 * 25)
     assert es.som == 500.0 and es.nov == pytest.approx(-2 * 40.5 * 50)
 

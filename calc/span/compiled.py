@@ -38,7 +38,9 @@ class CompiledParams:
         self.symbols = [c.symbol for c in contracts]
         self.index = {s: i for i, s in enumerate(self.symbols)}
         if len(self.index) != len(self.symbols):
-            raise ValueError("two contracts map to the same instrument symbol")
+            seen: set[str] = set()
+            twice = sorted({s for s in self.symbols if s in seen or seen.add(s)})
+            raise ValueError(f"several contracts map to the same instrument symbol: {twice[:5]}")
         self.cc_codes = list(params.combined)
         cc_index = {code: i for i, code in enumerate(self.cc_codes)}
         product_cc = params.combined_of()
@@ -57,7 +59,6 @@ class CompiledParams:
         premium = np.array([params.combined[code].option_style == "P" for code in self.cc_codes], dtype=np.bool_)
         cvf = np.array([params.products[c.product_key].cvf for c in contracts])
         self.price = np.array([c.price for c in contracts], dtype=np.float64)
-        self.cvf = cvf
         self.option_value = np.where((self.kind != FUTURE) & premium[self.contract_cc], self.price * cvf, 0.0)
         self._compile_slots(contracts)
         self._compile_cc(premium)
