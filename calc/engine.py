@@ -191,6 +191,7 @@ class MarginEngine:
         self.volscale = {n: np.ones(len(m.syms)) for n, m in self.models.items()}
         self.risk_sym: dict[str, str] = {}          # instrument -> history sym whose returns it takes
         self.mapped: dict[str, set[str]] = {}       # history sym -> instruments mapped to it
+        self.shared: set[str] = set()               # history syms with more than one instrument mapped
         self.seq = 0                                # seq of the last input applied
         self.time_ns = 0                            # latest input time (the engine's clock)
         self.dirty: set[str] = set()                # accounts whose margin may have changed
@@ -244,9 +245,13 @@ class MarginEngine:
         old = self.risk_sym.pop(sym, None)
         if old:
             self.mapped[old].discard(sym)
+            if len(self.mapped[old]) < 2:
+                self.shared.discard(old)
         if target:
             self.risk_sym[sym] = target
             self.mapped.setdefault(target, set()).add(sym)
+            if len(self.mapped[target]) > 1:
+                self.shared.add(target)
         self._revalue_holders_in_full(sym)
 
     def _account(self, r: dict) -> None:
@@ -414,7 +419,10 @@ class MarginEngine:
                                               np.array([model.standalone(col, u)]),
                                               model.config.horizon_days, participation)[0])
                 e.addon_total += addon - e.addons.get(sym, 0.0)
-                e.addons[sym] = addon
+                if addon:
+                    e.addons[sym] = addon
+                else:
+                    e.addons.pop(sym, None)
 
     def _unmodelled(self, account: str, sym: str, model: str, e: Exposure, charge: float, unknown: bool,
                     rsym: str | None, quiet: bool) -> None:
@@ -502,8 +510,16 @@ class MarginEngine:
             rows.append(row)
         return rows
 
-    def drivers(self, account: str, model: str | None = None, risk: AccountRisk | None = None) -> list[tuple[str, float]]:
-        """Each position's contribution to the model's im (they sum to im), largest first."""
+    def drivers(self, account: str, model: str | None = None, risk: AccountRisk | None = None,
+                top: int | None = None) -> list[tuple[str, float]]:
+        """Each position's contribution to the model's im (all of them sum to im), largest first;
+        the `top` largest only when given. An instrument's contribution is its share of its history
+        column's contribution (ES / Euler, x the APC buffer) plus its add-on and full-value charge.
+
+        With `top`, only candidates are evaluated (O(N) in numpy plus O(top) in Python): the top
+        columns, columns shared by several instruments, and positions with an add-on or charge. A
+        position outside them is the only one in its column and has no add-on, so its contribution
+        is its column's, below every top column's: the result is exact."""
         names = self.model_names(account)
         if not names:
             raise LookupError(f"unknown account {account}")
@@ -512,16 +528,25 @@ class MarginEngine:
             raise LookupError(f"account {account} has no model {name} (models: {names})")
         risk = risk or self._fresh(account)
         e, m = risk.models[name], self.models[name]
-        col_contrib = m.contributions(e)
-        factor = 1.0 + m.config.apc_buffer
+        col_contrib = m.contributions(e) * (1.0 + m.config.apc_buffer)
+        if top is None or top >= len(m.syms):
+            columns = np.flatnonzero(e.values)
+        else:
+            columns = np.argpartition(-col_contrib, top)[:top]
+        candidates = {sym for c in columns.tolist() for sym in self.mapped.get(m.syms[c], ())}
+        candidates.update(s for hs in self.shared for s in self.mapped[hs])
+        candidates.update(e.addons)
         out: dict[str, float] = {}
-        for sym, u in e.parts.items():
-            col = m.index[self.risk_sym[sym]]
-            share = u / e.values[col] if e.values[col] else 0.0
-            out[sym] = col_contrib[col] * share * factor + e.addons.get(sym, 0.0)
+        for sym in candidates:
+            u = e.parts.get(sym)
+            if u:
+                col = m.index[self.risk_sym[sym]]
+                out[sym] = col_contrib[col] * (u / e.values[col] if e.values[col] else 0.0) + e.addons.get(sym, 0.0)
         for sym, charge in e.unmodelled.items():
-            out[sym] = out.get(sym, 0.0) + charge
-        return sorted(((s, c) for s, c in out.items() if c), key=lambda sc: -sc[1])
+            if charge:
+                out[sym] = out.get(sym, 0.0) + charge
+        ranked = sorted(((s, float(c)) for s, c in out.items() if c), key=lambda sc: -sc[1])
+        return ranked if top is None else ranked[:top]
 
     def positions(self, account: str, holdings: dict[str, Holding] | None = None) -> dict[str, list]:
         """Columns sym, qty, mark, value, vm of the account's non-flat holdings."""

@@ -210,7 +210,7 @@ class CalcServer:
                 events = events + self.monitor.observe_stress(eng.book.accounts[account], rows[0]["model"], stress)
         if not events:
             return []
-        drivers = format_drivers(eng.drivers(account)[: eng.config.alerts.top_drivers])
+        drivers = format_drivers(eng.drivers(account, top=eng.config.alerts.top_drivers))
         loss = stress["loss"] if stress else math.nan
         return [{"time": eng.time_ns, "sym": e.account, "kind": e.kind, "severity": e.severity, "model": e.model,
                  "value": e.value, "threshold": e.threshold,
@@ -237,7 +237,8 @@ class CalcServer:
         return {"margin": _rows_to_batch(rows, self.sub.schemas["margin"])}
 
     def _op_whatif(self, req: dict) -> dict:
-        return what_if(self.engine, _required(req, "account"), _required(req, "trades"), req.get("stress"))
+        return what_if(self.engine, _required(req, "account"), _required(req, "trades"), req.get("stress"),
+                       req.get("top"))
 
     def _op_positions(self, req: dict) -> dict:
         account = _required(req, "account")
@@ -245,7 +246,7 @@ class CalcServer:
 
     def _op_drivers(self, req: dict) -> dict:
         account = _required(req, "account")
-        drivers = self.engine.drivers(account, req.get("model"))
+        drivers = self.engine.drivers(account, req.get("model"), top=req.get("top"))
         return {"account": account, "drivers": {"sym": [s for s, _ in drivers], "contribution": [c for _, c in drivers]}}
 
     def _op_stress(self, req: dict) -> dict:

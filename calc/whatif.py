@@ -40,9 +40,11 @@ def _pick(row: dict) -> dict:
     return {k: row[k] for k in COMPARED}
 
 
-def what_if(engine: MarginEngine, account: str, trades: dict, stress: str | None = None) -> dict:
-    """before / after / delta (primary model, and per model under "models"), the drivers after, and
-    the stress scenario's call before and after when `stress` (default: the alerts' scenario) is set."""
+def what_if(engine: MarginEngine, account: str, trades: dict, stress: str | None = None,
+            top: int | None = None) -> dict:
+    """before / after / delta (primary model, and per model under "models"), the `top` drivers after
+    (default: the alerts' top_drivers; 0: none), and the stress scenario's call before and after when
+    `stress` (default: the alerts' scenario; "" for none) is set."""
     parsed = _trades(trades)
     book = engine.book
     live = engine.account_risk(account)
@@ -71,7 +73,8 @@ def what_if(engine: MarginEngine, account: str, trades: dict, stress: str | None
         bb, aa = _pick(b), _pick(a)
         models[b["model"]] = {"before": bb, "after": aa, "delta": {k: aa[k] - bb[k] for k in COMPARED}}
     primary = models[before_rows[0]["model"]]
-    drivers = engine.drivers(account, risk=risk)
+    top = engine.config.alerts.top_drivers if top is None else top
+    drivers = engine.drivers(account, risk=risk, top=top) if top else []
     out = {"account": account, "model": before_rows[0]["model"], **primary, "models": models,
            "drivers": {"sym": [s for s, _ in drivers], "contribution": [c for _, c in drivers]}}
     scenario = stress if stress is not None else engine.config.alerts.stress_scenario
