@@ -104,8 +104,11 @@ def test_whatif_leaves_the_state_unchanged_and_matches_the_real_trade(engine):
     engine.take_dirty()
     before = snapshot(engine)
     trades = {"sym": ["SPY", "AMD"], "qty": [-50_000.0, 100_000.0], "price": [math.nan, 9.5]}
-    result = what_if(engine, "FUND1", trades)
+    result = what_if(engine, "FUND1", trades, top=100)
     assert_same(before, snapshot(engine))
+    top5 = what_if(engine, "FUND1", trades)["drivers"]                  # the default: the top 5 only
+    assert list(zip(top5["sym"], top5["contribution"])) == list(zip(result["drivers"]["sym"],
+                                                                    result["drivers"]["contribution"]))[:5]
     assert result["delta"]["im"] == pytest.approx(result["after"]["im"] - result["before"]["im"])
     assert sum(result["drivers"]["contribution"]) == pytest.approx(result["after"]["im"], rel=1e-9)
     assert "SPY" in result["drivers"]["sym"] and result["stress"]["scenario"] == "tech_crash"
