@@ -172,24 +172,29 @@ from feedhandlers.prices.source import QuoteSource
 
 
 class VendorQuotes(QuoteSource):
-    """A stand-in for a vendor's API: three quotes that arrive one at a time."""
+    """A stand-in for a vendor's API: quotes one at a time, a dropped link, a malformed message."""
     name = "vendorX"
 
     def __init__(self):
-        self.pending = [("AMD", 9.5), ("AAPL", 170.0), ("AMD", 9.4)]
+        self.pending = [("AMD", 9.5), "link down", ("AAPL", 170.0), "no vol column", ("AMD", 9.4)]
 
     def next_due_ns(self, now_ns):
         return now_ns if self.pending else None
 
     def poll(self, now_ns):
-        sym, price = self.pending.pop(0)
+        item = self.pending.pop(0)
+        if item == "link down":
+            raise ConnectionError("vendor link down")
+        if item == "no vol column":
+            return {"sym": np.array(["AMD"], dtype=object), "price": np.array([1.0])}
+        sym, price = item
         return {"time": np.array([now_ns], dtype="datetime64[ns]"), "sym": np.array([sym], dtype=object),
                 "bid": np.array([np.nan]), "ask": np.array([np.nan]), "price": np.array([price]),
                 "size": np.array([np.nan]), "vol": np.array([np.nan]), "src": np.array([self.name], dtype=object)}
 '''
 
 
-def test_vendor_adapter_plugs_in_from_the_command_line(spawn, free_port, tickerplant, tmp_path, repo_root):
+def test_vendor_adapter_plugs_in_and_its_failures_do_not_stop_the_feed(spawn, free_port, tickerplant, tmp_path, repo_root):
     (tmp_path / "vendor_adapter.py").write_text(VENDOR_ADAPTER)
     feed = spawn("feedhandlers.prices", "--ingest", tickerplant.ingest, "--control", f"tcp://127.0.0.1:{free_port()}",
                  "--source", "vendor_adapter:VendorQuotes", env={"PYTHONPATH": f"{repo_root}:{tmp_path}"})
@@ -197,6 +202,9 @@ def test_vendor_adapter_plugs_in_from_the_command_line(spawn, free_port, tickerp
     wait_until(lambda: tickerplant.count("quote") == 3, timeout=30, what="the vendor's quotes")
     quotes = tickerplant.table("quote")
     assert list(quotes["sym"]) == ["AMD", "AAPL", "AMD"] and set(quotes["src"]) == {"vendorX"}
+    log = feed.log_path.read_text()
+    assert "source vendorX failed to produce quotes" in log and "ConnectionError: vendor link down" in log
+    assert "rejected: quote: columns do not match the schema" in log   # the tickerplant refused the malformed one
     bad = spawn("feedhandlers.prices", "--ingest", tickerplant.ingest, "--source", "vendor_adapter:Nope",
                 "--control", f"tcp://127.0.0.1:{free_port()}", env={"PYTHONPATH": f"{repo_root}:{tmp_path}"})
     assert bad.wait(60) == 1

@@ -38,6 +38,7 @@ class PriceFeed:
         self.schedule: list[tuple[int, MarketEvent]] = []
         self.rows = 0
         self.batches = 0
+        self.source_errors = 0
         self.stopping = False
         self.control = RpcServer(control_endpoint, {"event": self._on_event, "schedule": self._on_schedule,
                                                     "status": self._on_status, "stop": self._on_stop}) \
@@ -69,6 +70,7 @@ class PriceFeed:
     def _on_status(self, request: dict) -> dict:
         return {**self.source.status(), "rows": self.rows, "batches": self.batches,
                 "unacked": self.publisher.pending, "rejected": len(self.publisher.rejected),
+                "source_errors": self.source_errors,
                 "scheduled": [[due, event.text] for due, event in self.schedule]}
 
     def _on_stop(self, request: dict) -> dict:
@@ -95,6 +97,16 @@ class PriceFeed:
             self.control.drain()
         self.publisher.poll(0)
 
+    def _take(self, now_ns: int) -> dict | None:
+        """The source's due batch; a failing source (a vendor adapter's bug) is logged and counted, not fatal."""
+        try:
+            return self.source.poll(now_ns)
+        except Exception:                         # noqa: BLE001 - an adapter must not take the feed down
+            self.source_errors += 1
+            log.exception("source %s failed to produce quotes", self.source.name)
+            self._serve(IDLE_POLL_MS)
+            return None
+
     def _publish(self, batch: dict) -> None:
         try:
             self.publisher.publish("quote", batch)
@@ -115,7 +127,7 @@ class PriceFeed:
             if due > now:
                 self._wait(due)
                 continue
-            batch = self.source.poll(now)
+            batch = self._take(now)
             if batch is not None:
                 self._publish(batch)
             self._serve(0)
