@@ -9,6 +9,7 @@ import pytest
 
 from calc.span import SpanAccount, SpanBook, compile_params, compute
 from calc.span.demo import DEMO_POSITIONS, demo_params
+from calc.span.riskarray import compute_risk_arrays
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +78,6 @@ def test_reprice_matches_a_parameter_set_rebuilt_at_the_new_price():
     for c in rebuilt.contracts:
         if c.symbol == "ESZ26":
             c.price = 5800.0
-    from calc.span.riskarray import compute_risk_arrays
     compute_risk_arrays(rebuilt)
     fresh = compile_params(rebuilt)
     fresh.option_value[:] = book_params.option_value        # option premia (NOV) stay at settlement intraday
@@ -99,3 +99,24 @@ def test_unknown_instrument_fill_is_rejected_and_changes_nothing(params):
     with pytest.raises(KeyError, match="'ZZZ' is not in the SPAN parameter file"):
         acct.fill("ZZZ", 1)
     assert acct.positions() == {"ESZ26": 1.0}
+
+
+def test_revol_matches_a_parameter_set_rebuilt_at_the_new_volatility():
+    book = SpanBook(compile_params(demo_params()))
+    acct = book.account("A")
+    for sym, qty in DEMO_POSITIONS:
+        acct.fill(sym, qty)
+    book.revol("ESZ26C6200", 0.30)
+
+    rebuilt = demo_params()
+    for c in rebuilt.contracts:
+        if c.symbol == "ESZ26C6200":
+            c.vol = 0.30
+    compute_risk_arrays(rebuilt)
+    fresh = compile_params(rebuilt)
+    fresh.option_value[:] = book.params.option_value
+    assert_same(acct.result(), compute(fresh, DEMO_POSITIONS))
+    with pytest.raises(ValueError, match="not an option"):
+        book.revol("ESZ26", 0.2)
+    with pytest.raises(ValueError, match="must be positive"):
+        book.revol("ESZ26C6200", float("nan"))

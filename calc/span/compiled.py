@@ -156,7 +156,7 @@ class CompiledParams:
                             self.inter_leg_ratio, self.inter_leg_side, out)
         return out
 
-    # ---- intraday price changes ------------------------------------------------------------------
+    # ---- intraday price and volatility changes -------------------------------------------------------
     def reprice(self, symbol: str, price: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """A new futures price: recompute the risk arrays and deltas of that future and the options
         on it that have scan parameters. Returns (rows, old risk rows, old delta rows) so holders
@@ -166,7 +166,20 @@ class CompiledParams:
             raise ValueError(f"{symbol} is not a futures contract: option arrays follow their underlying")
         self.scan.price[j] = price
         self.price[j] = price
-        rows = np.flatnonzero(self.scan.has_scan & (self.scan.underlying == j))
+        return self._recompute(np.flatnonzero(self.scan.has_scan & (self.scan.underlying == j)))
+
+    def revol(self, symbol: str, vol: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A new implied volatility for an option with scan parameters: recompute its risk array and
+        delta. Returns (rows, old risk rows, old delta rows) as `reprice`."""
+        j = self.index[symbol]
+        if self.kind[j] == FUTURE or not self.scan.has_scan[j]:
+            raise ValueError(f"{symbol} is not an option with scan parameters (record B)")
+        if not vol > 0.0:
+            raise ValueError(f"volatility of {symbol} must be positive, got {vol!r}")
+        self.scan.vol[j] = vol
+        return self._recompute(np.array([j], dtype=np.int64))
+
+    def _recompute(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         old_risk, old_delta = self.risk[rows].copy(), self.delta[rows].copy()
         raw_delta = self.delta / self.delta_scaling
         self.scan.run(rows, self.risk, raw_delta)

@@ -9,6 +9,7 @@ on a copy of the state. Wiring for the engine (accounts whose model is `span`):
     acct = SpanAccount(params, "ACC_SPAN", positions={"ESZ26": 10, "ESZ26P5800": -5})
     im = acct.fill("NQZ26", -3)                          # per fill row: new initial margin
     acct.reprice("ESZ26", 6012.5)                        # per quote of a future: its arrays and its options'
+    acct.revol("ESZ26C6200", 0.24)                       # per quote with a vol of an option: its array
     before, after = acct.whatif([("ESH27", -10)])        # pre-trade, state unchanged
     acct.result()                                        # SpanResult: im, maintenance, by_cc, positions
 
@@ -67,6 +68,10 @@ class SpanAccount:
     def reprice(self, sym: str, price: float) -> None:
         """A new futures price for an account that is the only user of its params."""
         self.on_reprice(*self.params.reprice(sym, price))
+
+    def revol(self, sym: str, vol: float) -> None:
+        """A new option volatility for an account that is the only user of its params."""
+        self.on_reprice(*self.params.revol(sym, vol))
 
     def rebase(self, params: CompiledParams) -> None:
         """New parameter file: rebuild the state from the positions (symbols kept, unknown ones raise)."""
@@ -139,6 +144,11 @@ class SpanBook:
         return self.accounts[name]
 
     def reprice(self, sym: str, price: float) -> None:
-        changes = self.params.reprice(sym, price)
+        self._broadcast(self.params.reprice(sym, price))
+
+    def revol(self, sym: str, vol: float) -> None:
+        self._broadcast(self.params.revol(sym, vol))
+
+    def _broadcast(self, changes) -> None:
         for acct in self.accounts.values():
             acct.on_reprice(*changes)
