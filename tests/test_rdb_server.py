@@ -29,21 +29,28 @@ SYMS = np.array(["AAPL", "MSFT", "NVDA", "AMD", "SOXX"], dtype=object)
 class Stack:
     """A tickerplant subprocess on free ports with its journal in a tmp dir, and rdb launchers."""
 
-    def __init__(self, spawn, free_port, tmp_path, tp_args=()):
+    def __init__(self, spawn, free_port, tmp_path):
         self.spawn, self.tmp = spawn, tmp_path
         self.ingest, self.pub, self.control, self.query = (f"tcp://127.0.0.1:{free_port()}" for _ in range(4))
         self.journal = tmp_path / "journal"
         self.hdb = tmp_path / "hdb"
-        self.tp = spawn("tickerplant", "--ingest", self.ingest, "--pub", self.pub, "--control", self.control,
-                        "--journal", self.journal, *tp_args)
         self.tp_rpc = RpcClient(self.control, timeout=2.0)
-        wait_until(lambda: _try(lambda: self.tp_rpc.call("status")), timeout=30, what="tickerplant up")
         self.rdb_rpc = RpcClient(self.query, timeout=5.0)
 
-    def start_rdb(self):
+    def start_tp(self, *tp_args):
+        self.spawn("tickerplant", "--ingest", self.ingest, "--pub", self.pub, "--control", self.control,
+                   "--journal", self.journal, *tp_args)
+        wait_until(lambda: _try(lambda: self.tp_rpc.call("status")), timeout=30, what="tickerplant up")
+        return self
+
+    def start_rdb(self, wait: bool = True):
         proc = self.spawn("rdb", "--control", self.control, "--query", self.query, "--hdb", self.hdb)
-        wait_until(lambda: _try(lambda: self.rdb_rpc.call("status")), timeout=60, what="rdb up")
+        if wait:
+            self.wait_rdb_up()
         return proc
+
+    def wait_rdb_up(self):
+        wait_until(lambda: _try(lambda: self.rdb_rpc.call("status")), timeout=60, what="rdb up")
 
     def wait_rdb_caught_up(self):
         seq = self.tp_rpc.call("status")["seq"]
@@ -91,7 +98,7 @@ def assert_equal_tables(got: dict, want: dict, table: str) -> None:
 
 
 def test_rdb_killed_mid_stream_recovers_exactly_the_journal(spawn, free_port, tmp_path):
-    stack = Stack(spawn, free_port, tmp_path)
+    stack = Stack(spawn, free_port, tmp_path).start_tp()
     rdb = stack.start_rdb()
     sent = {"batches": 0}
     stop = threading.Event()
@@ -131,7 +138,7 @@ def test_rdb_killed_mid_stream_recovers_exactly_the_journal(spawn, free_port, tm
 
 def test_end_of_day_writes_partitions_duckdb_reads_and_frees_memory(spawn, free_port, tmp_path, repo_root):
     eod = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=15)).strftime("%H:%M:%S")
-    stack = Stack(spawn, free_port, tmp_path, tp_args=("--eod", eod))
+    stack = Stack(spawn, free_port, tmp_path).start_tp("--eod", eod)
     stack.start_rdb()
     rng = np.random.default_rng(12)
     pub = Publisher("test.eod", endpoint=stack.ingest)
@@ -179,7 +186,9 @@ BAD_QUERIES = [
 
 def test_bad_queries_get_clear_errors_and_the_rdb_keeps_serving(spawn, free_port, tmp_path):
     stack = Stack(spawn, free_port, tmp_path)
-    stack.start_rdb()
+    stack.start_rdb(wait=False)                     # before the tickerplant: it waits for it
+    stack.start_tp()
+    stack.wait_rdb_up()
     Publisher("test.q", endpoint=stack.ingest).publish_sync("quote", quote_batch(np.random.default_rng(1), 5, time.time_ns()),
                                                             timeout=10)
     stack.wait_rdb_caught_up()
