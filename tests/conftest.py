@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -119,3 +120,36 @@ class TickerplantProcess:
 def tickerplant(spawn, tmp_path) -> TickerplantProcess:
     """A running tickerplant subprocess (endpoints .ingest .pub .control, .journal dir, .kill9(), .start())."""
     return TickerplantProcess(spawn, tmp_path)
+
+
+class Collector:
+    """A real Subscriber gathering every row it receives, per table (replay and live alike)."""
+
+    def __init__(self, control: str, tables=None, name: str = "test"):
+        from tickerplant.client import Subscriber
+        self.parts: dict[str, list[dict]] = {}
+        self.sub = Subscriber(name, control=control, tables=tables, on_batch=self._on_batch)
+        self.sub.start()
+
+    def _on_batch(self, table, cols, seq):
+        self.parts.setdefault(table, []).append({k: np.array(v) for k, v in cols.items()})
+
+    def table(self, name: str) -> dict:
+        """Every row of one table received so far, concatenated ({} before the first)."""
+        self.sub.poll(50)
+        parts = self.parts.get(name, [])
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else {}
+
+    def count(self, name: str) -> int:
+        return len(self.table(name).get("sym", ()))
+
+    def close(self) -> None:
+        self.sub.close()
+
+
+@pytest.fixture
+def collected(tickerplant):
+    """A Collector subscribed to every table of the `tickerplant` fixture."""
+    c = Collector(tickerplant.control)
+    yield c
+    c.close()

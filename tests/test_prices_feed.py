@@ -9,50 +9,6 @@ from common.rpc import RpcClient, RpcError
 from conftest import wait_until
 from feedhandlers.prices.replay import CsvReplay
 from feedhandlers.refdata.csvtable import TableFileError
-from tickerplant.client import Subscriber
-
-
-class Tickerplant:
-    """A tickerplant subprocess on free ports, journal in a tmp dir, and a subscriber collecting rows."""
-
-    def __init__(self, spawn, free_port, tmp_path):
-        self.ingest, self.pub, self.control = (f"tcp://127.0.0.1:{free_port()}" for _ in range(3))
-        self.proc = spawn("tickerplant", "--ingest", self.ingest, "--pub", self.pub, "--control", self.control,
-                          "--journal", tmp_path / "journal")
-        self.rpc = RpcClient(self.control, timeout=2.0)
-        wait_until(lambda: _try(lambda: self.rpc.call("status")), timeout=60, what="tickerplant up")
-        self.rows: dict[str, list[dict]] = {}
-        self.sub = Subscriber("test", control=self.control, on_batch=self._on_batch)
-        self.sub.start()
-
-    def _on_batch(self, table, cols, seq):
-        self.rows.setdefault(table, []).append({k: np.array(v) for k, v in cols.items()})
-
-    def table(self, name: str) -> dict[str, np.ndarray]:
-        """Everything received of one table so far, concatenated."""
-        self.sub.poll(50)
-        parts = self.rows.get(name, [])
-        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else {}
-
-    def count(self, name: str) -> int:
-        return len(self.table(name).get("sym", ()))
-
-    def seq(self) -> int:
-        return self.rpc.call("status")["seq"]
-
-
-def _try(call):
-    try:
-        return call()
-    except RpcError:
-        return None
-
-
-@pytest.fixture
-def tickerplant(spawn, free_port, tmp_path):
-    tp = Tickerplant(spawn, free_port, tmp_path)
-    yield tp
-    tp.sub.close()
 
 
 def _last(quotes: dict, sym: str) -> tuple[float, float]:
@@ -60,48 +16,48 @@ def _last(quotes: dict, sym: str) -> tuple[float, float]:
     return quotes["price"][rows[-1]], quotes["vol"][rows[-1]]
 
 
-def test_simulated_quotes_and_events_from_control_socket_and_command_line(spawn, free_port, tickerplant):
+def test_simulated_quotes_and_events_from_control_socket_and_command_line(spawn, free_port, tickerplant, collected):
     control = f"tcp://127.0.0.1:{free_port()}"
     feed = spawn("feedhandlers.prices", "--ingest", tickerplant.ingest, "--control", control,
                  "--steps-per-sec", "20", "--seed", "1", "--syms", "AMD,AAPL,SPY")
     rpc = RpcClient(control, timeout=5.0)
-    wait_until(lambda: tickerplant.count("quote") >= 30, timeout=60, what="first quotes")
-    amd0, vol0 = _last(tickerplant.table("quote"), "AMD")
-    spy0, spy_vol0 = _last(tickerplant.table("quote"), "SPY")
+    wait_until(lambda: collected.count("quote") >= 30, timeout=60, what="first quotes")
+    amd0, vol0 = _last(collected.table("quote"), "AMD")
+    spy0, spy_vol0 = _last(collected.table("quote"), "SPY")
 
     reply = rpc.call("event", spec="antitrust AMD")
     assert reply["shocks"] == {"AMD": -0.15, "AAPL": -0.05} and reply["vol"] == {"AMD": 2.0, "AAPL": 2.0}
     with pytest.raises(RpcError, match="unknown sym 'XYZ'"):
         rpc.call("event", spec="antitrust XYZ")                     # refused, and the feed goes on
-    seen = tickerplant.count("quote")
-    wait_until(lambda: tickerplant.count("quote") >= seen + 30, timeout=60, what="quotes after the event")
-    amd1, vol1 = _last(tickerplant.table("quote"), "AMD")
-    spy1, spy_vol1 = _last(tickerplant.table("quote"), "SPY")
+    seen = collected.count("quote")
+    wait_until(lambda: collected.count("quote") >= seen + 30, timeout=60, what="quotes after the event")
+    amd1, vol1 = _last(collected.table("quote"), "AMD")
+    spy1, spy_vol1 = _last(collected.table("quote"), "SPY")
     assert amd1 / amd0 - 1 == pytest.approx(-0.15, abs=0.02)        # 20 steps of 1/20 s barely move it
     assert vol1 == pytest.approx(2 * vol0) and spy_vol1 == pytest.approx(spy_vol0)
     assert spy1 / spy0 - 1 == pytest.approx(0, abs=0.01)
 
     sent = spawn("feedhandlers.prices", "--control", control, "--send", "shock SPY=-0.1")
     assert sent.wait(60) == 0
-    seen = tickerplant.count("quote")
-    wait_until(lambda: tickerplant.count("quote") >= seen + 30, timeout=60, what="quotes after --send")
-    assert _last(tickerplant.table("quote"), "SPY")[0] / spy1 - 1 == pytest.approx(-0.1, abs=0.01)
+    seen = collected.count("quote")
+    wait_until(lambda: collected.count("quote") >= seen + 30, timeout=60, what="quotes after --send")
+    assert _last(collected.table("quote"), "SPY")[0] / spy1 - 1 == pytest.approx(-0.1, abs=0.01)
 
     status = rpc.call("status")
     assert status["source"] == "sim" and status["events"] == 2 and status["rejected"] == 0
     stopped = rpc.call("stop")
     assert feed.wait(60) == 0
-    wait_until(lambda: tickerplant.count("quote") == stopped["rows"], timeout=60, what="every quote flushed")
-    rows, batch = len(tickerplant.table("quote")["sym"]), tickerplant.table("quote")
+    wait_until(lambda: collected.count("quote") == stopped["rows"], timeout=60, what="every quote flushed")
+    rows, batch = len(collected.table("quote")["sym"]), collected.table("quote")
     assert set(batch["sym"]) == {"AMD", "AAPL", "SPY"} and rows % 3 == 0
     assert (np.diff(batch["time"][::3].astype(np.int64)) == 50_000_000).all()     # one step per 1/20 s
 
 
-def test_scheduled_event_fires(spawn, free_port, tickerplant):
+def test_scheduled_event_fires(spawn, free_port, tickerplant, collected):
     feed = spawn("feedhandlers.prices", "--ingest", tickerplant.ingest, "--control", f"tcp://127.0.0.1:{free_port()}",
                  "--steps-per-sec", "20", "--syms", "AMD,SPY", "--at", "+1 vol AMD=3", "--duration", "3")
     assert feed.wait(60) == 0
-    vols = tickerplant.table("quote")
+    vols = collected.table("quote")
     amd = vols["vol"][vols["sym"] == "AMD"]
     assert amd[0] * 3 == pytest.approx(amd[-1])
     assert (vols["vol"][vols["sym"] == "SPY"] == vols["vol"][1]).all()
@@ -133,14 +89,14 @@ def test_replay_due_times_are_scaled_by_speed(tmp_path):
     assert replay.next_due_ns(0) is None
 
 
-def test_accelerated_replay_through_the_tickerplant(spawn, free_port, tickerplant, tmp_path):
+def test_accelerated_replay_through_the_tickerplant(spawn, free_port, tickerplant, tmp_path, collected):
     path = tmp_path / "ticks.csv"
     path.write_text(TICKS)
     feed = spawn("feedhandlers.prices", "--ingest", tickerplant.ingest, "--control", f"tcp://127.0.0.1:{free_port()}",
                  "--replay", path, "--speed", "8", "--restamp")
     assert feed.wait(60) == 0                           # ends when the file is done
-    wait_until(lambda: tickerplant.count("quote") == 5, timeout=30, what="5 replayed quotes")
-    quotes = tickerplant.table("quote")
+    wait_until(lambda: collected.count("quote") == 5, timeout=30, what="5 replayed quotes")
+    quotes = collected.table("quote")
     assert list(quotes["price"]) == [9.81, 172.50, 9.80, 9.61, 172.10]
     assert np.isnan(quotes["bid"][1]) and quotes["vol"][3] == 1.1
     offsets = (quotes["time"] - quotes["time"][0]).astype(np.int64)
@@ -162,7 +118,7 @@ def test_bad_replay_file_names_line_and_field_and_publishes_nothing(spawn, free_
                  "--control", f"tcp://127.0.0.1:{free_port()}")
     assert feed.wait(60) == 1
     assert "bad.csv:4: size: 'lots' is not a finite float" in feed.log_path.read_text()
-    assert tickerplant.seq() == 0
+    assert tickerplant.status()["seq"] == 0
 
 
 VENDOR_ADAPTER = '''
@@ -194,13 +150,13 @@ class VendorQuotes(QuoteSource):
 '''
 
 
-def test_vendor_adapter_plugs_in_and_its_failures_do_not_stop_the_feed(spawn, free_port, tickerplant, tmp_path, repo_root):
+def test_vendor_adapter_plugs_in_and_its_failures_do_not_stop_the_feed(spawn, free_port, tickerplant, tmp_path, repo_root, collected):
     (tmp_path / "vendor_adapter.py").write_text(VENDOR_ADAPTER)
     feed = spawn("feedhandlers.prices", "--ingest", tickerplant.ingest, "--control", f"tcp://127.0.0.1:{free_port()}",
                  "--source", "vendor_adapter:VendorQuotes", env={"PYTHONPATH": f"{repo_root}:{tmp_path}"})
     assert feed.wait(60) == 0
-    wait_until(lambda: tickerplant.count("quote") == 3, timeout=30, what="the vendor's quotes")
-    quotes = tickerplant.table("quote")
+    wait_until(lambda: collected.count("quote") == 3, timeout=30, what="the vendor's quotes")
+    quotes = collected.table("quote")
     assert list(quotes["sym"]) == ["AMD", "AAPL", "AMD"] and set(quotes["src"]) == {"vendorX"}
     log = feed.log_path.read_text()
     assert "source vendorX failed to produce quotes" in log and "ConnectionError: vendor link down" in log

@@ -11,7 +11,6 @@ import pytest
 from common.history import load_history
 from conftest import wait_until
 from feedhandlers.refdata.loader import REFDATA_DIR, PUBLISH_ORDER, RefDataError, load_instruments, load_refdata
-from test_prices_feed import tickerplant  # noqa: F401  (the real-tickerplant fixture)
 
 
 @pytest.fixture
@@ -142,21 +141,21 @@ def test_check_command_reports_errors_and_exit_status(ref_dir, repo_root):
     assert "nothing published" in bad.stderr
 
 
-def test_publishes_every_table_through_the_tickerplant(spawn, tickerplant):
+def test_publishes_every_table_through_the_tickerplant(spawn, tickerplant, collected):
     proc = spawn("feedhandlers.refdata", "--ingest", tickerplant.ingest)
     assert proc.wait(120) == 0
     expected = {"instrument": 21, "account": 3, "settle": 21, "position": 18, "collateral": 2}
-    wait_until(lambda: all(tickerplant.count(t) == n for t, n in expected.items()), timeout=30,
+    wait_until(lambda: all(collected.count(t) == n for t, n in expected.items()), timeout=30,
                what="every reference table")
-    assert tickerplant.count("paramfile") == 0
-    position = tickerplant.table("position")
+    assert collected.count("paramfile") == 0
+    position = collected.table("position")
     assert position["price"][list(position["sym"]).index("AMD")] == pytest.approx(9.82)
 
     post = spawn("feedhandlers.refdata", "--ingest", tickerplant.ingest, "--collateral", "FUND1", "2500000",
                  "--ref", "WIRE-0100")
     assert post.wait(120) == 0
-    wait_until(lambda: tickerplant.count("collateral") == 3, timeout=30, what="the collateral movement")
-    movement = {k: v[-1] for k, v in tickerplant.table("collateral").items()}
+    wait_until(lambda: collected.count("collateral") == 3, timeout=30, what="the collateral movement")
+    movement = {k: v[-1] for k, v in collected.table("collateral").items()}
     assert (movement["sym"], movement["amount"], movement["kind"], movement["ref"]) == \
         ("FUND1", 2_500_000.0, "cash", "WIRE-0100")
 
@@ -170,4 +169,4 @@ def test_nothing_is_published_when_a_file_is_wrong(spawn, tickerplant, ref_dir):
     bad_post = spawn("feedhandlers.refdata", "--ingest", tickerplant.ingest, "--collateral", "FUND7", "1e6")
     assert bad_post.wait(120) == 1
     assert "--collateral: account: unknown account 'FUND7'" in bad_post.log_path.read_text()
-    assert tickerplant.seq() == 0
+    assert tickerplant.status()["seq"] == 0
