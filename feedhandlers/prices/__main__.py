@@ -20,7 +20,7 @@ import time
 
 import zmq
 
-from common.defaults import HOST, TP_INGEST
+from common.defaults import PRICES_CONTROL, TP_INGEST
 from common.history import HISTORY_DIR, load_history
 from common.rpc import RpcClient, RpcError
 from feedhandlers.prices.calibrate import TRADING_DAYS, calibrate
@@ -33,7 +33,6 @@ from feedhandlers.refdata.csvtable import TableFileError
 from feedhandlers.refdata.loader import REFDATA_DIR, load_instruments
 from tickerplant.client import Publisher, TickerplantError
 
-PRICES_CONTROL = f"tcp://{HOST}:5130"
 log = logging.getLogger("feedhandlers.prices")
 
 
