@@ -1,0 +1,158 @@
+"""The gateway on the real stack: tickerplant, reference data, simulated prices, rdb, calc, gateway,
+every one a real process; clients are the real PyKX client (default settings), raw HTTP and SSE."""
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import socket
+import time
+import urllib.request
+
+import pandas as pd
+import pykx as kx
+import pytest
+
+from common.rpc import RpcClient, RpcError
+from conftest import Spawner, _free_port, wait_until
+
+
+def _endpoint() -> str:
+    return f"tcp://127.0.0.1:{_free_port()}"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("gateway_stack")
+    spawn = Spawner(folder)
+    ingest, pub, control, rdb, calc = (_endpoint() for _ in range(5))
+    port, http_port = _free_port(), _free_port()
+    try:
+        spawn("tickerplant", "--ingest", ingest, "--pub", pub, "--control", control,
+              "--journal", folder / "journal", "--log-level", "WARNING")
+        status = RpcClient(control, timeout=1.0)
+        wait_until(lambda: _answers(status, "status"), 60, what="tickerplant")
+        assert spawn("feedhandlers.refdata", "--ingest", ingest).wait(60) == 0
+        spawn("rdb", "--control", control, "--query", rdb, "--hdb", folder / "hdb", "--log-level", "WARNING")
+        spawn("calc", "--control", control, "--ingest", ingest, "--query", calc, "--log-level", "WARNING")
+        spawn("feedhandlers.prices", "--ingest", ingest, "--control", _endpoint(), "--steps-per-sec", "2")
+        spawn("gateway", "--port", port, "--http-port", http_port, "--rdb", rdb, "--calc", calc, "--control", control)
+        calc_client = RpcClient(calc, timeout=1.0)
+        wait_until(lambda: (s := _answers(calc_client, "status")) and s["accounts"] == 3, 90, what="calc ready")
+        wait_until(lambda: _answers(RpcClient(rdb, timeout=1.0), "count", table="account"), 60, what="rdb ready")
+        wait_until(lambda: _listening(http_port) and _listening(port), 60, what="gateway listening")
+        yield port, http_port
+    finally:
+        spawn.close()
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def _answers(client, op, **args):
+    try:
+        return client.call(op, **args)
+    except RpcError:
+        return None
+
+
+def q(port, user="demo", password="demo"):
+    return kx.SyncQConnection("127.0.0.1", port, username=user, password=password, timeout=30.0)
+
+
+def test_pykx_named_api_on_the_stack(stack):
+    port, _ = stack
+    with q(port) as conn:
+        margin = conn("margin", "FUND1")
+        assert isinstance(margin, kx.Table)
+        rows = margin.py()
+        assert set(rows["sym"]) == {"FUND1"} and len(rows["model"]) >= 1
+        assert all(im > 0 for im in rows["im"]) and isinstance(rows["seq"][0], int)
+        assert sorted(set(conn("margin").py()["sym"])) == ["FUND1", "FUND2", "FUND3"]
+
+        hedge = conn("whatif", "FUND1", "SPY", -200_000.0, float("nan")).py()
+        assert hedge["delta"]["requirement"] < 0                     # the sector hedge lowers the requirement
+        assert hedge["after"]["im"] == pytest.approx(hedge["before"]["im"] + hedge["delta"]["im"])
+        trades = kx.toq(pd.DataFrame({"sym": ["SPY", "AMD"], "qty": [-100_000.0, -500_000.0],
+                                      "price": [float("nan"), float("nan")]}))
+        basket = conn("whatif", "FUND1", trades).py()
+        assert basket["delta"]["requirement"] < 0
+
+        positions = conn("positions[`FUND1]")
+        assert isinstance(positions, kx.Table) and "AMD" in positions.py()["sym"]
+        drivers = conn("drivers", "FUND1").py()
+        assert drivers["sym"][0] == "AMD"                            # the large semiconductor position
+        stress = conn("stress", "FUND1", "tech_crash").py()
+        assert stress["call"] >= 0 and stress["loss"] > 0
+        assert isinstance(conn("alerts", "FUND1"), kx.Table)
+        try:
+            result = conn("select from margin where sym=`FUND1")
+            assert set(result.py()["sym"]) == {"FUND1"}              # once q-sql (issue 7) is live
+        except kx.QError as e:
+            assert "nyi" in str(e) or "q-sql" in str(e)              # until then a clear error
+
+    with q(port, "trader1", "trader1") as conn:
+        assert set(conn("margin").py()["sym"]) == {"FUND1"}
+        with pytest.raises(kx.QError, match="access"):
+            conn("whatif", "FUND2", "SPY", -10.0, float("nan"))
+
+
+def test_pykx_subscription_receives_live_margin(stack):
+    port, _ = stack
+
+    async def first_upd():
+        conn = await kx.RawQConnection("127.0.0.1", port, username="trader1", password="trader1")
+        try:
+            conn(".u.sub", "margin", "")
+            conn.poll_send()
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                msg = conn.poll_recv()
+                if isinstance(msg, kx.List):
+                    return msg.py()
+                await asyncio.sleep(0.05)
+            return None
+        finally:
+            await conn.close()
+    fn, table_name, rows = asyncio.run(first_upd())
+    assert (fn, table_name) == ("upd", "margin")
+    assert set(rows["sym"]) == {"FUND1"} and all(v > 0 for v in rows["requirement"])
+
+
+def http(port, path, body=None, auth="demo:demo"):
+    headers = {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()}
+    data = None if body is None else json.dumps(body).encode()
+    if data:
+        headers["Content-Type"] = "application/json"
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, headers=headers)
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read())
+
+
+def test_http_and_sse_on_the_stack(stack):
+    _, port = stack
+    rows = http(port, "/margin?account=FUND1")
+    assert {r["sym"] for r in rows} == {"FUND1"} and rows[0]["time"].endswith("Z")
+    result = http(port, "/whatif", {"account": "FUND1", "trades": [{"sym": "SPY", "qty": -200000}]})
+    assert result["delta"]["requirement"] < 0
+    assert any(p["sym"] == "AMD" for p in http(port, "/positions?account=FUND1"))
+    assert isinstance(http(port, "/alerts?account=FUND1"), list)
+
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/stream?tables=margin&account=FUND2",
+                                     headers={"Authorization": "Bearer demo-token"})
+    with urllib.request.urlopen(request, timeout=60) as stream:
+        assert stream.headers["Content-Type"].startswith("text/event-stream")
+        event = None
+        for _ in range(10_000):
+            line = stream.readline().decode().strip()
+            if line.startswith("event:"):
+                event = line.split(":", 1)[1].strip()
+            elif line.startswith("data:") and event == "margin":
+                data = json.loads(line[5:])
+                break
+        assert {r["sym"] for r in data} == {"FUND2"} and data[0]["requirement"] > 0
