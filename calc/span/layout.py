@@ -3,7 +3,9 @@ by the reader and the writer.
 
 Columns are 1-based and inclusive, as in the CME layout pages. Field kinds: "X" text, "N" an unsigned
 number with `decimals` implied decimals (blank reads as 0), "S" a signed number: digits in
-start..end and its sign ("+", "-" or blank) in column end + 1.
+start..end and its sign ("+", "-" or blank) in column end + 1. Charge rates (intra spreads, spot
+months, short option minimum) are whole currency units; rates and ratios that are fractions carry
+implied decimals.
 """
 from __future__ import annotations
 
@@ -75,22 +77,22 @@ LAYOUTS: dict[str, list[Field]] = {
     # delivery (spot) month charges (method 10) and the short option minimum
     "4 ": [Field("cc", 3, 8), Field("delivery_method", 9, 10), Field("months", 11, 12, "N")]
           + _blocks("spot", 13, 22, 2, [("number", 0, 2, "N", 0), ("month", 2, 6, "N", 0),
-                                        ("spread_rate", 8, 7, "N", 2), ("outright_rate", 15, 7, "N", 2)])
-          + [Field("som_rate", 63, 69, "N", 2), Field("som_method", 79, 79)],
+                                        ("spread_rate", 8, 7, "N", 0), ("outright_rate", 15, 7, "N", 0)])
+          + [Field("som_rate", 63, 69, "N"), Field("som_method", 79, 79)],
     # combined commodity groups
     "5 ": [Field("group", 3, 5)] + _blocks("cc", 13, 6, 10, [("code", 0, 6, "X", 0)]),
     # inter-commodity spreads
-    "6 ": [Field("group", 3, 5), Field("priority", 6, 9, "N"), Field("credit_rate", 10, 16, "N", 4)]
+    "6 ": [Field("group", 3, 5), Field("priority", 6, 9, "N"), Field("credit_rate", 10, 16, "N", 6)]
           + _blocks("leg", 17, 18, 4, [("exchange", 0, 3, "X", 0), ("required", 3, 1, "X", 0),
                                        ("cc", 4, 6, "X", 0), ("ratio", 10, 7, "N", 4), ("side", 17, 1, "X", 0)])
           + [Field("method", 89, 90)],
     # tier to tier intra-commodity spreads
     "C ": [Field("cc", 3, 8), Field("method", 9, 10), Field("priority", 11, 12, "N"), Field("legs", 13, 14, "N"),
-           Field("rate", 15, 21, "N", 2)]
+           Field("rate", 15, 21, "N")]
           + _blocks("leg", 22, 7, 4, [("number", 0, 2, "N", 0), ("tier", 2, 2, "N", 0),
                                       ("ratio", 4, 2, "N", 0), ("side", 6, 1, "X", 0)]),
     # series to series (month to month) intra-commodity spreads
-    "E ": [Field("cc", 3, 8), Field("priority", 9, 13, "N"), Field("rate", 14, 20, "N", 2)]
+    "E ": [Field("cc", 3, 8), Field("priority", 9, 13, "N"), Field("rate", 14, 20, "N")]
           + _blocks("leg", 21, 14, 4, [("month", 0, 6, "N", 0), ("ratio", 7, 6, "N", 4), ("side", 13, 1, "X", 0)]),
     # risk array calculation parameters of a futures contract or an option series
     "B ": [Field("exchange", 3, 5), Field("code", 6, 15), Field("product_type", 16, 18),
