@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from calc.span import SpanAccount, SpanBook, compile_params, compute
-from calc.span.demo import DEMO_POSITIONS, demo_params
+from calc.span.demo import DEMO_POSITIONS, DEMO_PRODUCTS, demo_params
 from calc.span.riskarray import compute_risk_arrays
 
 
@@ -94,11 +94,22 @@ def test_rebase_on_a_new_parameter_file(params):
     assert_same(acct.result(), compute(wider, DEMO_POSITIONS))
 
 
-def test_unknown_instrument_fill_is_rejected_and_changes_nothing(params):
+def test_bad_fills_are_rejected_and_change_nothing(params):
     acct = SpanAccount(params, "A", positions={"ESZ26": 1})
+    im = acct.initial()
     with pytest.raises(KeyError, match="'ZZZ' is not in the SPAN parameter file"):
         acct.fill("ZZZ", 1)
-    assert acct.positions() == {"ESZ26": 1.0}
+    with pytest.raises(ValueError, match="finite"):
+        acct.fill("ESZ26", float("inf"))
+    assert acct.positions() == {"ESZ26": 1.0} and acct.initial() == im
+
+
+def test_rebase_to_a_file_without_a_held_instrument_keeps_the_old_parameters(params):
+    acct = SpanAccount(params, "A", positions={"ESZ26": 1, "NQZ26": -1})
+    es_only = demo_params(DEMO_PRODUCTS[:1])
+    with pytest.raises(KeyError, match="NQZ26"):
+        acct.rebase(compile_params(es_only))
+    assert acct.params is params and acct.positions() == {"ESZ26": 1.0, "NQZ26": -1.0}
 
 
 def test_revol_matches_a_parameter_set_rebuilt_at_the_new_volatility():

@@ -27,6 +27,8 @@ from .margin import SpanResult, positions_arrays, result_of
 
 
 class SpanAccount:
+    """The SPAN positions and numeric state of one account under one parameter set."""
+
     def __init__(self, params: CompiledParams, account: str = "", positions=None):
         self.account = account
         self.params = params
@@ -74,9 +76,10 @@ class SpanAccount:
         self.on_reprice(*self.params.revol(sym, vol))
 
     def rebase(self, params: CompiledParams) -> None:
-        """New parameter file: rebuild the state from the positions (symbols kept, unknown ones raise)."""
-        positions = {self.params.symbols[j]: q for j, q in self.qty.items()}
-        self.__init__(params, self.account, positions)
+        """New parameter file: rebuild the state from the positions. A position whose instrument the
+        new file lacks raises KeyError and leaves the account on its old parameters."""
+        fresh = SpanAccount(params, self.account, self.positions())
+        self.__dict__.update(fresh.__dict__)
 
     # ---- queries -----------------------------------------------------------------------------
     def result(self, with_positions: bool = True) -> SpanResult:
@@ -109,8 +112,11 @@ class SpanAccount:
     def _apply(self, state: SpanState, n_held: np.ndarray, qty_of, sym: str, qty: float) -> tuple[int, float, float]:
         """Move `state` / `n_held` for a trade; qty_of(j) gives the position before. O(16)."""
         j = self._contract(sym)
+        q = float(qty)
+        if not np.isfinite(q):
+            raise ValueError(f"quantity of {sym!r} must be a finite number, got {qty!r}")
         old = qty_of(j, 0.0)
-        new = old + float(qty)
+        new = old + q
         self.params.apply(state, j, old, new)
         if (old == 0.0) != (new == 0.0):
             n_held[self.params.contract_cc[j]] += 1 if old == 0.0 else -1
