@@ -19,6 +19,8 @@ sharing one `CompiledParams` must all be told of a reprice: call `params.reprice
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import kernels
@@ -113,7 +115,7 @@ class SpanAccount:
         """Move `state` / `n_held` for a trade; qty_of(j) gives the position before. O(16)."""
         j = self._contract(sym)
         q = float(qty)
-        if not np.isfinite(q):
+        if not math.isfinite(q):
             raise ValueError(f"quantity of {sym!r} must be a finite number, got {qty!r}")
         old = qty_of(j, 0.0)
         new = old + q
