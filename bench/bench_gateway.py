@@ -1,0 +1,196 @@
+"""Gateway benchmark: what-if round trips from PyKX clients (kdb+ IPC) and over HTTP, at 1, 10 and
+100 concurrent clients: p50 / p99 latency and throughput.
+
+A real stack is started on free ports (tickerplant, reference data, rdb, calc, gateway; no price
+feed, so calc is idle but for the what-ifs). Clients run in separate processes (threads of
+SyncQConnection for PyKX; asyncio tasks of aiohttp for HTTP), each doing back-to-back what-ifs of
+one trade for the demo fund for a fixed time; every client process, the gateway and calc share the
+same machine, so the figures include the client cost.
+
+Run: `.venv/bin/python -m bench.bench_gateway` (BENCH_QUICK=1: shorter runs).
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import multiprocessing as mp
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from common.rpc import RpcClient, RpcError
+
+QUICK = os.environ.get("BENCH_QUICK") == "1"
+SECONDS = 2.0 if QUICK else 6.0
+CLIENTS = (1, 10, 100)
+PROCESSES = 4
+REPO = Path(__file__).resolve().parent.parent
+TRADE = ("FUND1", "SPY", -1000.0, float("nan"))
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Stack:
+    """tickerplant + refdata + rdb + calc + gateway as subprocesses in a temporary folder."""
+
+    def __init__(self, folder: Path):
+        self.procs: list[subprocess.Popen] = []
+        self.folder = folder
+        ep = lambda: f"tcp://127.0.0.1:{_port()}"  # noqa: E731
+        ingest, pub, control, rdb, calc = ep(), ep(), ep(), ep(), ep()
+        self.port, self.http_port = _port(), _port()
+        self._run("tickerplant", "--ingest", ingest, "--pub", pub, "--control", control,
+                  "--journal", folder / "journal", "--log-level", "WARNING")
+        self._wait(lambda: self._answers(control, "status"), "tickerplant")
+        subprocess.run([sys.executable, "-m", "feedhandlers.refdata", "--ingest", ingest], cwd=REPO, check=True,
+                       stdout=subprocess.DEVNULL)
+        self._run("rdb", "--control", control, "--query", rdb, "--hdb", folder / "hdb", "--log-level", "WARNING")
+        self._run("calc", "--control", control, "--ingest", ingest, "--query", calc, "--log-level", "WARNING")
+        self._run("gateway", "--port", self.port, "--http-port", self.http_port, "--rdb", rdb, "--calc", calc,
+                  "--control", control, "--log-level", "WARNING")
+        self._wait(lambda: (s := self._answers(calc, "status")) and s["accounts"] > 0, "calc")
+        self._wait(lambda: self._listening(self.port), "gateway")
+
+    def _run(self, module, *args):
+        log = open(self.folder / f"{module}.log", "wb")
+        self.procs.append(subprocess.Popen([sys.executable, "-m", module, *map(str, args)], cwd=REPO,
+                                           stdout=log, stderr=subprocess.STDOUT))
+
+    @staticmethod
+    def _answers(endpoint, op):
+        client = RpcClient(endpoint, timeout=0.5)
+        try:
+            return client.call(op)
+        except RpcError:
+            return None
+        finally:
+            client.close()
+
+    @staticmethod
+    def _listening(port) -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    @staticmethod
+    def _wait(predicate, what, timeout=120.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"{what} did not start")
+
+    def close(self):
+        for p in self.procs:
+            p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def _pykx_worker(port: int, clients: int, seconds: float, start_at: float, out) -> None:
+    import pykx as kx
+    conns = [kx.SyncQConnection("127.0.0.1", port, username="demo", password="demo") for _ in range(clients)]
+    for c in conns:
+        c(*(["whatif", *TRADE]))
+    lat: list[list[float]] = [[] for _ in conns]
+
+    def loop(i):
+        conn, mine = conns[i], lat[i]
+        while time.time() < start_at:
+            time.sleep(0.001)
+        end = start_at + seconds
+        while (t0 := time.perf_counter()) and time.time() < end:
+            conn("whatif", *TRADE)
+            mine.append(time.perf_counter() - t0)
+    threads = [threading.Thread(target=loop, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    out.put([x for per in lat for x in per])
+
+
+def _http_worker(port: int, clients: int, seconds: float, start_at: float, out) -> None:
+    import aiohttp
+
+    async def run():
+        auth = {"Authorization": "Basic " + base64.b64encode(b"demo:demo").decode()}
+        body = {"account": TRADE[0], "sym": TRADE[1], "qty": TRADE[2]}
+        lat: list[float] = []
+        async with aiohttp.ClientSession(headers=auth, connector=aiohttp.TCPConnector(limit=0)) as session:
+            url = f"http://127.0.0.1:{port}/whatif"
+
+            async def one():
+                async with session.post(url, json=body) as r:
+                    await r.read()
+                    assert r.status == 200, r.status
+
+            await one()
+
+            async def loop():
+                await asyncio.sleep(max(0.0, start_at - time.time()))
+                end = start_at + seconds
+                while time.time() < end:
+                    t0 = time.perf_counter()
+                    await one()
+                    lat.append(time.perf_counter() - t0)
+            await asyncio.gather(*(loop() for _ in range(clients)))
+        return lat
+    out.put(asyncio.run(run()))
+
+
+def measure(worker, port: int, clients: int) -> dict:
+    procs = min(PROCESSES, clients)
+    share = [clients // procs + (1 if i < clients % procs else 0) for i in range(procs)]
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    start_at = time.time() + 3.0 + 0.05 * clients          # time for every client to connect
+    workers = [ctx.Process(target=worker, args=(port, n, SECONDS, start_at, out)) for n in share]
+    for w in workers:
+        w.start()
+    lat = np.array([x for _ in workers for x in out.get(timeout=120 + SECONDS)]) * 1e3
+    for w in workers:
+        w.join(30)
+    return {"clients": clients, "n": len(lat), "p50_ms": np.percentile(lat, 50), "p99_ms": np.percentile(lat, 99),
+            "per_s": len(lat) / SECONDS}
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        stack = Stack(Path(tmp))
+        try:
+            rows = []
+            for name, worker, port in (("pykx ipc", _pykx_worker, stack.port), ("http json", _http_worker, stack.http_port)):
+                for clients in CLIENTS:
+                    rows.append({"api": name, **measure(worker, port, clients)})
+                    r = rows[-1]
+                    print(f"  {name:10s} {clients:4d} clients: {r['per_s']:8.0f}/s p50 {r['p50_ms']:.2f} ms "
+                          f"p99 {r['p99_ms']:.2f} ms", flush=True)
+        finally:
+            stack.close()
+    print(f"\nwhat-if round trip (one trade, FUND1, {SECONDS:g} s per row; clients and servers share "
+          f"{os.cpu_count()} cores)")
+    print(f"{'api':10s} {'clients':>7s} {'what-ifs':>9s} {'per s':>8s} {'p50 ms':>8s} {'p99 ms':>8s}")
+    for r in rows:
+        print(f"{r['api']:10s} {r['clients']:7d} {r['n']:9d} {r['per_s']:8.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f}")
+
+
+if __name__ == "__main__":
+    main()
