@@ -1,4 +1,4 @@
-"""The rdb's RPC ops (docs/protocol.md): `tables`, `select`, `last`, `count`, `qsql`.
+"""The rdb's RPC ops (docs/protocol.md): `tables`, `select`, `last`, `count`, `qsql` (rdb.qsql).
 
 Each handler checks its arguments and raises ValueError / TypeError / KeyError with a q-style message
 (the RpcServer turns it into an error reply). Times are accepted as int nanoseconds since the epoch,
@@ -10,6 +10,8 @@ import re
 
 import numpy as np
 
+from rdb.qsql.engine import execute
+from rdb.qsql.errors import QError
 from rdb.store import Store
 
 _Q_TIMESTAMP = re.compile(r"^(\d{4})\.(\d{2})\.(\d{2})(?:D(.*))?$")
@@ -79,7 +81,14 @@ class QueryHandlers:
         return {"count": len(self.store.table(name))}
 
     def qsql(self, req: dict) -> dict:
-        raise NotImplementedError("nyi: q-sql")
+        """A q-sql query string (rdb.qsql) -> {"result": its wire form}; errors are q's ('type ...)."""
+        query = req.get("query")
+        if not isinstance(query, str):
+            raise TypeError(f"'type: query must be a string, got {type(query).__name__}")
+        try:
+            return {"result": execute(self.store, query).to_wire()}
+        except QError as e:
+            raise ValueError(str(e)) from None
 
     @staticmethod
     def _result(table, result: dict) -> dict:

@@ -289,7 +289,7 @@ def _frame(result) -> pd.DataFrame:
     cols = {}
     for name in wire["columns"]:
         data, qt = wire["data"][name], wire["types"][name]
-        cols[name] = data.astype(np.int64) if qt in "uvti" else data
+        cols[name] = data.astype(np.int64) if qt in ("minute", "second", "time", "int") else data
     return pd.DataFrame(cols)
 
 
@@ -344,8 +344,9 @@ def test_result_types_follow_q(data):
     wire = execute(store, "select n:count i, s:sum size, a:avg size, m:max price, t:last time "
                           "by 5 xbar time.minute, sym from trade").to_wire()
     assert wire["kind"] == "keyed" and wire["keys"] == ["minute", "sym"]
-    assert wire["types"] == {"minute": "u", "sym": "s", "n": "j", "s": "j", "a": "f", "m": "f", "t": "p"}
-    assert execute(store, "select d:time.date, b:price>15 from trade").to_wire()["types"] == {"d": "d", "b": "b"}
+    assert wire["types"] == {"minute": "minute", "sym": "symbol", "n": "long", "s": "long", "a": "float", "m": "float",
+                             "t": "timestamp"}
+    assert execute(store, "select d:time.date, b:price>15 from trade").to_wire()["types"] == {"d": "date", "b": "boolean"}
 
 
 def test_sym_and_time_filters_use_the_index(data, monkeypatch):

@@ -195,8 +195,10 @@ def test_bad_queries_get_clear_errors_and_the_rdb_keeps_serving(spawn, free_port
     for args, error in BAD_QUERIES:
         with pytest.raises(RpcError, match=error):
             stack.rdb_rpc.call("select", **args)
-    with pytest.raises(RpcError, match="nyi: q-sql"):
-        stack.rdb_rpc.call("qsql", query="select from quote")
+    with pytest.raises(RpcError, match="^type$"):
+        stack.rdb_rpc.call("qsql", query="select from quote where sym=1")
+    result = stack.rdb_rpc.call("qsql", query="select n:count i by sym from quote")["result"]
+    assert result["kind"] == "keyed" and result["data"]["n"].sum() == 5
     with pytest.raises(RpcError, match="unknown op"):
         stack.rdb_rpc.call("drop", table="quote")
     assert stack.rdb_rpc.call("count", table="quote")["count"] == 5

@@ -188,8 +188,11 @@ def test_query_ops_give_clear_errors():
         ops.select({"table": "quote", "start": "yesterday"})
     with pytest.raises(TypeError, match="'type: syms must be a symbol"):
         ops.last({"table": "quote", "syms": 5})
-    with pytest.raises(NotImplementedError, match="nyi: q-sql"):
-        ops.qsql({"query": "select from quote"})
+    with pytest.raises(ValueError, match="^nosuch$"):
+        ops.qsql({"query": "select from nosuch"})
+    with pytest.raises(TypeError, match="'type: query must be a string"):
+        ops.qsql({"query": 5})
+    assert ops.qsql({"query": "select n:count i by sym from quote"})["result"]["kind"] == "keyed"
     start = ops.select({"table": "quote", "start": "2026.11.20D09:00:00.000500", "columns": "time"})
     assert (start["table"]["time"] >= T0 + np.timedelta64(500, "us")).all()
     assert start["types"] == {"time": "timestamp"}

@@ -13,7 +13,7 @@ from rdb.qsql.aggregates import AGGREGATES, WEIGHTED, Groups, aggregate, weighte
 from rdb.qsql.errors import QError
 from rdb.qsql.kernels import dense_group_ids
 from rdb.qsql.parser import AsOfJoin, Call, ListExpr, Lit, Name, Query, parse
-from rdb.qsql.values import Value, column_value, null_of
+from rdb.qsql.values import QTYPE_NAME, Value, column_value, null_of
 from rdb.table import UnknownName
 
 DENSE_LIMIT = 1 << 24      # largest key span grouped by direct addressing
@@ -63,12 +63,12 @@ class Result:
     value: Value | None = None
 
     def to_wire(self) -> dict:
-        """The RPC form: symbols decoded to str, each column with its q type char."""
+        """The RPC form: symbols decoded to str, each column with its q type name (as in q/schema.q)."""
         if self.kind in ("vector", "atom"):
-            return {"kind": self.kind, "data": _plain(self.value), "type": self.value.qt}
+            return {"kind": self.kind, "data": _plain(self.value), "type": QTYPE_NAME[self.value.qt]}
         return {"kind": self.kind, "keys": self.keys, "columns": list(self.columns),
                 "data": {n: _plain(v) for n, v in self.columns.items()},
-                "types": {n: v.qt for n, v in self.columns.items()}}
+                "types": {n: QTYPE_NAME[v.qt] for n, v in self.columns.items()}}
 
 
 def _plain(v: Value):

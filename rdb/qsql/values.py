@@ -19,7 +19,8 @@ TIME_OF_DAY = "uvtn"
 DTYPE = {"b": np.bool_, "i": np.int32, "j": np.int64, "f": np.float64, "p": "datetime64[ns]",
          "d": "datetime64[D]", "n": "timedelta64[ns]", "u": np.int32, "v": np.int32, "t": np.int32}
 QTYPE_CHAR = {"boolean": "b", "int": "i", "long": "j", "float": "f", "symbol": "s", "string": "C",
-              "timestamp": "p", "date": "d", "timespan": "n"}
+              "timestamp": "p", "date": "d", "timespan": "n", "minute": "u", "second": "v", "time": "t"}
+QTYPE_NAME = {c: name for name, c in QTYPE_CHAR.items()}
 NULL_INT = {"i": np.iinfo(np.int32).min, "j": np.iinfo(np.int64).min}
 
 
