@@ -59,6 +59,7 @@ class EngineConfig:
     drift_tolerance: float = 1e-9
     history: str = ""                           # folder of the price history ("" = data/history)
     vol_floor: bool = True                      # intraday vol only ever scales scenarios up
+    span_file: str = ""                         # SPAN parameters for accounts whose model is span
     path: str = ""
 
     def models_for(self, ccp: str) -> list[ModelConfig]:
@@ -141,6 +142,7 @@ def parse_config(data: dict, path: str = "<config>") -> EngineConfig:
         drift_tolerance=_typed(engine, "drift_tolerance", float, w, 1e-9),
         history=_typed(engine, "history", str, w, ""),
         vol_floor=_typed(engine, "vol_floor", bool, w, True),
+        span_file=_typed(engine, "span_file", str, w, ""),
         path=path,
     )
     _check(cfg.max_stale_ms > 0 and cfg.check_interval_s > 0 and cfg.drift_tolerance > 0, w,

@@ -36,6 +36,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
+from pathlib import Path
 from dataclasses import dataclass
 from statistics import NormalDist
 
@@ -48,13 +49,17 @@ from calc.covariance import (NotPositiveSemidefinite, check_covariance, correlat
                              covariance, covariance_from_correlation, nearest_correlation)
 from calc.models import z_score
 from calc.scenarios import InsufficientHistory, returns_window, scenario_shocks
+from calc.span import SpanAccount, SpanBook, SpanFileError, load as load_span
+from calc.span.model import FUTURE
 from calc.state import Account, AccountRisk, Book, Exposure, Holding, Instrument, valid_price
 from calc.stress import run_stress
+from common.defaults import REPO_ROOT
 
 log = logging.getLogger(__name__)
 
 TRADING_DAYS = 252.0
 MARGIN_FIELDS = ("im", "vm", "requirement", "collateral", "excess", "call", "var", "es")
+SPAN_MODEL = "span"             # accounts whose `model` is span are margined by calc.span, not VaR
 
 
 @dataclass(frozen=True)
@@ -200,10 +205,15 @@ class MarginEngine:
         self.counters: Counter = Counter()
         self._open: set[tuple] = set()              # issue keys raised and not cleared
         self._bad_price: set[str] = set()
+        self.span: SpanBook | None = None
+        self.span_problem = "no SPAN parameter file configured"
+        if config.span_file:
+            self._load_span(config.span_file)
         self._rows = {"instrument": self._instrument, "account": self._account, "position": self._position,
-                      "fill": self._fill, "settle": self._settle, "collateral": self._collateral}
+                      "fill": self._fill, "settle": self._settle, "collateral": self._collateral,
+                      "paramfile": self._paramfile}
 
-    tables = ("instrument", "account", "position", "fill", "quote", "settle", "collateral")
+    tables = ("instrument", "account", "position", "fill", "quote", "settle", "collateral", "paramfile")
 
     # ---- applying input ------------------------------------------------------------------------
     def apply(self, table: str, cols: dict, seq: int) -> int:
@@ -305,11 +315,31 @@ class MarginEngine:
                 for account in self.book.holders.get(sym, ()):
                     self._open.discard((account, "badprice", sym))
             self._revalue_holders(sym)
+        if self.span is not None:
+            self._span_quotes(touched, vol_touched)
         for sym in vol_touched:
             if self._set_volscale(sym, self.book.vol[sym]):
                 for inst in self.mapped.get(sym, ()):
                     self._revalue_holders(inst)
         return len(cols["sym"])
+
+    def _span_quotes(self, priced, vol_changed) -> None:
+        """Futures prices and option vols in the SPAN parameters move their risk arrays, for every
+        SPAN account at once (SpanBook); O(16) per account holding an affected contract."""
+        params = self.span.params
+        moved = False
+        for sym in priced:
+            j = params.index.get(sym)
+            if j is not None and params.kind[j] == FUTURE:
+                self.span.reprice(sym, self.book.last[sym])
+                moved = True
+        for sym in vol_changed:
+            j = params.index.get(sym)
+            if j is not None and params.kind[j] != FUTURE and params.scan.has_scan[j]:
+                self.span.revol(sym, self.book.vol[sym])
+                moved = True
+        if moved:
+            self.dirty.update(self.span.accounts)
 
     def _bad_quote(self, sym: str, price: float) -> None:
         self.counters["bad_prices"] += 1
@@ -356,10 +386,43 @@ class MarginEngine:
         acct.movements += r["amount"]
         self.dirty.add(account)
 
+    def _load_span(self, path: str) -> bool:
+        """Loads a SPAN parameter file (relative paths from the repo root); False, with the reason
+        kept in span_problem, when it cannot be read."""
+        full = Path(path) if Path(path).is_absolute() else REPO_ROOT / path
+        try:
+            self.span = SpanBook(load_span(full))
+            return True
+        except (OSError, ValueError, SpanFileError) as e:
+            self.span_problem = f"SPAN parameter file {path} could not be loaded: {e}"
+            log.error("%s", self.span_problem)
+            return False
+
+    def _span_accounts(self) -> list[str]:
+        return [a for a, acct in self.book.accounts.items() if acct.model == SPAN_MODEL]
+
+    def _paramfile(self, r: dict) -> None:
+        """A CCP parameter file took effect: a `span` file replaces the SPAN parameters and every
+        SPAN account is revalued in full; other kinds are not calc's (logged)."""
+        if r["kind"] != SPAN_MODEL:
+            log.info("paramfile %s of kind %s: not used by calc", r["path"], r["kind"])
+            return
+        ok = self._load_span(r["path"])
+        for account in self._span_accounts():
+            if ok:
+                self._mark_stale(account)
+            else:
+                self._issue(account, (account, "paramfile", r["path"]), f"{self.span_problem}; margins stay on "
+                            "the previous parameters")
+
     # ---- keeping the risk state ----------------------------------------------------------------
     def model_names(self, account: str) -> list[str]:
         acct = self.book.accounts.get(account)
-        return [m.name for m in self.config.models_for(acct.ccp)] if acct else []
+        if acct is None:
+            return []
+        if acct.model == SPAN_MODEL:
+            return [SPAN_MODEL]
+        return [m.name for m in self.config.models_for(acct.ccp)]
 
     def _mark_stale(self, account: str) -> None:
         self.stale.add(account)
@@ -401,6 +464,9 @@ class MarginEngine:
         risk.vm_parts[sym] = vm
         rsym = self.risk_sym.get(sym)
         for name, e in risk.models.items():
+            if name == SPAN_MODEL:
+                self._span_position(account, sym, qty, abs(value), risk, e, inst is None, quiet)
+                continue
             model = self.models[name]
             col = model.index.get(rsym) if rsym else None
             if col is None:
@@ -424,6 +490,17 @@ class MarginEngine:
                 else:
                     e.addons.pop(sym, None)
 
+    def _span_position(self, account: str, sym: str, qty: float, charge: float, risk: AccountRisk, e: Exposure,
+                       unknown: bool, quiet: bool) -> None:
+        """The position in the account's SpanAccount (O(16) per change), or a full-value charge."""
+        j = risk.span.params.index.get(sym) if risk.span is not None else None
+        if j is None:
+            self._unmodelled(account, sym, SPAN_MODEL, e, charge, unknown, None, quiet)
+            return
+        dq = qty - risk.span.qty.get(j, 0.0)
+        if dq:
+            risk.span.fill(sym, dq)
+
     def _unmodelled(self, account: str, sym: str, model: str, e: Exposure, charge: float, unknown: bool,
                     rsym: str | None, quiet: bool) -> None:
         e.unmodelled_total += charge - e.unmodelled.get(sym, 0.0)
@@ -432,6 +509,8 @@ class MarginEngine:
             return
         if unknown:
             why = f"instrument {sym} is not in the reference data"
+        elif model == SPAN_MODEL:
+            why = f"{sym} is not in the SPAN parameters" if self.span else self.span_problem
         else:
             why = f"no usable price history for {sym}" + (f" ({self.models[model].excluded[rsym]})"
                                                            if rsym in self.models[model].excluded else "")
@@ -440,18 +519,30 @@ class MarginEngine:
 
     def build_risk(self, account: str) -> AccountRisk:
         """A full revaluation of the account from its holdings (nothing incremental)."""
-        risk = AccountRisk({n: self.models[n].new_exposure() for n in self.model_names(account)})
+        names = self.model_names(account)
+        if names == [SPAN_MODEL]:
+            risk = AccountRisk({SPAN_MODEL: Exposure(np.zeros(0))},
+                               span=SpanAccount(self.span.params, account) if self.span else None)
+        else:
+            risk = AccountRisk({n: self.models[n].new_exposure() for n in names})
         for sym, h in self.book.holdings.get(account, {}).items():
             self.revalue_holding(account, sym, h, risk, incremental=False)
         for name, e in risk.models.items():
-            self.models[name].revalue(e)
+            if name != SPAN_MODEL:
+                self.models[name].revalue(e)
         return risk
 
     def _fresh(self, account: str) -> AccountRisk:
         if account in self.stale or account not in self.risk:
-            for note in (n for name in self.model_names(account) for n in self.models[name].notes):
+            for note in (n for name in self.model_names(account) if name != SPAN_MODEL
+                         for n in self.models[name].notes):
                 self._issue(account, (account, "note", note), note)
-            self.risk[account] = self.build_risk(account)
+            old = self.risk.get(account)
+            if old is not None and old.span is not None and self.span is not None:
+                self.span.accounts.pop(account, None)
+            risk = self.risk[account] = self.build_risk(account)
+            if risk.span is not None:
+                self.span.accounts[account] = risk.span          # reprices reach it from now on
             self.stale.discard(account)
         return self.risk[account]
 
@@ -490,17 +581,22 @@ class MarginEngine:
         collateral = acct.collateral
         rows = []
         for name, e in risk.models.items():
-            model = self.models[name]
-            var, es = model.var_es(e)
-            base = max(0.0, var if model.config.measure == "var" else es)
-            if model.config.apc_buffer:
-                base = apc_buffer(base, model.config.apc_buffer)
-            im = base + e.addon_total + e.unmodelled_total
+            if name == SPAN_MODEL:
+                var = es = math.nan
+                im = (risk.span.initial() if risk.span is not None else 0.0) + e.unmodelled_total
+            else:
+                model = self.models[name]
+                var, es = model.var_es(e)
+                base = max(0.0, var if model.config.measure == "var" else es)
+                if model.config.apc_buffer:
+                    base = apc_buffer(base, model.config.apc_buffer)
+                im = base + e.addon_total + e.unmodelled_total
             requirement = im + owed
             row = {"sym": account, "model": name, "ccy": acct.ccy, "im": im, "vm": vm, "requirement": requirement,
                    "collateral": collateral, "excess": collateral - requirement,
                    "call": max(0.0, requirement - collateral), "var": var, "es": es}
-            if not all(math.isfinite(row[f]) for f in MARGIN_FIELDS):
+            if not all(math.isfinite(row[f]) for f in MARGIN_FIELDS[:6]) or (name != SPAN_MODEL and not
+                                                                             (math.isfinite(var) and math.isfinite(es))):
                 if quiet:
                     continue
                 self._issue(account, (account, "nan", name), f"margin of {account} under {name} is not finite "
@@ -527,6 +623,8 @@ class MarginEngine:
         if name not in names:
             raise LookupError(f"account {account} has no model {name} (models: {names})")
         risk = risk or self._fresh(account)
+        if name == SPAN_MODEL:
+            return self._span_drivers(risk, top)
         e, m = risk.models[name], self.models[name]
         col_contrib = m.contributions(e) * (1.0 + m.config.apc_buffer)
         if top is None or top >= len(m.syms):
@@ -543,6 +641,17 @@ class MarginEngine:
                 col = m.index[self.risk_sym[sym]]
                 out[sym] = col_contrib[col] * (u / e.values[col] if e.values[col] else 0.0) + e.addons.get(sym, 0.0)
         for sym, charge in e.unmodelled.items():
+            if charge:
+                out[sym] = out.get(sym, 0.0) + charge
+        ranked = sorted(((s, float(c)) for s, c in out.items() if c), key=lambda sc: -sc[1])
+        return ranked if top is None else ranked[:top]
+
+    @staticmethod
+    def _span_drivers(risk: AccountRisk, top: int | None) -> list[tuple[str, float]]:
+        """SPAN: each position's scan risk (qty x risk array at its combined commodity's active
+        scenario) plus full-value charges; they sum to the scan risk, not to the im."""
+        out = {p.sym: p.scan for p in risk.span.result().positions} if risk.span is not None else {}
+        for sym, charge in risk.models[SPAN_MODEL].unmodelled.items():
             if charge:
                 out[sym] = out.get(sym, 0.0) + charge
         ranked = sorted(((s, float(c)) for s, c in out.items() if c), key=lambda sc: -sc[1])
@@ -578,6 +687,8 @@ class MarginEngine:
         names = self.model_names(account)
         if not names:
             raise LookupError(f"unknown account {account}")
+        if names == [SPAN_MODEL]:
+            raise LookupError(f"stress scenarios run on VaR accounts: {account} is margined by SPAN")
         acct = self.book.accounts[account]
         risk = risk or self._fresh(account)
         name = names[0]
@@ -632,12 +743,14 @@ def _relative_drift(a: AccountRisk, b: AccountRisk) -> float:
         return float(np.max(np.abs(x - y), initial=0.0) / max(1.0, float(np.max(np.abs(y), initial=0.0))))
 
     worst = rel(a.vm, b.vm)
+    if a.span is not None:
+        worst = max(worst, rel(a.span.initial(), b.span.initial()))
     for name, e in a.models.items():
         f = b.models[name]
         worst = max(worst, rel(e.values, f.values), rel(e.addon_total, f.addon_total),
                     rel(e.unmodelled_total, f.unmodelled_total))
         if e.pnl is not None:
             worst = max(worst, rel(e.pnl, f.pnl))
-        else:
+        elif e.cv is not None:
             worst = max(worst, rel(e.cv, f.cv), rel(e.sigma2, f.sigma2))
     return worst

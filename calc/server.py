@@ -31,7 +31,7 @@ import zmq
 
 from calc.alerts import AlertEvent, AlertMonitor
 from calc.attribution import format_drivers
-from calc.engine import MARGIN_FIELDS, Issue, MarginEngine
+from calc.engine import MARGIN_FIELDS, SPAN_MODEL, Issue, MarginEngine
 from calc.whatif import what_if
 from common.defaults import CALC_QUERY, TP_CONTROL, TP_INGEST
 from common.rpc import RpcServer
@@ -48,7 +48,8 @@ def same_margin(a: dict | None, b: dict) -> bool:
     """True when two margin rows hold the same numbers (relative 1e-9)."""
     if a is None:
         return False
-    return all(abs(a[f] - b[f]) <= 1e-9 * max(1.0, abs(a[f]), abs(b[f])) for f in MARGIN_FIELDS)
+    return all(abs(a[f] - b[f]) <= 1e-9 * max(1.0, abs(a[f]), abs(b[f])) or (math.isnan(a[f]) and math.isnan(b[f]))
+               for f in MARGIN_FIELDS)
 
 
 def _rows_to_batch(rows: list[dict], schema: TableSchema) -> dict[str, np.ndarray]:
@@ -186,7 +187,7 @@ class CalcServer:
 
     def _stress(self, account: str) -> dict | None:
         scenario = self.engine.config.alerts.stress_scenario
-        if not scenario:
+        if not scenario or self.engine.model_names(account) == [SPAN_MODEL]:
             return None
         try:
             return self.engine.stress(account, scenario)

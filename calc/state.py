@@ -15,6 +15,7 @@ the day's vm is then paid and vm restarts from zero.
 """
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 
@@ -159,10 +160,18 @@ class Exposure:
 
 @dataclass
 class AccountRisk:
-    """An account's incrementally kept numbers: vm per instrument and total, and one Exposure per model."""
+    """An account's incrementally kept numbers: vm per instrument and total, one Exposure per VaR
+    model, and for a SPAN account its calc.span.SpanAccount (the Exposure "span" then only holds
+    the full-value charges of positions SPAN cannot price)."""
     models: dict[str, Exposure] = field(default_factory=dict)
     vm_parts: dict[str, float] = field(default_factory=dict)
     vm: float = 0.0
+    span: object | None = None
 
     def copy(self) -> "AccountRisk":
-        return AccountRisk({n: e.copy() for n, e in self.models.items()}, self.vm_parts.copy(), self.vm)
+        """A copy to change freely (what-if); a SpanAccount is copied sharing its parameters."""
+        span = None
+        if self.span is not None:
+            span = copy.copy(self.span)
+            span.state, span.n_held, span.qty = self.span.state.copy(), self.span.n_held.copy(), dict(self.span.qty)
+        return AccountRisk({n: e.copy() for n, e in self.models.items()}, self.vm_parts.copy(), self.vm, span)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from calc.engine import MarginEngine
+from calc.engine import SPAN_MODEL, MarginEngine
 from calc.state import Holding
 
 COMPARED = ("im", "vm", "requirement", "call", "var", "es")
@@ -78,7 +78,7 @@ def what_if(engine: MarginEngine, account: str, trades: dict, stress: str | None
     out = {"account": account, "model": before_rows[0]["model"], **primary, "models": models,
            "drivers": {"sym": [s for s, _ in drivers], "contribution": [c for _, c in drivers]}}
     scenario = stress if stress is not None else engine.config.alerts.stress_scenario
-    if scenario:
+    if scenario and out["model"] != SPAN_MODEL:
         s_before = engine.stress(account, scenario, risk=live)
         s_after = engine.stress(account, scenario, holdings={**held, **overlay}, risk=risk)
         out["stress"] = {"scenario": scenario, "before": s_before["call"], "after": s_after["call"],
