@@ -24,6 +24,7 @@ OUT_DIR = Path(__file__).resolve().parents[2] / "data" / "span"
 BUSINESS_DATE = 20261120
 FUTURES_MONTHS = (202612, 202703, 202706, 202709)
 OPTION_MONTHS = 2                  # options on the first two futures
+INDEX_OF = {"ES": "SPX", "NQ": "NDX"}   # the cash index underlying each futures product
 
 
 @dataclass
@@ -135,7 +136,8 @@ def write_demo(out_dir: Path = OUT_DIR) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     params = demo_params()
     paths = {"params": out_dir / "demo.pa2", "instruments": out_dir / "instruments.csv",
-             "account": out_dir / "account.csv", "positions": out_dir / "positions.csv"}
+             "account": out_dir / "account.csv", "positions": out_dir / "positions.csv",
+             "settle": out_dir / "settle.csv"}
     write_pa2(params, paths["params"])
     with open(paths["instruments"], "w", newline="") as f:
         w = csv.writer(f)
@@ -145,10 +147,16 @@ def write_demo(out_dir: Path = OUT_DIR) -> dict[str, Path]:
             product = params.products[c.product_key]
             expiry = params.scan[c.series_key].expiry
             iso = f"{expiry // 10000}-{expiry // 100 % 100:02d}-{expiry % 100:02d}"
-            under = contract_symbol(c.code, c.futures_month) if c.right else ""
+            under = contract_symbol(c.code, c.futures_month) if c.right else INDEX_OF[c.code]
             w.writerow([c.symbol, "future" if not c.right else "option", product.currency, f"{product.cvf:g}",
                         "equityindex", "CME", "span", under, iso, f"{c.strike:g}" if c.right else "",
                         c.right, ""])
+    with open(paths["settle"], "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["sym", "price", "date"])
+        day = f"{BUSINESS_DATE // 10000}-{BUSINESS_DATE // 100 % 100:02d}-{BUSINESS_DATE % 100:02d}"
+        for c in params.contracts:
+            w.writerow([c.symbol, f"{c.price:.10g}", day])
     with open(paths["account"], "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["sym", "desk", "ccp", "model", "ccy", "collateral", "buffer", "threshold", "callpct", "imjump",
