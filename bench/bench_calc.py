@@ -11,8 +11,10 @@ In process (synthetic history of 500 instruments, 1,000 one-day historical scena
 - start-up full revaluation of 1,000 accounts x 500 positions (engine.build_risk per account).
 The numpy reference keeps a values vector too and recomputes ``values @ shocks`` + ``np.partition``
 per event (what a non-incremental engine pays).
-End to end: a fill published into a real tickerplant (straight, not through FIX) -> calc (process)
--> its margin row received by a subscriber; p50 / p99 over many fills, one at a time.
+End to end, one fill at a time, real processes: a FIX ExecutionReport from a QuickFIX initiator in
+this process -> `python -m feedhandlers.fix` (sync acks) -> `python -m tickerplant` (group commit)
+-> `python -m calc` -> its margin row at a Subscriber here; and the same with the fill published
+straight into the tickerplant.
 
 Run: `.venv/bin/python -m bench.bench_calc` (BENCH_QUICK=1: fewer events).
 """
@@ -21,7 +23,6 @@ from __future__ import annotations
 import math
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -126,7 +127,8 @@ def in_process(rng) -> list[tuple]:
     engine.margin("ACC")
     syms = history.syms
     picks = rng.integers(0, N, EVENTS)
-    qtys = np.round(rng.normal(0, 1e3, EVENTS)) + 1
+    qtys = np.round(rng.normal(0, 1e3, EVENTS))
+    qtys[qtys == 0] = 1.0
     fills = [one_fill(syms[i], "ACC", float(q), float(engine.book.mark(syms[i]))) for i, q in zip(picks, qtys)]
     quotes = [one_quote(syms[i], float(engine.book.mark(syms[i]) * math.exp(0.001 * z)))
               for i, z in zip(picks, rng.standard_normal(EVENTS))]
@@ -177,12 +179,6 @@ def in_process(rng) -> list[tuple]:
     return rows
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _wait(predicate, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -193,75 +189,97 @@ def _wait(predicate, timeout: float, what: str):
     raise RuntimeError(f"timed out waiting for {what}")
 
 
-def end_to_end(rng) -> tuple:
-    """A fill into a real tickerplant -> calc process -> its margin row at a subscriber."""
+def _answers(endpoint: str):
     from common.rpc import RpcClient, RpcError
+    client = RpcClient(endpoint, timeout=0.5)
+    try:
+        return client.call("status")
+    except RpcError:
+        return None
+    finally:
+        client.close()
+
+
+def _until_row(sub, arrivals: list[int], received: int) -> int:
+    deadline = time.monotonic() + 10
+    while len(arrivals) == received and time.monotonic() < deadline:
+        sub.poll(1)
+    if len(arrivals) == received:
+        raise RuntimeError("no margin row within 10 s of a fill")
+    return arrivals[received]
+
+
+def end_to_end() -> list[tuple]:
+    """A fill in -> calc (process) -> its margin row at a subscriber, one fill at a time: through the
+    FIX acceptor (QuickFIX initiator in this process -> feedhandlers.fix -> tickerplant), and
+    published straight into the tickerplant."""
+    from bench.bench_fix import INITIATOR_CFG, FeedhandlerProcess
+    from bench.bench_tickerplant import TickerplantProcess, free_port
+    from feedhandlers.omsim.initiator import Initiator
+    from feedhandlers.omsim.orders import OrderFlow
     from feedhandlers.refdata.loader import load_refdata
     from tickerplant.client import Publisher, Subscriber
 
-    folder = Path(tempfile.mkdtemp(prefix="bench_calc."))
-    ingest, pub, control, query = (f"tcp://127.0.0.1:{_port()}" for _ in range(4))
-    procs = []
-    log = open(folder / "procs.log", "wb")
+    tp = TickerplantProcess("--durability", "group")
+    work = Path(tempfile.mkdtemp(prefix="bench_calc_"))
+    query = f"tcp://127.0.0.1:{free_port()}"
+    calc = fh = oms = None
     try:
-        procs.append(subprocess.Popen([sys.executable, "-m", "tickerplant", "--ingest", ingest, "--pub", pub,
-                                       "--control", control, "--journal", str(folder / "journal"),
-                                       "--log-level", "WARNING"], cwd=REPO, stdout=log, stderr=log))
-
-        def answers(endpoint):
-            client = RpcClient(endpoint, timeout=0.5)
-            try:
-                return client.call("status")
-            except RpcError:
-                return None
-            finally:
-                client.close()
-
-        _wait(lambda: answers(control), 30, "tickerplant")
-        publisher = Publisher("bench.oms", endpoint=ingest)
-        for table, batch in load_refdata().items():
+        publisher = Publisher("bench.refdata", endpoint=tp.ingest)
+        ref = load_refdata()
+        for table, batch in ref.items():
             if len(batch["sym"]):
                 publisher.publish_sync(table, batch)
-        procs.append(subprocess.Popen([sys.executable, "-m", "calc", "--control", control, "--ingest", ingest,
-                                       "--query", query, "--log-level", "WARNING"], cwd=REPO, stdout=log, stderr=log))
-        _wait(lambda: answers(query), 60, "calc")
+        calc = subprocess.Popen([sys.executable, "-m", "calc", "--control", tp.control, "--ingest", tp.ingest,
+                                 "--query", query, "--log-level", "WARNING"], cwd=REPO)
+        _wait(lambda: _answers(query), 60, "calc")
         arrivals: list[int] = []
-        sub = Subscriber("bench.treasury", control=control, tables=["margin"],
+        sub = Subscriber("bench.treasury", control=tp.control, tables=["margin"],
                          on_batch=lambda t, cols, seq: arrivals.append(time.perf_counter_ns()))
         sub.start()
-        latencies = []
+        fh = FeedhandlerProcess(tp, "sync")
+        (work / "oms.cfg").write_text(INITIATOR_CFG.format(port=fh.port))
+        oms = Initiator(work / "oms.cfg", work)
+        oms.start(logon_timeout=60)
+        prices = {str(s): float(p) for s, p in zip(ref["settle"]["sym"], ref["settle"]["price"])}
+        flow = OrderFlow(accounts=[str(a) for a in ref["account"]["sym"]], prices=prices, cancel_pct=0,
+                         correct_pct=0, seed=1)
+        fix_lat, direct_lat = [], []
+        for _ in range(E2E_FILLS):
+            received = len(arrivals)
+            t0 = time.perf_counter_ns()
+            oms.send(flow.next_message())
+            fix_lat.append((_until_row(sub, arrivals, received) - t0) / 1e3)
         for i in range(E2E_FILLS):
-            qty = float(rng.integers(1, 1000)) * (1 if i % 2 else -1)
-            batch = one_fill("AMD", "FUND1", qty, 9.8)
+            batch = one_fill("AMD", "FUND1", float(100 + i % 7) * (1 if i % 2 else -1), 9.8)
             del batch["time"]
             received = len(arrivals)
             t0 = time.perf_counter_ns()
             publisher.publish("fill", batch)
-            deadline = time.monotonic() + 10
-            while len(arrivals) == received and time.monotonic() < deadline:
-                sub.poll(1)
-            if len(arrivals) == received:
-                raise RuntimeError("no margin row within 10 s of a fill")
-            latencies.append((arrivals[received] - t0) / 1e3)
+            direct_lat.append((_until_row(sub, arrivals, received) - t0) / 1e3)
             publisher.poll(0)
         publisher.flush()
-        sub.close()
         publisher.close()
-        lat = np.array(latencies)
-        return ("FIX-less fill -> tickerplant -> calc -> margin row at a subscriber", len(lat),
-                np.percentile(lat, 50), np.percentile(lat, 99))
+        sub.close()
+        return [(name, len(lat), np.percentile(lat, 50), np.percentile(lat, 99)) for name, lat in
+                (("FIX fill -> feedhandlers.fix -> tickerplant -> calc -> margin row at a subscriber", fix_lat),
+                 ("fill published straight into the tickerplant -> calc -> margin row at a subscriber", direct_lat))]
     finally:
-        for p in reversed(procs):
-            p.terminate()
-            p.wait(10)
-        log.close()
-        shutil.rmtree(folder, ignore_errors=True)
+        if oms is not None:
+            oms.stop()
+        if fh is not None:
+            fh.close()
+        if calc is not None:
+            calc.terminate()
+            calc.wait(10)
+        tp.close()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def main() -> None:
     rng = np.random.default_rng(3)
     rows = in_process(rng)
-    rows.append(end_to_end(rng))
+    rows += end_to_end()
     print(f"calc engine latency ({N} positions, {S} scenarios, 99%; the machine is shared, figures indicative)")
     print(f"{'path':<86} {'events':>7} {'p50 us':>10} {'p99 us':>10}")
     for name, n, p50, p99 in rows:

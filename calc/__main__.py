@@ -34,9 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"calc: {e}", file=sys.stderr)
         return 2
-    from common.history import load_history
     from calc.engine import MarginEngine
     from calc.server import CalcServer
+    from common.history import load_history
     try:
         history = load_history(args.history or config.history or None)
         engine = MarginEngine(config, history)

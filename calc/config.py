@@ -3,7 +3,7 @@ scenarios, alert and publishing settings. Loading validates everything and names
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from calc.covariance import COVARIANCE_METHODS

@@ -36,8 +36,8 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from statistics import NormalDist
 
 import numpy as np
@@ -45,13 +45,28 @@ import numpy as np
 from calc import kernels
 from calc.addons import apc_buffer, liquidity_addon, standalone_parametric
 from calc.config import EngineConfig, ModelConfig
-from calc.covariance import (NotPositiveSemidefinite, check_covariance, correlation_from_covariance,
-                             covariance, covariance_from_correlation, nearest_correlation)
+from calc.covariance import (
+    NotPositiveSemidefinite,
+    check_covariance,
+    correlation_from_covariance,
+    covariance,
+    covariance_from_correlation,
+    nearest_correlation,
+)
 from calc.models import z_score
 from calc.scenarios import InsufficientHistory, returns_window, scenario_shocks
-from calc.span import SpanAccount, SpanBook, SpanFileError, load as load_span
+from calc.span import SpanAccount, SpanBook, SpanFileError
+from calc.span import load as load_span
 from calc.span.model import FUTURE
-from calc.state import Account, AccountRisk, Book, Exposure, Holding, Instrument, valid_price
+from calc.state import (
+    Account,
+    AccountRisk,
+    Book,
+    Exposure,
+    Holding,
+    Instrument,
+    valid_price,
+)
 from calc.stress import run_stress
 from common.defaults import REPO_ROOT
 
@@ -240,7 +255,7 @@ class MarginEngine:
             try:
                 handler(row)
                 applied += 1
-            except Exception as e:                      # noqa: BLE001 - one bad row must not stop the rest
+            except Exception as e:
                 self.counters["bad_rows"] += 1
                 log.exception("%s row %d of seq %d not applied", table, i, seq)
                 self._issue(str(row.get("account", row.get("sym", ""))), ("error", table, seq, i),

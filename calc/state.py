@@ -152,7 +152,7 @@ class Exposure:
     addon_total: float = 0.0
     unmodelled_total: float = 0.0
 
-    def copy(self) -> "Exposure":
+    def copy(self) -> Exposure:
         return Exposure(self.values.copy(), None if self.pnl is None else self.pnl.copy(),
                         None if self.cv is None else self.cv.copy(), self.sigma2, self.parts.copy(),
                         self.addons.copy(), self.unmodelled.copy(), self.addon_total, self.unmodelled_total)
@@ -168,7 +168,7 @@ class AccountRisk:
     vm: float = 0.0
     span: object | None = None
 
-    def copy(self) -> "AccountRisk":
+    def copy(self) -> AccountRisk:
         """A copy to change freely (what-if); a SpanAccount is copied sharing its parameters."""
         span = None
         if self.span is not None:

@@ -30,7 +30,7 @@ def engine(history):
 
 def fills(syms, accounts, qtys, prices, execids=None):
     n = len(syms)
-    s = lambda v: np.array(v, dtype=object)                          # noqa: E731
+    s = lambda v: np.array(v, dtype=object)
     return {"time": np.array([T0] * n), "sym": s(syms), "account": s(accounts), "qty": np.array(qtys, float),
             "price": np.array(prices, float), "execid": s(execids or [f"E{i}" for i in range(n)]),
             "orderid": s(["O"] * n), "exectype": s(["F"] * n), "refexecid": s([""] * n), "session": s(["S"] * n),
@@ -158,8 +158,8 @@ def test_bad_input_raises_alerts_and_never_a_nan_margin(engine):
     engine.apply("fill", fills(["AMD"], ["GHOST"], [10.0], [9.8], ["X3"]), 205)
     engine.apply("fill", fills(["AMD"], ["FUND1"], [10.0], [-1.0], ["X4"]), 206)
     texts = {(i.account, i.text) for i in engine.take_issues()}
-    assert ("GHOST", "fill X3 for unknown account GHOST: booked; no margin until the account's reference data "
-                     "arrives") in texts
+    assert ("GHOST", ("fill X3 for unknown account GHOST: booked; no margin until the account's reference data "
+                      "arrives")) in texts
     assert ("FUND1", "fill X4 in AMD has an invalid price -1.0: booked at the mark 9.82") in texts
     rows = margins(engine)
     assert all(math.isfinite(r[f]) for r in rows.values() for f in ("im", "vm", "requirement", "call", "var", "es"))

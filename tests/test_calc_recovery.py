@@ -82,7 +82,7 @@ class Stack:
 
 
 def fill(sym, account, qty, price, execid):
-    s = lambda v: np.array([v], dtype=object)                    # noqa: E731
+    s = lambda v: np.array([v], dtype=object)
     return {"sym": s(sym), "account": s(account), "qty": np.array([qty], float), "price": np.array([price], float),
             "execid": s(execid), "orderid": s("O" + execid), "exectype": s("F"), "refexecid": s(""),
             "session": s("OMS"), "status": s("ok")}
@@ -133,7 +133,7 @@ def test_kill_9_and_restart_gives_the_rows_of_an_uninterrupted_run(spawn, free_p
         assert stack._answers(stack.query, "accounts")["accounts"]["sym"] == ["FUND1", "FUND2", "FUND3"]
     ref, got = runs["uninterrupted"], runs["killed"]
     assert ref["first_c"] == got["first_c"]
-    until_b = lambda rows: [r for r in rows if r["_seq"] < ref["first_c"]]          # noqa: E731
+    until_b = lambda rows: [r for r in rows if r["_seq"] < ref["first_c"]]
     # up to the end of phase B calc was live in both runs: the very same rows, seq included
     assert values(until_b(got["margin"])) == values(until_b(ref["margin"]))
     assert [r["seq"] for r in until_b(got["margin"])] == [r["seq"] for r in until_b(ref["margin"])]
