@@ -147,16 +147,18 @@ def compress_into(msg, out):
     return dst
 
 
-def decompress(message: bytes) -> bytes:
+def decompress(message: bytes, limit: int) -> bytes:
     """A compressed kdb+ IPC message as its uncompressed bytes (flag byte cleared).
 
-    Raises ValueError for a malformed or implausibly sized stream."""
+    Raises ValueError for a malformed stream or one announcing more than `limit` bytes."""
     buf = np.frombuffer(message, dtype=np.uint8)
     if buf.shape[0] < HEADER + SIZE_FIELD:
         raise ValueError("compressed message shorter than its header")
     size = int(uncompressed_size(buf))
     if size < HEADER:
         raise ValueError(f"compressed message announces {size} bytes")
+    if size > limit:
+        raise ValueError(f"limit: compressed message announces {size} bytes, over the limit of {limit}")
     out = np.empty(size, dtype=np.uint8)
     if decompress_into(buf, out) != size:
         raise ValueError("corrupt compressed message")

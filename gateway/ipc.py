@@ -178,7 +178,7 @@ class IpcServer:
         try:
             if compressed:
                 try:
-                    msg = decompress(msg)
+                    msg = decompress(msg, self.max_message_bytes)
                 except ValueError as e:
                     raise ApiError(f"badmsg: {e}") from None
             try:
