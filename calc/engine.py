@@ -732,12 +732,13 @@ class MarginEngine:
                 "drivers": [(syms[i], float(res.contributions[i])) for i in order]}
 
     # ---- checking the incremental state --------------------------------------------------------
-    def check_drift(self) -> float:
-        """Full recompute of every account against its incremental state; an account drifting more
-        than `drift_tolerance` (relative) raises a `drift` issue and is reset. Returns the max drift."""
+    def check_drift(self, accounts: list[str] | None = None) -> float:
+        """Full recompute of the accounts (default: all) against their incremental state; one
+        drifting more than `drift_tolerance` (relative) raises a `drift` issue and is reset.
+        Returns the max drift."""
         worst = 0.0
-        for account in list(self.risk):
-            if account in self.stale:
+        for account in list(self.risk) if accounts is None else accounts:
+            if account in self.stale or account not in self.risk:
                 continue
             inc, full = self.risk[account], self.build_risk(account)
             drift = _relative_drift(inc, full)

@@ -40,7 +40,8 @@ from tickerplant.client import Publisher, Subscriber
 
 log = logging.getLogger(__name__)
 
-DRAIN_CHUNK = 64
+DRAIN_CHUNK = 64            # input messages applied between two checks of the staleness deadline
+DRIFT_CHUNK = 20            # accounts fully recomputed per loop turn by the periodic drift check
 ACCOUNT_COLUMNS = ("desk", "ccp", "model", "ccy", "collateral", "buffer", "threshold", "callpct", "imjump", "imjumpmins")
 
 
@@ -98,6 +99,8 @@ class CalcServer:
             poller.register(sock, zmq.POLLIN)
         max_stale = self.engine.config.max_stale_ms / 1000.0
         next_check = time.monotonic() + self.engine.config.check_interval_s
+        to_check: list[str] = []
+        drift = 0.0
         while not stop():
             events = dict(poller.poll(poll_ms))
             if self.sub.socket in events:
@@ -110,9 +113,13 @@ class CalcServer:
                 self.rpc.drain()
             self.publisher.poll(0)
             if time.monotonic() >= next_check:
-                drift = self.engine.check_drift()
-                log.info("calc: periodic full recompute, max relative drift %.3g", drift)
+                to_check, drift = sorted(self.engine.risk), 0.0
                 next_check = time.monotonic() + self.engine.config.check_interval_s
+            if to_check:                   # the periodic full recompute, a few accounts per turn
+                chunk, to_check = to_check[:DRIFT_CHUNK], to_check[DRIFT_CHUNK:]
+                drift = max(drift, self.engine.check_drift(chunk))
+                if not to_check:
+                    log.info("calc: periodic full recompute done, max relative drift %.3g", drift)
 
     def close(self) -> None:
         if self.publisher is not None:
