@@ -19,6 +19,7 @@ import numpy as np
 
 from common.rpc import AsyncRpcClient, RpcError, RpcTimeout
 from common.schema import load_schemas
+from gateway.qcodec import ColumnDict, KeyedTable, TypedVector
 from gateway.users import User
 
 DESK_REFRESH_S = 1.0
@@ -203,7 +204,14 @@ class Api:
     async def qsql(self, user: User, query: str) -> Result:
         if not user.sees_all:
             raise ApiError(f"access: q-sql needs a user entitled to every account ({user.name} is not)", 403)
-        return await self._result(self.rdb, "qsql", query=query)
+        result = (await self._call(self.rdb, "qsql", query=query))["result"]
+        kind, data, types = result["kind"], result["data"], result.get("types", {})
+        if kind == "keyed":
+            keys = result["keys"]
+            return Result(KeyedTable({k: data[k] for k in keys}, {c: v for c, v in data.items() if c not in keys}), types)
+        if kind in ("vector", "atom"):
+            return Result(TypedVector(data, result["type"]) if kind == "vector" else data)
+        return Result(ColumnDict(data) if kind == "dict" else data, types)
 
     async def call(self, user: User, name: str, args: list) -> Result:
         """Dispatch a named function with positional arguments (q call semantics)."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import struct
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -36,6 +37,24 @@ _VECTOR = {"b": (1, "u1"), "f8": (9, "<f8"), "f4": (8, "<f4"), "i8": (7, "<i8"),
 
 class QTypeError(TypeError):
     """A value that has no kdb+ form here."""
+
+
+@dataclass
+class KeyedTable:
+    """A keyed table: key columns -> value columns (a q dictionary of two tables)."""
+    keys: dict
+    values: dict
+
+
+class ColumnDict(dict):
+    """A dictionary of column name -> vector that stays a dictionary (q `exec a, b from t`)."""
+
+
+@dataclass
+class TypedVector:
+    """A vector whose q type (a q/schema.q type name) the producer decided."""
+    values: object
+    qtype: str
 
 
 def _vector(qtype: int, n: int) -> bytes:
@@ -119,14 +138,21 @@ def encode(value, qtypes: dict | None = None) -> bytes:
         return b"\x65\x00"
     if isinstance(value, kx.K):
         return bytes(kx.serialize(value).copy())[8:]
-    if is_batch(value):
+    if is_batch(value) and not isinstance(value, ColumnDict):
         return table(value, qtypes)
+    if isinstance(value, KeyedTable):
+        return b"\x63" + table(value.keys, qtypes) + table(value.values, qtypes)
+    if isinstance(value, TypedVector):
+        return _column(value.values, value.qtype)
     if isinstance(value, dict):
         values = list(value.values())
         if values and all(isinstance(v, (float, np.floating)) for v in values):
             vals = _vector(9, len(values)) + np.array(values, dtype="<f8").tobytes()
         else:
-            vals = _general(values)
+            qtypes = qtypes or {}
+            vals = _vector(0, len(values)) + b"".join(
+                _column(v, qtypes.get(k)) if isinstance(v, (np.ndarray, list)) and k in qtypes else encode(v)
+                for k, v in value.items())
         return b"\x63" + _symbols([str(k) for k in value]) + vals
     if isinstance(value, (bool, np.bool_)):
         return struct.pack("<bB", -1, bool(value))

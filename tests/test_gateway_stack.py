@@ -90,11 +90,13 @@ def test_pykx_named_api_on_the_stack(stack):
         stress = conn("stress", "FUND1", "tech_crash").py()
         assert stress["call"] >= 0 and stress["loss"] > 0
         assert isinstance(conn("alerts", "FUND1"), kx.Table)
-        try:
-            result = conn("select from margin where sym=`FUND1")
-            assert set(result.py()["sym"]) == {"FUND1"}              # once q-sql (issue 7) is live
-        except kx.QError as e:
-            assert "nyi" in str(e) or "q-sql" in str(e)              # until then a clear error
+        result = conn("select from margin where sym=`FUND1")        # q-sql, evaluated by the rdb
+        assert isinstance(result, kx.Table) and set(result.py()["sym"]) == {"FUND1"}
+        by_sym = conn("select count i by sym from quote where sym in `AMD`SPY")
+        assert isinstance(by_sym, kx.KeyedTable) and len(by_sym) == 2
+        assert isinstance(conn("exec im from margin"), kx.FloatVector)
+        with pytest.raises(kx.QError, match="parse"):
+            conn("select frm margin")
 
     with q(port, "trader1", "trader1") as conn:
         assert set(conn("margin").py()["sym"]) == {"FUND1"}
