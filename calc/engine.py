@@ -298,17 +298,12 @@ class MarginEngine:
         if account not in self.book.accounts:
             self._issue(account, (account, "account"), f"fill {execid} for unknown account {account}: booked; "
                         "no margin until the account's reference data arrives")
-        h = self.book.holding(account, sym)
         if not valid_price(price):
-            mark = self.book.mark(sym, h)
+            mark = self.book.mark(sym, self.book.holdings.get(account, {}).get(sym))
             self._issue(account, (account, "fillprice", execid), f"fill {execid} in {sym} has an invalid price "
                         f"{price}: booked at the mark {mark}" + ("" if math.isfinite(mark) else " (none: cost 0)"))
             price = mark if math.isfinite(mark) else 0.0
-        else:
-            self.book.last_fill[sym] = price
-        h.fill_qty += qty
-        h.fill_cost += qty * price
-        self._touch(account, sym, h)
+        self._touch(account, sym, self.book.add_fill(account, sym, qty, price))
 
     def _quotes(self, cols: dict) -> int:
         """A quote batch: marks first (last valid price wins), then one revaluation per instrument."""

@@ -117,10 +117,12 @@ class Book:
         return h
 
     def add_fill(self, account: str, sym: str, qty: float, price: float) -> Holding:
+        """A fill (or a cancel's reversal) at `price`; a valid price becomes the sym's last fill price."""
         h = self.holding(account, sym)
         h.fill_qty += qty
         h.fill_cost += qty * price
-        self.last_fill[sym] = price
+        if valid_price(price):
+            self.last_fill[sym] = price
         return h
 
     def apply_settle(self, sym: str, price: float) -> None:

@@ -1,0 +1,66 @@
+"""calc alert rules: edge-triggered threshold / call-vs-buffer / stress call / im jump, their
+clearing, the im window, state rebuilt from replayed rows; the command line."""
+import subprocess
+import sys
+
+from calc.alerts import NS_PER_MIN, AlertMonitor
+from calc.config import AlertConfig
+from calc.state import Account
+
+ACCOUNT = Account("ACC", threshold=1000.0, buffer=2000.0, callpct=0.5, imjump=0.25, imjumpmins=15.0)
+
+
+def row(time_min, im, requirement=None, call=0.0):
+    return {"sym": "ACC", "model": "fhs", "time": int(time_min * NS_PER_MIN), "im": im,
+            "requirement": im if requirement is None else requirement, "call": call}
+
+
+def kinds(events):
+    return [(e.kind, e.severity) for e in events]
+
+
+def test_threshold_and_call_alerts_fire_once_and_clear():
+    m = AlertMonitor(AlertConfig())
+    assert kinds(m.observe(row(0, 900), ACCOUNT)) == []
+    up = m.observe(row(1, 950, requirement=1100, call=1200), ACCOUNT)       # call 1200 > 50% of 2000
+    assert kinds(up) == [("threshold", "warn"), ("callbuffer", "high")]
+    assert up[0].value == 1100 and up[0].threshold == 1000 and "above the threshold 1,000" in up[0].text
+    assert "60% of the cash buffer" in up[1].text
+    assert kinds(m.observe(row(2, 950, requirement=1200, call=1300), ACCOUNT)) == []   # still above: quiet
+    assert kinds(m.observe(row(3, 950, requirement=900, call=0), ACCOUNT)) == [("threshold", "info"),
+                                                                                 ("callbuffer", "info")]
+
+
+def test_im_jump_within_the_window_only():
+    m = AlertMonitor(AlertConfig())
+    m.observe(row(0, 100), ACCOUNT)
+    assert kinds(m.observe(row(10, 124), ACCOUNT)) == []                  # +24%
+    jump = m.observe(row(14, 130), ACCOUNT)                               # +30% on the low of 100
+    assert kinds(jump) == [("imjump", "warn")] and jump[0].threshold == 125.0
+    assert kinds(m.observe(row(16, 131), ACCOUNT)) == [("imjump", "info")]   # 100 left the window: low 124
+    m2 = AlertMonitor(AlertConfig())
+    m2.observe(row(0, 100), ACCOUNT)
+    assert kinds(m2.observe(row(20, 140), ACCOUNT)) == []                 # 20 minutes apart: no jump
+
+
+def test_state_rebuilt_from_replayed_rows_and_stress_call():
+    m = AlertMonitor(AlertConfig())
+    m.replay_margin(row(0, 100), ACCOUNT)
+    m.replay_alert("ACC", "threshold", "warn")
+    assert kinds(m.observe(row(5, 130, requirement=1100), ACCOUNT)) == [("imjump", "warn")]   # threshold held
+    stress = {"scenario": "tech_crash", "call": 1500.0}
+    (event,) = m.observe_stress(ACCOUNT, "fhs", stress)
+    assert (event.kind, event.severity, event.value, event.threshold) == ("stresscall", "high", 1500.0, 1000.0)
+    assert "75% of the cash buffer 2,000" in event.text
+    assert m.observe_stress(ACCOUNT, "fhs", stress) == []
+
+
+def test_command_line(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "calc", "--help"], capture_output=True, text=True, timeout=120,
+                         check=False)
+    assert out.returncode == 0 and "--config" in out.stdout and "--query" in out.stdout
+    bad = tmp_path / "calc.toml"
+    bad.write_text('[models.m]\nkind = "magic"\n')
+    out = subprocess.run([sys.executable, "-m", "calc", "--config", str(bad)], capture_output=True, text=True, check=False,
+                         timeout=120)
+    assert out.returncode == 2 and "models.m.kind" in out.stderr
