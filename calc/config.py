@@ -101,6 +101,19 @@ def _model(name: str, table: dict, where: str) -> ModelConfig:
     return m
 
 
+def load_model_set(path: str | Path) -> dict[str, ModelConfig]:
+    """The `[models.NAME]` tables of a VaR parameter file (calc.toml format): a CCP's new model
+    parameters, taking effect through a `paramfile` row of kind `var`."""
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"{path}: {e}") from e
+    tables = data.get("models", {})
+    _check(isinstance(tables, dict) and bool(tables), str(path), "no [models.NAME] table")
+    return {n: _model(n, t, f"{path}: models.{n}") for n, t in tables.items()}
+
+
 def parse_config(data: dict, path: str = "<config>") -> EngineConfig:
     """Builds an EngineConfig from a parsed TOML document; ConfigError names the bad key."""
     engine = data.get("engine", {})

@@ -36,7 +36,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from statistics import NormalDist
 
@@ -44,7 +44,7 @@ import numpy as np
 
 from calc import kernels
 from calc.addons import apc_buffer, liquidity_addon, standalone_parametric
-from calc.config import EngineConfig, ModelConfig
+from calc.config import ConfigError, EngineConfig, ModelConfig, load_model_set
 from calc.covariance import (
     NotPositiveSemidefinite,
     check_covariance,
@@ -204,6 +204,7 @@ class MarginEngine:
 
     def __init__(self, config: EngineConfig, history, models: dict[str, RiskModel] | None = None):
         self.config = config
+        self.history = history
         self.history_syms = set(history.syms)
         self.models = models or {n: build_risk_model(m, history) for n, m in config.models.items()}
         self.book = Book()
@@ -412,18 +413,42 @@ class MarginEngine:
         return [a for a, acct in self.book.accounts.items() if acct.model == SPAN_MODEL]
 
     def _paramfile(self, r: dict) -> None:
-        """A CCP parameter file took effect: a `span` file replaces the SPAN parameters and every
-        SPAN account is revalued in full; other kinds are not calc's (logged)."""
-        if r["kind"] != SPAN_MODEL:
-            log.info("paramfile %s of kind %s: not used by calc", r["path"], r["kind"])
+        """A CCP parameter file took effect. Kind `span`: new SPAN parameters, every SPAN account is
+        revalued in full. Kind `var`: new parameters for the VaR models it names (calc.toml
+        `[models.NAME]` tables), rebuilt from the history, every account using them revalued in
+        full. Other kinds are not calc's (logged). A file that cannot be used leaves the previous
+        parameters in force, with an alert on every account concerned."""
+        kind, path = r["kind"], r["path"]
+        if kind == SPAN_MODEL:
+            ok, problem, concerned = self._load_span(path), self.span_problem, self._span_accounts()
+        elif kind == "var":
+            ok, problem, names = self._load_var_models(path)
+            concerned = [a for a in self.book.accounts if set(self.model_names(a)) & names]
+        else:
+            log.info("paramfile %s of kind %s: not used by calc", path, kind)
             return
-        ok = self._load_span(r["path"])
-        for account in self._span_accounts():
+        for account in concerned:
             if ok:
                 self._mark_stale(account)
             else:
-                self._issue(account, (account, "paramfile", r["path"]), f"{self.span_problem}; margins stay on "
-                            "the previous parameters")
+                self._issue(account, (account, "paramfile", path), f"{problem}; margins stay on the previous parameters")
+
+    def _load_var_models(self, path: str) -> tuple[bool, str, set[str]]:
+        """(loaded, problem, model names concerned) for a VaR parameter file."""
+        try:
+            new = load_model_set(path)
+            built = {n: build_risk_model(m, self.history) for n, m in new.items()}
+        except (ConfigError, ValueError) as e:
+            names = set(self.models)
+            return False, f"VaR parameter file {path} could not be used: {e}", names
+        self.config = replace(self.config, models={**self.config.models, **new})
+        for name, model in built.items():
+            self.models[name] = model
+            self.volscale[name] = np.ones(len(model.syms))
+        for sym, vol in self.book.vol.items():
+            self._set_volscale(sym, vol)
+        log.info("VaR parameter file %s: models %s rebuilt", path, sorted(built))
+        return True, "", set(built)
 
     # ---- keeping the risk state ----------------------------------------------------------------
     def model_names(self, account: str) -> list[str]:

@@ -188,3 +188,28 @@ def test_vol_spike_raises_var_and_stress_is_additive(engine):
     assert s["shock_loss"] == pytest.approx(0.2 * sum(engine.positions("FUND1")["value"]))   # all FUND1 is tech
     with pytest.raises(LookupError, match="unknown stress scenario"):
         engine.stress("FUND1", "nope")
+
+
+def paramfile(kind, path):
+    return {"time": np.array([T0]), "sym": np.array(["NSCC"], dtype=object), "kind": np.array([kind], dtype=object),
+            "path": np.array([str(path)], dtype=object), "sha256": np.array([""], dtype=object)}
+
+
+def test_var_parameter_file_revalues_the_accounts_using_it(engine, tmp_path):
+    before = margins(engine)
+    engine.take_issues()
+    new = tmp_path / "nscc_var.toml"
+    new.write_text('[models.fhs]\nkind = "filtered_historical"\nconfidence = 0.975\nhorizon_days = 2\n'
+                   'lookback_days = 504\nmeasure = "es"\napc_buffer = 0.25\n')
+    engine.apply("paramfile", paramfile("var", new), 400)
+    after = margins(engine)
+    assert after[("FUND1", "fhs")]["es"] < before[("FUND1", "fhs")]["es"]        # 97.5% instead of 99%
+    assert after[("FUND1", "param")] == before[("FUND1", "param")]              # other models untouched
+    assert engine.config.models["fhs"].confidence == 0.975 and engine.check_drift() < 1e-9
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[models.fhs]\nkind = "filtered_historical"\nconfidence = 2.0\n')
+    engine.apply("paramfile", paramfile("var", bad), 401)
+    issues = engine.take_issues()
+    assert {i.account for i in issues} == {"FUND1", "FUND2", "FUND3"}
+    assert "could not be used" in issues[0].text and "previous parameters" in issues[0].text
+    assert margins(engine) == after
