@@ -7,6 +7,8 @@ import logging
 import signal
 import sys
 
+import zmq
+
 from calc.config import CONFIG_PATH, ConfigError, load_config
 from common.defaults import CALC_QUERY, TP_CONTROL, TP_INGEST
 
@@ -43,7 +45,12 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as e:
         print(f"calc: cannot build the risk models: {e}", file=sys.stderr)
         return 2
-    server = CalcServer(engine, control=args.control, ingest=args.ingest, query=args.query, name=args.name)
+    from tickerplant.client import TickerplantError
+    try:
+        server = CalcServer(engine, control=args.control, ingest=args.ingest, query=args.query, name=args.name)
+    except zmq.ZMQError as e:
+        print(f"calc: cannot bind {args.query}: {e}", file=sys.stderr)
+        return 1
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
     signal.signal(signal.SIGINT, lambda *_: stopping.append(1))
@@ -51,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         server.start()
         logging.getLogger("calc").info("calc: serving queries on %s", server.rpc.endpoint)
         server.serve(stop=lambda: bool(stopping))
+    except TickerplantError as e:
+        print(f"calc: {e}", file=sys.stderr)
+        return 1
     finally:
         server.close()
     return 0
