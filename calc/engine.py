@@ -148,14 +148,17 @@ class RiskModel:
     def contributions(self, e: Exposure) -> np.ndarray:
         """Per column contributions summing to the model's measure (ES contributions for scenario
         models, Euler for parametric; rescaled by var/es when the measure is the other one)."""
-        var, es = self.var_es(e)
         if self.is_scenario:
-            c = kernels.es_contributions(e.values, self.shocks, kernels.worst_scenarios(e.pnl, self.k))
-            ratio = var / es if self.config.measure == "var" and es != 0 else 1.0
-        else:
-            c = kernels.euler_contributions(e.values, e.cv, max(e.sigma2, 0.0), self.scale)
-            ratio = es / var if self.config.measure == "es" and var != 0 else 1.0
-        return c * ratio
+            tail = kernels.worst_scenarios(e.pnl, self.k)
+            c = kernels.es_contributions(e.values, self.shocks, tail)
+            if self.config.measure == "var":
+                var, es = kernels.tail_var_es(e.pnl, tail)
+                c *= var / es if es != 0 else 1.0
+            return c
+        c = kernels.euler_contributions(e.values, e.cv, max(e.sigma2, 0.0), self.scale)
+        if self.config.measure == "es":
+            c *= self.es_scale / self.scale
+        return c
 
     def standalone(self, col: int, u: float) -> float:
         """The margin of effective value u in column col held alone (for the liquidity add-on)."""
