@@ -7,6 +7,9 @@ SyncQConnection for PyKX; asyncio tasks of aiohttp for HTTP), each doing back-to
 one trade for the demo fund for a fixed time; every client process, the gateway and calc share the
 same machine, so the figures include the client cost.
 
+Baselines in the same run: `calc rpc` (the what-if straight to calc over ZeroMQ, no gateway: the
+backend's share) and `pykx ping` (an empty query: the PyKX client and the gateway, no backend).
+
 Run: `.venv/bin/python -m bench.bench_gateway` (BENCH_QUICK=1: shorter runs).
 """
 from __future__ import annotations
@@ -61,6 +64,7 @@ class Stack:
                   "--control", control, "--log-level", "WARNING")
         self._wait(lambda: (s := self._answers(calc, "status")) and s["accounts"] > 0, "calc")
         self._wait(lambda: self._listening(self.port), "gateway")
+        self.calc = calc
 
     def _run(self, module, *args):
         log = open(self.folder / f"{module}.log", "wb")
@@ -104,22 +108,19 @@ class Stack:
                 p.kill()
 
 
-def _pykx_worker(port: int, clients: int, seconds: float, start_at: float, out) -> None:
-    import pykx as kx
-    conns = [kx.SyncQConnection("127.0.0.1", port, username="demo", password="demo") for _ in range(clients)]
-    for c in conns:
-        c(*(["whatif", *TRADE]))
-    lat: list[list[float]] = [[] for _ in conns]
+def _threads(calls, seconds: float, start_at: float, out) -> None:
+    """Runs each of `calls` (one per client) back to back in its own thread; puts the latencies."""
+    lat: list[list[float]] = [[] for _ in calls]
 
     def loop(i):
-        conn, mine = conns[i], lat[i]
+        call, mine = calls[i], lat[i]
         while time.time() < start_at:
             time.sleep(0.001)
         end = start_at + seconds
         while (t0 := time.perf_counter()) and time.time() < end:
-            conn("whatif", *TRADE)
+            call()
             mine.append(time.perf_counter() - t0)
-    threads = [threading.Thread(target=loop, args=(i,)) for i in range(clients)]
+    threads = [threading.Thread(target=loop, args=(i,)) for i in range(len(calls))]
     for t in threads:
         t.start()
     for t in threads:
@@ -127,6 +128,27 @@ def _pykx_worker(port: int, clients: int, seconds: float, start_at: float, out) 
     out.put([x for per in lat for x in per])
 
 
+def _pykx_worker(port: int, clients: int, seconds: float, start_at: float, out, query=("whatif", *TRADE)) -> None:
+    import pykx as kx
+    # timeout > 0: PyKX then blocks in select() for the reply; with its default 0 it busy-polls,
+    # and the spinning clients would take the cores the gateway and calc need
+    conns = [kx.SyncQConnection("127.0.0.1", port, username="demo", password="demo", timeout=60.0)
+             for _ in range(clients)]
+    for c in conns:
+        c(*query)
+    _threads([lambda c=c: c(*query) for c in conns], seconds, start_at, out)
+
+
+def _pykx_ping_worker(port: int, clients: int, seconds: float, start_at: float, out) -> None:
+    """An empty query: the PyKX client and the gateway's own cost, no backend call."""
+    _pykx_worker(port, clients, seconds, start_at, out, query=("",))
+
+
+def _calc_worker(endpoint: str, clients: int, seconds: float, start_at: float, out) -> None:
+    """The same what-if straight to calc over ZeroMQ (no gateway): the backend's share."""
+    trades = {"sym": [TRADE[1]], "qty": np.array([TRADE[2]]), "price": np.array([TRADE[3]])}
+    rpcs = [RpcClient(endpoint, timeout=30.0) for _ in range(clients)]
+    _threads([lambda r=r: r.call("whatif", account=TRADE[0], trades=trades) for r in rpcs], seconds, start_at, out)
 def _http_worker(port: int, clients: int, seconds: float, start_at: float, out) -> None:
     import aiohttp
 
@@ -156,7 +178,7 @@ def _http_worker(port: int, clients: int, seconds: float, start_at: float, out) 
     out.put(asyncio.run(run()))
 
 
-def measure(worker, port: int, clients: int) -> dict:
+def measure(worker, port, clients: int) -> dict:
     procs = min(PROCESSES, clients)
     share = [clients // procs + (1 if i < clients % procs else 0) for i in range(procs)]
     ctx = mp.get_context("spawn")
@@ -177,8 +199,10 @@ def main() -> None:
         stack = Stack(Path(tmp))
         try:
             rows = []
-            for name, worker, port in (("pykx ipc", _pykx_worker, stack.port), ("http json", _http_worker, stack.http_port)):
-                for clients in CLIENTS:
+            runs = [("calc rpc", _calc_worker, stack.calc, (1, 10)), ("pykx ping", _pykx_ping_worker, stack.port, (1, 10)),
+                    ("pykx ipc", _pykx_worker, stack.port, CLIENTS), ("http json", _http_worker, stack.http_port, CLIENTS)]
+            for name, worker, port, counts in runs:
+                for clients in counts:
                     rows.append({"api": name, **measure(worker, port, clients)})
                     r = rows[-1]
                     print(f"  {name:10s} {clients:4d} clients: {r['per_s']:8.0f}/s p50 {r['p50_ms']:.2f} ms "

@@ -94,7 +94,8 @@ class HttpApi:
                 name, _, password = base64.b64decode(credentials, validate=True).decode().partition(":")
             except (binascii.Error, UnicodeDecodeError):
                 return _error(400, "bad Basic credentials")
-            user = await asyncio.get_running_loop().run_in_executor(None, self.users.verify, name, password)
+            user = self.users.verified(name, password) or \
+                await asyncio.get_running_loop().run_in_executor(None, self.users.verify, name, password)
         elif scheme.lower() == "bearer":
             user = self.users.by_token(credentials.strip())
         if user is None:
