@@ -238,7 +238,15 @@ class MarginEngine:
     def apply(self, table: str, cols: dict, seq: int) -> int:
         """Applies one batch of `table` rows; returns the rows applied (bad rows become issues)."""
         if table == "quote":
-            applied = self._quotes(cols)
+            try:
+                applied = self._quotes(cols)
+            except Exception as e:                      # the engine goes on for the rest
+                applied = 0
+                self.counters["bad_batches"] += 1
+                log.exception("quote batch of seq %d not fully applied", seq)
+                for account in {a for s in set(cols["sym"].tolist()) for a in self.book.holders.get(s, ())}:
+                    self._issue(account, ("error", table, seq), f"quote batch (seq {seq}) not fully applied: "
+                                f"{type(e).__name__}: {e}")
         elif table in self._rows:
             applied = self._apply_rows(table, cols, seq)
         else:
@@ -259,7 +267,7 @@ class MarginEngine:
             try:
                 handler(row)
                 applied += 1
-            except Exception as e:
+            except Exception as e:                      # one bad row must not stop the rest
                 self.counters["bad_rows"] += 1
                 log.exception("%s row %d of seq %d not applied", table, i, seq)
                 self._issue(str(row.get("account", row.get("sym", ""))), ("error", table, seq, i),

@@ -36,7 +36,7 @@ from calc.whatif import what_if
 from common.defaults import CALC_QUERY, TP_CONTROL, TP_INGEST
 from common.rpc import RpcServer
 from common.schema import TableSchema
-from tickerplant.client import Publisher, Subscriber
+from tickerplant.client import Publisher, Subscriber, TickerplantError
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,8 @@ class CalcServer:
                                      "stress": self._op_stress, "scenarios": self._op_scenarios,
                                      "accounts": self._op_accounts, "status": self._op_status})
         self.publisher: Publisher | None = None
+        self._to_check: list[str] = []                        # accounts left in this round of the drift check
+        self._drift = 0.0                                     # the round's largest drift so far
 
     # ---- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -94,38 +96,45 @@ class CalcServer:
         self.journal_alerts.clear()
 
     def serve(self, stop: Callable[[], bool] = lambda: False, poll_ms: int = 100) -> None:
+        """The event loop until stop(); an error in one turn is logged and counted, never fatal."""
         poller = zmq.Poller()
         for sock in (self.sub.socket, self.rpc.socket, self.publisher.socket):
             poller.register(sock, zmq.POLLIN)
-        max_stale = self.engine.config.max_stale_ms / 1000.0
         next_check = time.monotonic() + self.engine.config.check_interval_s
-        to_check: list[str] = []
-        drift = 0.0
         while not stop():
-            events = dict(poller.poll(poll_ms))
-            if self.sub.socket in events:
-                deadline = time.monotonic() + max_stale
-                while self.sub.drain(DRAIN_CHUNK) == DRAIN_CHUNK and time.monotonic() < deadline:
-                    pass
-            if self.engine.dirty or self.engine.issues:
-                self.publish(self.engine.take_dirty())
-            if self.rpc.socket in events:
-                self.rpc.drain()
-            self.publisher.poll(0)
+            try:
+                self._turn(poller, poll_ms)
+            except Exception:                                   # calc keeps serving
+                self.counters["loop_errors"] += 1
+                log.exception("calc: error in the event loop (continuing)")
             if time.monotonic() >= next_check:
-                to_check, drift = sorted(self.engine.risk), 0.0
+                self._to_check, self._drift = sorted(self.engine.risk), 0.0
                 next_check = time.monotonic() + self.engine.config.check_interval_s
-            if to_check:                   # the periodic full recompute, a few accounts per turn
-                chunk, to_check = to_check[:DRIFT_CHUNK], to_check[DRIFT_CHUNK:]
-                drift = max(drift, self.engine.check_drift(chunk))
-                if not to_check:
-                    log.info("calc: periodic full recompute done, max relative drift %.3g", drift)
+
+    def _turn(self, poller: zmq.Poller, poll_ms: int) -> None:
+        """One turn: inputs (until drained or max_stale_ms), publishing, queries, acks, and a slice
+        of the periodic full recompute."""
+        events = dict(poller.poll(poll_ms))
+        if self.sub.socket in events:
+            deadline = time.monotonic() + self.engine.config.max_stale_ms / 1000.0
+            while self.sub.drain(DRAIN_CHUNK) == DRAIN_CHUNK and time.monotonic() < deadline:
+                pass
+        if self.engine.dirty or self.engine.issues:
+            self.publish(self.engine.take_dirty())
+        if self.rpc.socket in events:
+            self.rpc.drain()
+        self.publisher.poll(0)
+        if self._to_check:
+            chunk, self._to_check = self._to_check[:DRIFT_CHUNK], self._to_check[DRIFT_CHUNK:]
+            self._drift = max(self._drift, self.engine.check_drift(chunk))
+            if not self._to_check:
+                log.info("calc: periodic full recompute done, max relative drift %.3g", self._drift)
 
     def close(self) -> None:
         if self.publisher is not None:
             try:
                 self.publisher.flush(timeout=2.0)
-            except Exception as e:                          # noqa: BLE001 - closing anyway
+            except TickerplantError as e:                   # closing anyway
                 log.warning("calc: unacknowledged rows at close: %s", e)
             self.publisher.close()
         self.sub.close()
@@ -198,7 +207,7 @@ class CalcServer:
             return None
         try:
             return self.engine.stress(account, scenario)
-        except Exception as e:                              # noqa: BLE001 - an alert goes out without it
+        except (LookupError, ValueError, ArithmeticError) as e:     # an alert goes out without it
             self.counters["stress_failed"] += 1
             log.warning("calc: stress %s of %s failed: %s", scenario, account, e)
             return None
