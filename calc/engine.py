@@ -254,7 +254,8 @@ class MarginEngine:
         self.seq = max(self.seq, seq)
         times = cols.get("time")
         if times is not None and len(times):
-            self.time_ns = max(self.time_ns, int(times.max().astype(np.int64)))
+            ns = times.view(np.int64)
+            self.time_ns = max(self.time_ns, int(ns[0]) if len(ns) == 1 else int(ns.max()))
         self.counters[table] += applied
         return applied
 
@@ -641,8 +642,9 @@ class MarginEngine:
             row = {"sym": account, "model": name, "ccy": acct.ccy, "im": im, "vm": vm, "requirement": requirement,
                    "collateral": collateral, "excess": collateral - requirement,
                    "call": max(0.0, requirement - collateral), "var": var, "es": es}
-            if not all(math.isfinite(row[f]) for f in MARGIN_FIELDS[:6]) or (name != SPAN_MODEL and not
-                                                                             (math.isfinite(var) and math.isfinite(es))):
+            # requirement, excess and call are finite when im, vm and collateral are
+            if not (math.isfinite(im) and math.isfinite(vm) and math.isfinite(collateral)) or (
+                    name != SPAN_MODEL and not (math.isfinite(var) and math.isfinite(es))):
                 if quiet:
                     continue
                 self._issue(account, (account, "nan", name), f"margin of {account} under {name} is not finite "
