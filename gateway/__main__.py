@@ -47,7 +47,7 @@ async def serve(args) -> None:
     loop = asyncio.get_running_loop()
     users = Users.load(args.users)
     api = Api(AsyncRpcClient(args.rdb, args.timeout), AsyncRpcClient(args.calc, args.timeout), args.timeout)
-    hub = Hub()
+    hub = Hub(live=bool(args.control))
     ipc = IpcServer(api, users, hub, int(args.max_message_mb * (1 << 20)), args.compress)
     port = await ipc.start(args.host, args.port)
     http = None

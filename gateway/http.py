@@ -172,16 +172,20 @@ class HttpApi:
             raise ApiError(f"table: can stream {', '.join(SUBSCRIBABLE)}, not {', '.join(bad)}")
         accounts = await self.api.visible(request["user"], self._list(self._query(request, "account")))
         queue: asyncio.Queue = asyncio.Queue(SSE_QUEUE)
+        overflow = asyncio.Event()
 
         def sink(table_name: str, rows: dict) -> None:
-            queue.put_nowait((table_name, rows))       # QueueFull: the hub drops this subscriber
+            if queue.full():
+                overflow.set()
+                raise ConnectionError("SSE client too slow")     # the hub drops this subscription
+            queue.put_nowait((table_name, rows))
 
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
-        await response.prepare(request)
         sid = self.hub.add(names, accounts, sink)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         try:
+            await response.prepare(request)
             await response.write(b": subscribed\n\n")
-            while True:
+            while not overflow.is_set():
                 try:
                     table_name, rows = await asyncio.wait_for(queue.get(), SSE_KEEPALIVE_S)
                 except asyncio.TimeoutError:
@@ -189,6 +193,7 @@ class HttpApi:
                     continue
                 data = json.dumps(jsonable(rows), separators=(",", ":"))
                 await response.write(f"event: {table_name}\ndata: {data}\n\n".encode())
+            await response.write(b'event: error\ndata: {"error": "client too slow: disconnected"}\n\n')
         except (ConnectionError, asyncio.CancelledError):
             pass
         finally:

@@ -14,6 +14,7 @@ from typing import Callable
 import numpy as np
 
 from common.schema import load_schemas
+from gateway.api import ApiError
 
 log = logging.getLogger("gateway.hub")
 
@@ -28,7 +29,8 @@ class Subscription:
 
 
 class Hub:
-    def __init__(self):
+    def __init__(self, live: bool = True):
+        self.live = live                      # False: no tickerplant feed configured
         schemas = load_schemas()
         self.schemas = {t: schemas[t] for t in SUBSCRIBABLE}
         self.qtypes = {t: {c.name: c.qtype for c in s.columns} for t, s in self.schemas.items()}
@@ -37,6 +39,8 @@ class Hub:
         self.published = 0
 
     def add(self, tables, accounts, sink) -> int:
+        if not self.live:
+            raise ApiError("nyi: subscriptions need the gateway started with a tickerplant (--control)")
         sid = next(self._ids)
         self._subs[sid] = Subscription(frozenset(tables), None if accounts is None else frozenset(accounts), sink)
         return sid
@@ -62,6 +66,9 @@ class Hub:
                 rows = columns if mask.all() else {c: np.asarray(v)[mask] for c, v in columns.items()}
             try:
                 sub.sink(table, rows)
+            except ConnectionError as e:
+                log.warning("subscriber %d dropped: %s", sid, e)
+                self.remove(sid)
             except Exception:                       # noqa: BLE001 - one bad sink must not stop the others
                 log.exception("subscriber %d failed; dropped", sid)
                 self.remove(sid)

@@ -295,8 +295,11 @@ def test_malformed_messages_get_errors_or_closed_connection(gateway):
         s.sendall(raw)
         reply = recv_message(s)
         assert reply[8] == 0x80 and expected in reply, (raw, reply)
+    s.sendall(bytes(kx.serialize(kx.toq([kx.SymbolAtom("nosuch")]), mode=6, wait=0).copy()))   # async: no reply
     s.sendall(sync([kx.SymbolAtom("margin"), kx.SymbolAtom("FUND2")]))
     assert kx.deserialize(recv_message(s)).py()["sym"] == ["FUND2"]
+    s.sendall(sync([kx.SymbolAtom(".u.sub"), kx.SymbolAtom("margin"), kx.SymbolAtom("")]))
+    assert b"nyi: subscriptions need" in recv_message(s)            # this gateway runs without a tickerplant
     s.close()
     with q(port) as conn:                                # still serving everyone else
         assert conn("margin", "FUND3").py()["sym"] == ["FUND3"]
@@ -397,6 +400,7 @@ def test_http_api(gateway):
         ("/whatif", {"body": {"account": "FUND1", "sym": "AMD", "qty": 1, "extra": 1}}, 400, "unknown"),
         ("/whatif", {"body": {"account": "FUND2", "sym": "AMD", "qty": 1}, "token": "trader1-token"}, 403, "access"),
         ("/stream?tables=fill", {}, 400, "table"),
+        ("/stream", {}, 400, "nyi"),
     ]:
         status, reply = http(port, path, **kwargs)
         assert status == code and reason in reply["error"], (path, kwargs, status, reply)
