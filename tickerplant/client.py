@@ -77,6 +77,7 @@ class Publisher:
         self._hello_t: float | None = None
         self._last_resend: tuple[int, float] = (0, 0.0)
         self._last_msgid = 0
+        self._deferred: list[dict] = []
         self._send_hello()
         deadline = time.monotonic() + timeout
         while self.epoch is None:
@@ -144,7 +145,7 @@ class Publisher:
             pass
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
-            self.poll(0)
+            self._handle_replies(resend=False)
             if self.socket.poll(50, zmq.POLLOUT):
                 self.socket.send_multipart(frames, zmq.NOBLOCK, copy=len(payload) < 65536)
                 return
@@ -155,12 +156,14 @@ class Publisher:
         self._hello_t = time.monotonic()
         self.socket.send_multipart([b"hello", self._name_b])
 
-    def _handle_replies(self) -> None:
+    def _handle_replies(self, resend: bool = True) -> None:
+        """Applies waiting replies; resend=False (while blocked sending) defers resend requests
+        and hello answers to the next call that allows them."""
         while True:
             try:
                 body = self.socket.recv(zmq.NOBLOCK)
             except zmq.Again:
-                return
+                break
             reply = unpack(body)
             if "ack" in reply:
                 self._acked(reply["ack"], reply.get("seq", 0))
@@ -172,12 +175,17 @@ class Publisher:
                 log.warning("publisher %s: batch %d rejected: %s", self.name, msgid, error)
                 if self.on_reject is not None:
                     self.on_reject(msgid, error)
-            elif "resend" in reply:
-                self._resend_from(reply["resend"])
-            elif "last_msgid" in reply:
-                self._on_hello(reply)
+            elif "resend" in reply or "last_msgid" in reply:
+                self._deferred.append(reply)
             else:
                 log.warning("publisher %s: tickerplant says %s", self.name, reply.get("error"))
+        if resend and self._deferred:
+            deferred, self._deferred = self._deferred, []
+            for r in deferred:
+                if "resend" in r:
+                    self._resend_from(r["resend"])
+                else:
+                    self._on_hello(r)
 
     def _acked(self, msgid: int, seq: int) -> None:
         self._progress_t = time.monotonic()
@@ -208,9 +216,10 @@ class Publisher:
             return
         self._last_resend = (first, now)
         for msgid in [m for m in self.unacked if m >= first]:
-            table_b, payload = self.unacked[msgid]
-            self.resends += 1
-            self._send(msgid, table_b, payload)
+            entry = self.unacked.get(msgid)
+            if entry is not None:
+                self.resends += 1
+                self._send(msgid, *entry)
 
     def _check_stall(self) -> None:
         now = time.monotonic()

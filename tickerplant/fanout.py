@@ -13,6 +13,7 @@ publishes them as one concatenated batch on `flush`. Events: `[b"\\x00hb", pack(
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -61,9 +62,11 @@ def concat(parts: list[dict]) -> dict:
 class Fanout:
     """Publishes journaled records to subscribers; owns the topic prev chains and sym groups."""
 
-    def __init__(self, socket: zmq.Socket, batch_ms: float = 0.0):
+    def __init__(self, socket: zmq.Socket, batch_ms: float,
+                 decode: Callable[[str, bytes], dict]):
         self.socket = socket
         self.batch_ms = batch_ms
+        self.decode = decode
         self.prev: dict[bytes, int] = {}
         self.groups: dict[str, dict[bytes, Group]] = {}
         self.pending: dict[bytes, Pending] = {}
@@ -88,9 +91,12 @@ class Fanout:
             if not self.groups[table]:
                 del self.groups[table]
 
-    def publish(self, table: str, seq: int, nrows: int, payload: bytes, cols: dict) -> None:
-        """One journaled record: to the table topic and to each sym group holding any of its rows."""
+    def publish(self, table: str, seq: int, nrows: int, payload: bytes, cols: dict | None) -> None:
+        """One journaled record: to the table topic and to each sym group holding any of its rows.
+        cols are the decoded columns when the caller has them (else decoded here if needed)."""
         groups = self.groups.get(table)
+        if (self.batch_ms or groups) and cols is None:
+            cols = self.decode(table, payload)
         if self.batch_ms:
             self._gather(table_topic(table), seq, nrows, cols)
         else:

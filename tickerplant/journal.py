@@ -52,12 +52,18 @@ def journal_files(directory: str) -> list[tuple[str, str]]:
     return sorted(found)
 
 
+def record_parts(seq: int, msgid: int, recv_ns: int, table: bytes, publisher: bytes,
+                 payload: bytes) -> tuple[bytes, ...]:
+    """One framed record as pieces to append back to back (the payload is not copied)."""
+    head = HEADER.pack(seq, msgid, recv_ns, len(table), len(publisher)) + table + publisher
+    return (FRAME.pack(len(head) + len(payload), zlib.crc32(payload, zlib.crc32(head))), head,
+            payload)
+
+
 def encode_record(seq: int, msgid: int, recv_ns: int, table: bytes, publisher: bytes,
                   payload: bytes) -> bytes:
     """One framed record, ready to append."""
-    body = b"".join((HEADER.pack(seq, msgid, recv_ns, len(table), len(publisher)),
-                     table, publisher, payload))
-    return FRAME.pack(len(body), zlib.crc32(body)) + body
+    return b"".join(record_parts(seq, msgid, recv_ns, table, publisher, payload))
 
 
 def encode_control(seq: int, publisher: bytes, msgid: int, recv_ns: int, info: dict) -> bytes:
@@ -300,7 +306,8 @@ class Appender:
             self._thread.start()
 
     def write(self, chunks: list[bytes]) -> int:
-        """Append the records in chunks with one os.write; returns this write's number."""
+        """Append chunks (whole records, or record_parts) with one os.write; returns this write's
+        number."""
         data = b"".join(chunks) if len(chunks) != 1 else chunks[0]
         view = memoryview(data)
         while view:

@@ -26,11 +26,13 @@ from common.rpc import RpcServer
 from common.schema import BatchError, TableSchema
 from tickerplant import journal
 from tickerplant.fanout import EOD, HEARTBEAT, Fanout, table_topic
+from tickerplant.fastcheck import FastCheck
 from tickerplant.tradingday import next_roll, trading_date
 
 log = logging.getLogger("tickerplant")
 
-MAX_DRAIN = 4096          # ingest messages handled per wake-up (one journal write each)
+MAX_DRAIN = 4096          # ingest messages handled per wake-up (one journal write each) ...
+MAX_DRAIN_BYTES = 16 << 20  # ... and payload bytes
 INDEX_EVERY = 1 << 20     # journal bytes between entries of the seq -> offset index (`locate`)
 HEARTBEAT_S = 1.0
 
@@ -86,6 +88,7 @@ class Tickerplant:
     def __init__(self, cfg: Config, schemas: dict[str, TableSchema]):
         self.cfg = cfg
         self.schemas = schemas
+        self.fast = {name: FastCheck(schema) for name, schema in schemas.items()}
         self.epoch = time.time_ns()
         self.counters = Counters()
         self.subscribers: dict[str, SubscriberInfo] = {}
@@ -121,7 +124,7 @@ class Tickerplant:
         self.pub.setsockopt(zmq.SNDHWM, cfg.hwm)
         self.pub.bind(cfg.pub)
         self.pub_endpoint = self.pub.getsockopt_string(zmq.LAST_ENDPOINT)
-        self.fanout = Fanout(self.pub, cfg.batch_ms)
+        self.fanout = Fanout(self.pub, cfg.batch_ms, self._decode)
         self.control = RpcServer(cfg.control, {"sub": self.op_sub, "unsub": self.op_unsub,
                                                "progress": self.op_progress,
                                                "locate": self.op_locate,
@@ -164,6 +167,7 @@ class Tickerplant:
         acks: dict[bytes, tuple[str, int, int]] = {}
         resent: set[bytes] = set()
         sock = self.ingest
+        nbytes = 0
         for _ in range(MAX_DRAIN):
             try:
                 frames = sock.recv_multipart(zmq.NOBLOCK)
@@ -171,6 +175,9 @@ class Tickerplant:
                 break
             if len(frames) == 6 and frames[1] == b"upd":
                 self._upd(frames, recv_ns, records, published, replies, acks, resent)
+                nbytes += len(frames[5])
+                if nbytes >= MAX_DRAIN_BYTES:
+                    break
             elif len(frames) == 3 and frames[1] == b"hello":
                 self._hello(frames[0], frames[2])
             else:
@@ -225,11 +232,15 @@ class Tickerplant:
         schema = self.schemas.get(table)
         error = "" if schema is not None else (f"unknown table {table!r}" if table
                                                 else "empty table name")
-        if schema is not None:
+        cols = None
+        nrows = self.fast[table].rows(payload) if schema is not None else None
+        if schema is not None and nrows is None:
             try:
                 batch = unpack(payload)
                 stamped = isinstance(batch, dict) and "time" not in batch
                 nrows, cols = schema.validate(batch, stamp_ns=recv_ns)
+                if stamped:
+                    payload = pack(cols)
             except (BatchError, ValueError) as exc:
                 error = str(exc)
         if error:
@@ -241,14 +252,16 @@ class Tickerplant:
                 pack({"reject": msgid, "error": error, "name": name}))
         else:
             self.seq += 1
-            if stamped:
-                payload = pack(cols)
-            records.append(journal.encode_record(self.seq, msgid, recv_ns, table_b, name_b,
-                                                 payload))
+            records.extend(journal.record_parts(self.seq, msgid, recv_ns, table_b, name_b,
+                                                payload))
             published.append((table, self.seq, nrows, payload, cols))
             self.counters.msgs += 1
             self.counters.rows += nrows
         acks[ident] = (name, msgid, self.seq)
+
+    def _decode(self, table: str, payload: bytes) -> dict:
+        """Columns of a journaled payload (the fanout needs them for sym groups and batches)."""
+        return self.schemas[table].validate(unpack(payload))[1]
 
     def _hello(self, ident: bytes, name_b: bytes) -> None:
         name = name_b.decode(errors="replace")

@@ -1,0 +1,158 @@
+"""Tickerplant benchmarks: ingest rows/s by batch size (journal on, group commit) and publish
+latency (publisher send to subscriber callback) in zero-latency mode at a paced message rate.
+
+Run: `.venv/bin/python -m bench.bench_tickerplant` (BENCH_QUICK=1 for a short run). The tickerplant
+runs as its own process (`python -m tickerplant`), the subscriber of the latency test in another.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from common.codec import pack
+from common.rpc import RpcClient
+from tickerplant.client import Publisher, Subscriber
+
+QUICK = os.environ.get("BENCH_QUICK") == "1"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def quote_batch(n: int, t0: int = 0) -> dict:
+    rng = np.random.default_rng(n)
+    price = 100 + rng.standard_normal(n).cumsum()
+    return {"time": np.full(n, t0 or time.time_ns(), dtype="datetime64[ns]"),
+            "sym": [f"SYM{i % 500}" for i in range(n)], "bid": price - 0.01, "ask": price + 0.01,
+            "price": price, "size": np.full(n, 100.0), "vol": np.full(n, np.nan),
+            "src": ["bench"] * n}
+
+
+class TickerplantProcess:
+    """`python -m tickerplant` on free ports in a temporary journal directory."""
+
+    def __init__(self, *args: str):
+        self.dir = tempfile.mkdtemp(prefix="bench_tp_")
+        self.ingest, self.pub, self.control = (f"tcp://127.0.0.1:{free_port()}" for _ in range(3))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tickerplant", "--ingest", self.ingest, "--pub", self.pub,
+             "--control", self.control, "--journal", os.path.join(self.dir, "journal"),
+             "--log-level", "WARNING", *args], cwd=ROOT)
+        rpc = RpcClient(self.control, timeout=1.0)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                rpc.call("status")
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+        rpc.close()
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def ingest(batch_rows: int, total_rows: int) -> tuple[float, float]:
+    """Rows/s and msgs/s from first send to the last acknowledgement (everything durable)."""
+    tp = TickerplantProcess("--durability", "group")
+    try:
+        pub = Publisher("bench", tp.ingest)
+        payload = pack(quote_batch(batch_rows))
+        msgs = max(1, total_rows // batch_rows)
+        pub.publish_sync("quote", payload)
+        t = time.perf_counter()
+        for _ in range(msgs):
+            pub.publish("quote", payload)
+        pub.flush(timeout=120)
+        dt = time.perf_counter() - t
+        pub.close()
+        return msgs * batch_rows / dt, msgs / dt
+    finally:
+        tp.close()
+
+
+def _latency_subscriber(control: str, expect: int, ready, out) -> None:
+    lat = []
+
+    def on_batch(table, cols, seq):
+        lat.append(time.time_ns() - int(cols["time"][0].astype("int64")))
+
+    sub = Subscriber("bench-lat", control, tables=["quote"], on_batch=on_batch)
+    sub.start()
+    ready.set()
+    deadline = time.monotonic() + 120
+    while len(lat) < expect and time.monotonic() < deadline:
+        sub.poll(100)
+    out.put(lat)
+    sub.close()
+
+
+def latency(rate: int, seconds: float) -> tuple[float, float, float, int]:
+    """p50, p99, max in microseconds and the count, single-row messages at rate msgs/s."""
+    tp = TickerplantProcess("--durability", "group")
+    try:
+        n = int(rate * seconds)
+        ctx = mp.get_context("spawn")
+        ready, out = ctx.Event(), ctx.Queue()
+        proc = ctx.Process(target=_latency_subscriber, args=(tp.control, n, ready, out))
+        proc.start()
+        ready.wait(60)
+        time.sleep(0.5)
+        pub = Publisher("bench-lat", tp.ingest)
+        batch = quote_batch(1)
+        stamp = batch["time"]
+        period = 1.0 / rate
+        start = time.perf_counter()
+        for i in range(n):
+            target = start + i * period
+            while (ahead := target - time.perf_counter()) > 0:
+                if ahead > 0.0003:
+                    time.sleep(ahead - 0.0002)
+            stamp[0] = np.datetime64(time.time_ns(), "ns")
+            pub.publish("quote", batch)
+        pub.flush(timeout=60)
+        lat = np.array(out.get(timeout=120), dtype=np.float64) / 1000.0
+        proc.join(30)
+        pub.close()
+        return (float(np.percentile(lat, 50)), float(np.percentile(lat, 99)), float(lat.max()),
+                len(lat))
+    finally:
+        tp.close()
+
+
+def main() -> None:
+    total = 200_000 if QUICK else 2_000_000
+    print("Tickerplant ingest, journal on (group commit 5 ms), one publisher, quote table "
+          "(8 columns); rows/s from first send to last durable ack")
+    print(f"{'rows/batch':>10} {'messages':>10} {'rows/s':>12} {'msgs/s':>10}")
+    for rows in (1, 10, 100, 1000, 10000):
+        n = min(total, 100_000 if QUICK else 300_000) if rows == 1 else total
+        rps, mps = ingest(rows, n)
+        print(f"{rows:>10} {n // rows:>10} {rps:>12,.0f} {mps:>10,.0f}", flush=True)
+    rate, secs = 10_000, (2.0 if QUICK else 10.0)
+    p50, p99, worst, count = latency(rate, secs)
+    print(f"\nPublish latency, zero-latency mode, {rate:,} single-row msgs/s for {secs:g} s "
+          f"(publisher send -> subscriber callback, separate processes)")
+    print(f"{'messages':>10} {'p50 us':>10} {'p99 us':>10} {'max us':>10}")
+    print(f"{count:>10} {p50:>10.0f} {p99:>10.0f} {worst:>10.0f}")
+
+
+if __name__ == "__main__":
+    main()
