@@ -26,6 +26,8 @@ import numpy as np
 import pandas as pd
 import pykx as kx
 
+from common.schema import QTYPES
+
 ASYNC, SYNC, RESPONSE = 0, 1, 2
 _KDB_EPOCH_NS = 946_684_800_000_000_000          # 2000.01.01 in Unix nanoseconds
 _KDB_EPOCH_DAYS = 10_957
@@ -85,9 +87,12 @@ def _column(values, qtype: str | None) -> bytes:
     if qtype == "string":
         return _strings(values)
     if isinstance(values, list):
-        if qtype == "symbol" or any(isinstance(v, str) for v in values) or not values:
-            return _symbols(values) if (qtype == "symbol" or not values or all(isinstance(v, str) for v in values)) \
-                else _general(values)
+        if qtype == "symbol" or (values and all(isinstance(v, str) for v in values)):
+            return _symbols(values)
+        if not values:
+            return _column(np.empty(0, QTYPES[qtype][1]), qtype) if qtype in QTYPES else _vector(0, 0)
+        if not all(isinstance(v, (bool, int, float, np.generic)) for v in values):
+            return _general(values)
         values = np.asarray(values)
     arr = values
     kind = arr.dtype.kind
@@ -147,7 +152,7 @@ def encode(value, qtypes: dict | None = None) -> bytes:
     if isinstance(value, dict):
         values = list(value.values())
         if values and all(isinstance(v, (float, np.floating)) for v in values):
-            vals = _vector(9, len(values)) + np.array(values, dtype="<f8").tobytes()
+            vals = _vector(9, len(values)) + struct.pack(f"<{len(values)}d", *values)
         else:
             qtypes = qtypes or {}
             vals = _vector(0, len(values)) + b"".join(
