@@ -12,8 +12,10 @@ Recovery rule: at start the Subscriber replays the journal. Replayed inputs rebu
 state; replayed `margin` rows tell the last row published per (account, model) and rebuild the im
 history of the alert rules; replayed `alert` rows rebuild which alert conditions hold and which data
 alerts were raised. Nothing is published during the replay. Then every account's margin is computed
-once and published only where it differs from the last published row, and data alerts are published
-only if the journal does not already hold the same (account, kind, text). So a restarted calc
+once and published only where it differs from the last published row, the alert rules see every
+account's primary row (an alert fires only for a condition the journal's alerts do not already
+show), and data alerts are published only if the journal does not already hold the same (account,
+kind, text). So a restarted calc
 publishes nothing twice, and the changes that happened while it was down come out as one conflated
 row per account and model.
 """
@@ -92,7 +94,7 @@ class CalcServer:
             self.replaying = False
         log.info("calc: replayed the journal up to seq %d (%d accounts)", self.engine.seq, len(self.engine.book.accounts))
         self.engine.take_dirty()
-        self.publish(sorted(self.engine.book.accounts))
+        self.publish(sorted(self.engine.book.accounts), observe_unchanged=True)
         self.journal_alerts.clear()
 
     def serve(self, stop: Callable[[], bool] = lambda: False, poll_ms: int = 100) -> None:
@@ -171,8 +173,10 @@ class CalcServer:
                 self.monitor.replay_margin(row, self.engine.book.accounts.get(row["sym"]))
 
     # ---- output ----------------------------------------------------------------------------------
-    def publish(self, accounts: list[str]) -> tuple[int, int]:
-        """Publishes the changed margin rows of `accounts` and every alert due; returns (margins, alerts)."""
+    def publish(self, accounts: list[str], observe_unchanged: bool = False) -> tuple[int, int]:
+        """Publishes the changed margin rows of `accounts` and every alert due; returns (margins, alerts).
+        observe_unchanged (after a replay): the alert rules also see primary rows that are not
+        republished, so an alert lost with a kill between a row and its alert still goes out."""
         eng = self.engine
         margins: list[dict] = []
         alerts: list[dict] = []
@@ -187,11 +191,12 @@ class CalcServer:
             events: list[AlertEvent] = []
             acct = eng.book.accounts.get(account)
             for i, row in enumerate(rows):
-                if same_margin(self.published.get((account, row["model"])), row):
-                    continue
                 row["time"], row["seq"] = eng.time_ns, eng.seq
-                self.published[(account, row["model"])] = row
-                margins.append(row)
+                if not same_margin(self.published.get((account, row["model"])), row):
+                    self.published[(account, row["model"])] = row
+                    margins.append(row)
+                elif not (i == 0 and observe_unchanged):
+                    continue
                 if i == 0:
                     events += self.monitor.observe(row, acct)
             alerts += self._alert_rows(account, rows, events)

@@ -207,3 +207,32 @@ def test_a_burst_of_ticks_ends_in_rows_of_the_final_state(spawn, free_port, tmp_
     for i, (sym, model) in enumerate(zip(now["sym"], now["model"])):
         for c in ("im", "vm", "requirement", "call", "var", "es"):
             assert final[(sym, model)][c] == pytest.approx(now[c][i], rel=1e-9)
+
+
+def test_an_alert_lost_with_a_kill_goes_out_at_restart_and_rows_are_not_repeated(spawn, free_port, tmp_path,
+                                                                                  repo_root):
+    """The journal holds calc's margin rows but not the alert they raised (calc was killed between
+    the two): the restarted calc publishes the alert once and no margin row."""
+    from calc.config import load_config
+    from calc.engine import MarginEngine
+    from calc.server import _rows_to_batch
+    from common.schema import load_schemas
+
+    config = calc_config_file(tmp_path, repo_root)
+    stack = Stack(spawn, free_port, tmp_path / "lost", config)
+    engine = MarginEngine(load_config(config), load_history())
+    batches = [b for b in load_refdata(history=load_history()).items() if len(b[1]["sym"])]
+    batches.append(("fill", fill("AMD", "FUND1", 1_500_000, 12.5, "BIG1")))    # paid up: vm owed, requirement > 12m
+    for table, batch in batches:
+        seq = stack.send(table, batch)
+        engine.apply(table, {"time": np.array([np.datetime64(0, "ns")] * len(batch["sym"])), **batch}, seq)
+    rows = [r | {"time": 0, "seq": engine.seq} for a in sorted(engine.book.accounts) for r in engine.margin(a)]
+    assert rows[0]["sym"] == "FUND1" and rows[0]["requirement"] > 12_000_000
+    as_calc = Publisher("calc", endpoint=stack.ingest, timeout=10.0)        # what calc had published
+    as_calc.publish_sync("margin", _rows_to_batch(rows, load_schemas()["margin"]), timeout=10.0)
+    as_calc.close()
+    stack.start_calc()
+    wait_until(lambda: any(a["kind"] == "threshold" for a in stack.rows("alert")), 30, what="the threshold alert")
+    alerts = [(a["sym"], a["kind"], a["severity"]) for a in stack.rows("alert")]
+    assert alerts.count(("FUND1", "threshold", "warn")) == 1
+    assert len(stack.rows("margin")) == len(rows)                          # nothing republished
