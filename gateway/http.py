@@ -63,7 +63,7 @@ class HttpApi:
         self.api = api
         self.users = users
         self.hub = hub
-        self.app = web.Application(middlewares=[self._auth], client_max_size=1 << 20)
+        self.app = web.Application(middlewares=[self._json_errors, self._auth], client_max_size=1 << 20)
         self.app.add_routes([
             web.get("/openapi.json", self.openapi), web.get("/margin", self.margin),
             web.post("/whatif", self.whatif), web.get("/positions", self.positions),
@@ -81,6 +81,16 @@ class HttpApi:
     async def close(self) -> None:
         if self.runner is not None:
             await self.runner.cleanup()
+
+    @web.middleware
+    async def _json_errors(self, request: web.Request, handler):
+        """aiohttp's own 4xx (unknown path, wrong method, body too large) as JSON reasons too."""
+        try:
+            return await handler(request)
+        except web.HTTPException as e:
+            if e.status < 400:
+                raise
+            return _error(e.status, e.reason)
 
     @web.middleware
     async def _auth(self, request: web.Request, handler):

@@ -401,6 +401,8 @@ def test_http_api(gateway):
         ("/whatif", {"body": {"account": "FUND2", "sym": "AMD", "qty": 1}, "token": "trader1-token"}, 403, "access"),
         ("/stream?tables=fill", {}, 400, "table"),
         ("/stream", {}, 400, "nyi"),
+        ("/nosuch", {}, 404, "Not Found"),
+        ("/margin", {"body": {"account": "FUND1"}}, 405, "Not Allowed"),
     ]:
         status, reply = http(port, path, **kwargs)
         assert status == code and reason in reply["error"], (path, kwargs, status, reply)
