@@ -27,7 +27,7 @@ from gateway.api import Api, ApiError
 from gateway.compression import MIN_COMPRESS_BYTES, compress, decompress
 from gateway.hub import SUBSCRIBABLE, Hub
 from gateway.qcall import Answer, QSyntaxError, read
-from gateway.qcodec import ASYNC, RESPONSE, SYNC, QTypeError, encode, error_message, message, table
+from gateway.qcodec import ASYNC, NULL_LONG, RESPONSE, SYNC, QTypeError, encode, error_message, message, table
 from gateway.users import User, Users
 
 log = logging.getLogger("gateway.ipc")
@@ -205,7 +205,11 @@ class IpcServer:
         if isinstance(item, Answer):
             return encode(item.value)
         if item.name == ".u.sub":
-            return await self._subscribe(conn, *item.args)
+            reply = await self._subscribe(conn, *item.args)
+            if item.tick_log:        # r.q's (.u.sub[..];`.u `i`L): no log to replay, so (0N; `)
+                no_log = b"\x00\x00" + struct.pack("<i", 2) + encode(NULL_LONG) + encode("")
+                reply = b"\x00\x00" + struct.pack("<i", 2) + reply + no_log
+            return reply
         result = await self.api.call(conn.user, item.name, item.args)
         return encode(result.value, result.qtypes)
 

@@ -5,6 +5,7 @@ Accepted forms, as a q server accepts them:
   - a string in q call syntax: "margin[`FUND1]", "whatif[`FUND1;`AMD;-100;0n]", "margin`FUND1",
     "margin[]", ".u.sub[`margin;`]"; arguments are q atoms/lists of atoms (symbols, numbers, 0n / 0N,
     strings, timestamps 2026.11.21D05:00:00);
+  - "(.u.sub[t;s];`.u `i`L)", as kdb+tick's r.q sends it: the subscription, with no log to replay;
   - any other string is a q-sql query, passed to the rdb (`qsql`);
   - the context probes PyKX's QConnection sends on connect (answered as a q server would).
 """
@@ -33,6 +34,11 @@ class QSyntaxError(ValueError):
 class Call:
     name: str
     args: list
+    tick_log: bool = False      # kdb+tick's r.q form: also answer (log count; log file) for `.u `i`L
+
+
+# what r.q (kdb+tick's rdb) sends on start-up: "(.u.sub[`;`];`.u `i`L)"
+_TICK_SUB = re.compile(r"\(\s*(\.u\.sub\[[^\]]*\])\s*;\s*`\.u\s*`i`L\s*\)")
 
 
 _NAME = re.compile(r"\s*([.a-zA-Z][.\w]*)\s*")
@@ -120,6 +126,9 @@ def read(request, functions) -> Call | Answer:
             return Answer(None)
         if text == PYKX_SQL_PROBE:
             return Answer(False)
+        if m := _TICK_SUB.fullmatch(text):
+            sub = parse_text(m.group(1))
+            return Call(sub.name, sub.args, tick_log=True)
         return parse_text(text) or Call("qsql", [text])
     if isinstance(request, kx.SymbolAtom):
         raise QSyntaxError(f"type: send (`{request.py()};args) to call {request.py()}")

@@ -31,7 +31,7 @@ from common.schema import QTYPES
 ASYNC, SYNC, RESPONSE = 0, 1, 2
 _KDB_EPOCH_NS = 946_684_800_000_000_000          # 2000.01.01 in Unix nanoseconds
 _KDB_EPOCH_DAYS = 10_957
-_NULL_J = np.iinfo(np.int64).min
+_NULL_J = NULL_LONG = np.iinfo(np.int64).min          # q 0N (long null)
 # numpy kind/itemsize -> (q vector type, dtype written)
 _VECTOR = {"b": (1, "u1"), "f8": (9, "<f8"), "f4": (8, "<f4"), "i8": (7, "<i8"), "i4": (6, "<i4"),
            "i2": (5, "<i2"), "u1": (4, "u1")}

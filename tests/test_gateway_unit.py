@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 
 import numpy as np
+import pandas as pd
 import pykx as kx
 import pytest
 
@@ -348,6 +349,13 @@ def test_u_sub_pushes_upd_like_a_tickerplant(spawn, free_port, standin, tickerpl
             return recv_message(s)
         except socket.timeout:
             return None
+    rq = socket.create_connection(("127.0.0.1", port), timeout=10)    # the way kdb+tick's r.q subscribes
+    rq.sendall(b"demo:demo\x03\x00")
+    assert rq.recv(1) == b"\x03"
+    rq.sendall(sync(b"(.u.sub[`;`];`.u `i`L)"))
+    (margin_pair, alert_pair), (log_count, log_file) = kx.deserialize(recv_message(rq)).py()
+    assert margin_pair[0] == "margin" and alert_pair[0] == "alert" and pd.isna(log_count) and log_file == ""
+    rq.close()
     msg = wait_until(pushed, timeout=60, what="an upd push")       # the gateway's feed may still be connecting
     assert msg[1] == 0                                              # async, as a tickerplant publishes
     fn, table_name, rows = kx.deserialize(msg).py()
