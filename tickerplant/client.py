@@ -215,11 +215,24 @@ class Publisher:
         if not force and first == last_first and now - last_t < self.resend_after:
             return
         self._last_resend = (first, now)
+        if self.unacked and first < next(iter(self.unacked)):
+            self._renumber(first)
         for msgid in [m for m in self.unacked if m >= first]:
             entry = self.unacked.get(msgid)
             if entry is not None:
                 self.resends += 1
                 self._send(msgid, *entry)
+
+    def _renumber(self, first: int) -> None:
+        """The tickerplant expects msgid `first`, below everything still unacknowledged: it lost
+        messages it had acknowledged (a damaged journal). Number the unacknowledged ones from
+        `first` so that they are not taken for gaps."""
+        log.error("publisher %s: tickerplant expects msgid %d but messages up to %d were "
+                  "acknowledged; its journal lost them. Renumbering %d unacknowledged message(s)",
+                  self.name, first, self.acked, len(self.unacked))
+        self.unacked = {first + i: entry for i, entry in enumerate(self.unacked.values())}
+        self.next_msgid = first + len(self.unacked)
+        self.acked = first - 1
 
     def _check_stall(self) -> None:
         now = time.monotonic()
