@@ -99,7 +99,7 @@ def test_malformed_batches_are_rejected_and_good_ones_land(spawn, tmp_path, free
     raw = zmq.Context.instance().socket(zmq.DEALER)
     raw.setsockopt(zmq.LINGER, 0)
     raw.connect(tp.ingest)
-    raw.send_multipart([b"upd", b"x"])
+    raw.send_multipart([b"upd", b"x", b"y"])
     assert raw.poll(10_000) and b"malformed" in raw.recv()
     raw.close()
 

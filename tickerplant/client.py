@@ -60,6 +60,7 @@ class Publisher:
             raise ValueError("publisher name must be 1 to 255 bytes")
         self.name = name
         self._name_b = name.encode()
+        self._name_part = bytes([len(self._name_b)]) + self._name_b
         self.endpoint = endpoint
         self.timeout = timeout
         self.resend_after = resend_after
@@ -137,7 +138,7 @@ class Publisher:
             self.poll(min(int(left * 1000) + 1, 100))
 
     def _send(self, msgid: int, table_b: bytes, payload: bytes) -> None:
-        frames = [b"upd", self._name_b, msgid.to_bytes(8, "little"), table_b, payload]
+        frames = [b"U" + msgid.to_bytes(8, "little") + self._name_part + table_b, payload]
         try:
             self.socket.send_multipart(frames, zmq.NOBLOCK, copy=len(payload) < 65536)
             return

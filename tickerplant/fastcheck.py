@@ -32,6 +32,11 @@ def _has_null(data: bytes, offset: int, n: int, kind: str) -> bool:
     return bool((np.frombuffer(data, "<i8", n, offset) == _NAT).any())
 
 
+def _ext_pair(code: int, data: bytes) -> tuple[int, bytes]:
+    """Keeps an ExtType undecoded (cheaper than msgpack.ExtType); only ext types make tuples."""
+    return code, data
+
+
 class FastCheck:
     """The fast path of one table's validation."""
 
@@ -58,7 +63,7 @@ class FastCheck:
     def rows(self, payload: bytes) -> int | None:
         """Row count of a certainly valid payload, else None (use the full validation)."""
         try:
-            obj = msgpack.unpackb(payload, raw=False)
+            obj = msgpack.unpackb(payload, raw=False, ext_hook=_ext_pair)
         except Exception:                   # noqa: BLE001 - anything odd goes to the full check
             return None
         if type(obj) is not dict or obj.keys() != self.names:
@@ -66,9 +71,9 @@ class FastCheck:
         n = -1
         for name, prefix, size, null in self.numeric:
             v = obj[name]
-            if type(v) is not msgpack.ExtType or v.code != EXT_NDARRAY:
+            if type(v) is not tuple or v[0] != EXT_NDARRAY:
                 return None
-            data = v.data
+            data = v[1]
             if not data.startswith(prefix):
                 return None
             nbytes = len(data) - len(prefix)

@@ -1,6 +1,6 @@
 """The tickerplant process: ingest, validate, sequence, journal, acknowledge, publish, roll the day.
 
-One thread runs the loop over three sockets: the ingest ROUTER (publishers' `upd` / `hello`), the
+One thread runs the loop over three sockets: the ingest ROUTER (publishers' `U` updates and `hello`), the
 control ROUTER (an RpcServer: `sub`, `unsub`, `progress`, `status`) and an inproc socket on which
 the journal's group-commit thread says what became durable. Each ingest wake-up drains many
 messages, validates them, journals the good ones with ONE write, publishes them (the received
@@ -35,6 +35,7 @@ MAX_DRAIN = 4096          # ingest messages handled per wake-up (one journal wri
 MAX_DRAIN_BYTES = 16 << 20  # ... and payload bytes
 INDEX_EVERY = 1 << 20     # journal bytes between entries of the seq -> offset index (`locate`)
 HEARTBEAT_S = 1.0
+_NOBLOCK, _RCVMORE = int(zmq.NOBLOCK), int(zmq.RCVMORE)   # plain ints: no enum cost per frame
 
 
 @dataclass
@@ -92,7 +93,6 @@ class Tickerplant:
         self.epoch = time.time_ns()
         self.counters = Counters()
         self.subscribers: dict[str, SubscriberInfo] = {}
-        self.identities: dict[str, bytes] = {}
         self.durable_msgids: dict[str, int] = {}
         # (write number, replies to send once it is durable, {publisher: msgid acknowledged})
         self.pending: list[tuple[int, list[tuple[bytes, bytes]], dict[str, int]]] = []
@@ -166,16 +166,19 @@ class Tickerplant:
         replies: dict[bytes, list[bytes]] = {}
         acks: dict[bytes, tuple[str, int, int]] = {}
         resent: set[bytes] = set()
+        recv, more = self.ingest.recv, self.ingest.get
         sock = self.ingest
         nbytes = 0
         for _ in range(MAX_DRAIN):
             try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
+                frames = [recv(_NOBLOCK)]
             except zmq.Again:
                 break
-            if len(frames) == 6 and frames[1] == b"upd":
+            while more(_RCVMORE):
+                frames.append(recv(_NOBLOCK))
+            if len(frames) == 3 and frames[1][:1] == b"U":
                 self._upd(frames, recv_ns, records, published, replies, acks, resent)
-                nbytes += len(frames[5])
+                nbytes += len(frames[2])
                 if nbytes >= MAX_DRAIN_BYTES:
                     break
             elif len(frames) == 3 and frames[1] == b"hello":
@@ -185,7 +188,7 @@ class Tickerplant:
                 log.warning("ingest: dropped a malformed message (%d frames, command %r)",
                             len(frames), frames[1][:16] if len(frames) > 1 else b"")
                 sock.send_multipart([frames[0], pack(
-                    {"error": "malformed message: expected [upd, name, msgid, table, payload] "
+                    {"error": "malformed message: expected [U<msgid><name><table>, payload] "
                               "or [hello, name]"})])
         write_no = self.appender.write(records) if records else self.appender.write_no
         if offset0 - self.index[-1][1] >= INDEX_EVERY:
@@ -202,20 +205,19 @@ class Tickerplant:
             self.release(self.appender.durable_no)
 
     def _upd(self, frames, recv_ns, records, published, replies, acks, resent) -> None:
-        ident, _, name_b, msgid_b, table_b, payload = frames
+        ident, head, payload = frames
         try:
+            if len(head) < 11 or not 0 < head[9] <= len(head) - 10:
+                raise ValueError("head must be U + msgid (u64 LE) + len(name) (u8) + name + table")
+            msgid = int.from_bytes(head[1:9], "little")
+            name_b = head[10:10 + head[9]]
+            table_b = head[10 + head[9]:]
             name = name_b.decode()
             table = table_b.decode()
-            if len(msgid_b) != 8:
-                raise ValueError("msgid must be 8 bytes (u64 little-endian)")
-            if not 0 < len(name_b) < 256:
-                raise ValueError("publisher name must be 1 to 255 bytes")
         except (UnicodeDecodeError, ValueError) as exc:
             self.counters.bad_frames += 1
             self.ingest.send_multipart([ident, pack({"error": f"malformed upd: {exc}"})])
             return
-        msgid = int.from_bytes(msgid_b, "little")
-        self.identities[name] = ident
         last = self.msgids.get(name, 0)
         if msgid <= last:
             self.counters.duplicates += 1
@@ -265,7 +267,6 @@ class Tickerplant:
 
     def _hello(self, ident: bytes, name_b: bytes) -> None:
         name = name_b.decode(errors="replace")
-        self.identities[name] = ident
         self.ingest.send_multipart([ident, pack({
             "last_msgid": self.msgids.get(name, 0),
             "durable_msgid": self.durable_msgids.get(name, 0),
