@@ -50,7 +50,7 @@ class Stack:
     def __init__(self, folder: Path):
         self.procs: list[subprocess.Popen] = []
         self.folder = folder
-        ep = lambda: f"tcp://127.0.0.1:{_port()}"  # noqa: E731
+        ep = lambda: f"tcp://127.0.0.1:{_port()}"
         ingest, pub, control, rdb, calc = ep(), ep(), ep(), ep(), ep()
         self.port, self.http_port = _port(), _port()
         self._run("tickerplant", "--ingest", ingest, "--pub", pub, "--control", control,
@@ -67,9 +67,9 @@ class Stack:
         self.calc = calc
 
     def _run(self, module, *args):
-        log = open(self.folder / f"{module}.log", "wb")
-        self.procs.append(subprocess.Popen([sys.executable, "-m", module, *map(str, args)], cwd=REPO,
-                                           stdout=log, stderr=subprocess.STDOUT))
+        with open(self.folder / f"{module}.log", "wb") as log:
+            self.procs.append(subprocess.Popen([sys.executable, "-m", module, *map(str, args)], cwd=REPO,
+                                               stdout=log, stderr=subprocess.STDOUT))
 
     @staticmethod
     def _answers(endpoint, op):

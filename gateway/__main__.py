@@ -7,7 +7,14 @@ import logging
 import signal
 import sys
 
-from common.defaults import CALC_QUERY, GATEWAY_HTTP_PORT, GATEWAY_IPC_PORT, HOST, RDB_QUERY, TP_CONTROL
+from common.defaults import (
+    CALC_QUERY,
+    GATEWAY_HTTP_PORT,
+    GATEWAY_IPC_PORT,
+    HOST,
+    RDB_QUERY,
+    TP_CONTROL,
+)
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
@@ -105,9 +106,9 @@ def _since(value):
 class Api:
     """Named API functions over the rdb and calc; `FUNCTIONS` maps q names to methods and arities."""
 
-    FUNCTIONS = {"margin": (0, 1), "whatif": (2, 4), "positions": (1, 1), "drivers": (1, 1),
-                 "stress": (1, 2), "alerts": (0, 2), "scenarios": (0, 1), "accounts": (0, 1),
-                 "qsql": (1, 1)}
+    FUNCTIONS: ClassVar[dict[str, tuple[int, int]]] = {"margin": (0, 1), "whatif": (2, 4), "positions": (1, 1), "drivers": (1, 1),
+                                                        "stress": (1, 2), "alerts": (0, 2), "scenarios": (0, 1),
+                                                        "accounts": (0, 1), "qsql": (1, 1)}
 
     def __init__(self, rdb: AsyncRpcClient, calc: AsyncRpcClient, timeout: float = 10.0):
         self.rdb = rdb
@@ -124,7 +125,7 @@ class Api:
             raise ApiError(f"timeout: {op} took longer than {self.timeout:g}s", 504) from e
         except RpcError as e:
             text = str(e)
-            raise ApiError(text[1:] if text.startswith("'") else text, 400) from e
+            raise ApiError(text.removeprefix("'"), 400) from e
         reply.pop("ok", None)
         return reply
 

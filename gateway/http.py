@@ -198,7 +198,7 @@ class HttpApi:
             while not overflow.is_set():
                 try:
                     table_name, rows = await asyncio.wait_for(queue.get(), SSE_KEEPALIVE_S)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     await response.write(b": keepalive\n\n")
                     continue
                 data = json.dumps(jsonable(rows), separators=(",", ":"))

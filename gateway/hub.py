@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -69,6 +69,6 @@ class Hub:
             except ConnectionError as e:
                 log.warning("subscriber %d dropped: %s", sid, e)
                 self.remove(sid)
-            except Exception:                       # noqa: BLE001 - one bad sink must not stop the others
+            except Exception:
                 log.exception("subscriber %d failed; dropped", sid)
                 self.remove(sid)

@@ -27,7 +27,17 @@ from gateway.api import Api, ApiError
 from gateway.compression import MIN_COMPRESS_BYTES, compress, decompress
 from gateway.hub import SUBSCRIBABLE, Hub
 from gateway.qcall import Answer, QSyntaxError, read
-from gateway.qcodec import ASYNC, NULL_LONG, RESPONSE, SYNC, QTypeError, encode, error_message, message, table
+from gateway.qcodec import (
+    ASYNC,
+    NULL_LONG,
+    RESPONSE,
+    SYNC,
+    QTypeError,
+    encode,
+    error_message,
+    message,
+    table,
+)
 from gateway.users import User, Users
 
 log = logging.getLogger("gateway.ipc")
@@ -45,7 +55,7 @@ class ProtocolError(Exception):
 class Connection:
     """One authenticated client."""
 
-    def __init__(self, server: "IpcServer", user: User, capability: int,
+    def __init__(self, server: IpcServer, user: User, capability: int,
                  reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
         self.server = server
         self.user = user
@@ -116,7 +126,7 @@ class IpcServer:
                 return
             self.connections.add(conn)
             await self._serve(conn)
-        except (asyncio.IncompleteReadError, ConnectionError, asyncio.TimeoutError):
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
             pass
         except ProtocolError as e:
             log.info("%s: %s; connection closed", writer.get_extra_info("peername"), e)
@@ -190,7 +200,7 @@ class IpcServer:
         except (ApiError, QSyntaxError, QTypeError) as e:
             self.errors += 1
             reply = error_message(getattr(e, "text", None) or str(e))
-        except Exception as e:                     # noqa: BLE001 - never let one request kill the server
+        except Exception as e:
             self.errors += 1
             log.exception("%s: request failed", conn.peer)
             reply = error_message(f"{type(e).__name__}: {e}")

@@ -50,7 +50,7 @@ _TOKEN = re.compile(r"""\s*(?:
   | (?P<null>0N[jf]?|0n|0w|-0w)
   | (?P<bool>[01]+b)
   | (?P<num>-?(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?[fj]?)
-)\s*""", re.X)
+)\s*""", re.VERBOSE)
 
 
 def _atom(text: str):
@@ -79,11 +79,11 @@ def _atom(text: str):
 
 
 def _split_args(text: str) -> list[str]:
-    parts, depth, current, quoted = [], 0, [], False
+    parts, current, quoted = [], [], False
     for ch in text:
         if ch == '"':
             quoted = not quoted
-        if not quoted and ch == ";" and depth == 0:
+        if not quoted and ch == ";":
             parts.append("".join(current))
             current = []
             continue

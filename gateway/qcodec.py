@@ -188,7 +188,7 @@ def message(body: bytes, msgtype: int = RESPONSE) -> bytes:
 
 def error_message(text: str) -> bytes:
     """A kdb+ error response (type -128; q shows it with a leading quote, not sent)."""
-    raw = text[1:] if text.startswith("'") else text
+    raw = text.removeprefix("'")
     return message(b"\x80" + raw.encode("utf-8", "replace").replace(b"\0", b" ") + b"\0")
 
 

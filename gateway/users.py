@@ -64,7 +64,7 @@ class Users:
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, path: str | Path = DEFAULT_USERS) -> "Users":
+    def load(cls, path: str | Path = DEFAULT_USERS) -> Users:
         try:
             data = json.loads(Path(path).read_text())
             return cls(data["users"])
@@ -128,7 +128,7 @@ def main(argv=None) -> None:
     a = p.parse_args(argv)
     path = Path(a.file)
     data = json.loads(path.read_text()) if path.exists() else {"users": {}}
-    split = lambda s: [x for x in s.split(",") if x]  # noqa: E731
+    split = lambda s: [x for x in s.split(",") if x]
     data["users"][a.name] = {"password": hash_password(a.password), "role": a.role,
                              "accounts": "*" if a.all else split(a.accounts), "desks": split(a.desks),
                              "tokens": [hashlib.sha256(t.encode()).hexdigest() for t in a.token]}

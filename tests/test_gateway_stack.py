@@ -12,9 +12,9 @@ import urllib.request
 import pandas as pd
 import pykx as kx
 import pytest
+from conftest import Spawner, _free_port, wait_until
 
 from common.rpc import RpcClient, RpcError
-from conftest import Spawner, _free_port, wait_until
 
 
 def _endpoint() -> str:

@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 import pykx as kx
 import pytest
+from conftest import wait_until
 
 from common.rpc import RpcServer
-from conftest import wait_until
 from gateway.compression import compress
 from tickerplant.client import Publisher
 
@@ -326,7 +326,7 @@ def test_compressed_messages_both_ways(spawn, free_port, standin):
 # ---- subscriptions: .u.sub + async upd pushes from the real tickerplant -----------------------------------
 def margin_batch(syms, im):
     n = len(syms)
-    f = lambda v: np.full(n, v, dtype=np.float64)  # noqa: E731
+    f = lambda v: np.full(n, v, dtype=np.float64)
     return {"time": np.full(n, np.datetime64("now", "ns")), "sym": np.array(syms, dtype=object),
             "model": np.array(["var"] * n, dtype=object), "ccy": np.array(["USD"] * n, dtype=object),
             "im": f(im), "vm": f(0.0), "requirement": f(im), "collateral": f(1.0), "excess": f(1.0 - im),
@@ -347,7 +347,7 @@ def test_u_sub_pushes_upd_like_a_tickerplant(spawn, free_port, standin, tickerpl
         s.settimeout(1.0)
         try:
             return recv_message(s)
-        except socket.timeout:
+        except TimeoutError:
             return None
     rq = socket.create_connection(("127.0.0.1", port), timeout=10)    # the way kdb+tick's r.q subscribes
     rq.sendall(b"demo:demo\x03\x00")
