@@ -31,6 +31,9 @@ from tickerplant import journal
 from tickerplant.fanout import EOD, HEARTBEAT
 
 log = logging.getLogger("tickerplant.client")
+# plain ints: pyzmq's enum flags cost more than the call itself on the per-message path
+_NOBLOCK, _RCVMORE, _EVENTS, _POLLIN = (int(f) for f in (zmq.NOBLOCK, zmq.RCVMORE, zmq.EVENTS,
+                                                          zmq.POLLIN))
 
 
 class TickerplantError(RuntimeError):
@@ -102,7 +105,7 @@ class Publisher:
         self.next_msgid += 1
         self.unacked[msgid] = (table_b, payload)
         self._send(msgid, table_b, payload)
-        if self.socket.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+        if self.socket.get(_EVENTS) & _POLLIN:
             self._handle_replies()
         return msgid
 
@@ -296,11 +299,14 @@ class Subscriber:
     def drain(self, limit: int = 10_000) -> int:
         """Applies the live messages waiting on self.socket (for use from your own zmq.Poller)."""
         n = 0
+        recv, more = self.socket.recv, self.socket.get
         while n < limit:
             try:
-                frames = self.socket.recv_multipart(zmq.NOBLOCK)
+                frames = [recv(_NOBLOCK)]
             except zmq.Again:
                 break
+            while more(_RCVMORE):
+                frames.append(recv(_NOBLOCK))
             n += 1
             self._on_message(frames)
         self._report_progress()
