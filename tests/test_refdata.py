@@ -15,9 +15,10 @@ from feedhandlers.refdata.loader import REFDATA_DIR, PUBLISH_ORDER, RefDataError
 
 @pytest.fixture
 def ref_dir(tmp_path):
-    """A writable copy of the demo reference files."""
+    """A writable copy of the demo reference files (and data/span beside it, which paramfile.csv names)."""
     folder = tmp_path / "ref"
     shutil.copytree(REFDATA_DIR, folder)
+    shutil.copytree(REFDATA_DIR.parent / "span", tmp_path / "span")
     return folder
 
 
@@ -38,11 +39,15 @@ def test_demo_reference_data_loads_and_is_consistent():
     assert {"AAPL", "AMD", "GOOG", "META", "AMZN", "SPY"} <= set(instruments["sym"])
     tech = set(instruments["sym"][instruments["sector"] == "tech"])
     assert "AMD" in tech and "SPY" not in tech
-    assert set(batches["account"]["sym"]) == {"FUND1", "FUND2", "FUND3"}
+    assert set(batches["account"]["sym"]) == {"FUND1", "FUND2", "FUND3", "FUTS1"}
     history = load_history()
     settle = dict(zip(batches["settle"]["sym"], batches["settle"]["price"]))
-    assert settle == {s: history.last_close()[s] for s in instruments["sym"]}
-    assert (batches["settle"]["date"] == np.datetime64("2018-04-11")).all()
+    cash = set(instruments["sym"][np.isin(instruments["assetclass"], ["equity", "etf"])])
+    assert {s: settle[s] for s in cash} == {s: history.last_close()[s] for s in cash}
+    derivatives = set(instruments["sym"]) - cash                 # the SPAN demo's futures and options
+    assert derivatives and derivatives <= set(settle) and batches["paramfile"]["kind"].tolist() == ["span"]
+    on_history = np.isin(batches["settle"]["sym"], list(cash))
+    assert (batches["settle"]["date"][on_history] == np.datetime64("2018-04-11")).all()
     pos = batches["position"]
     fund1 = {s: q * p for s, a, q, p in zip(pos["sym"], pos["account"], pos["qty"], pos["price"]) if a == "FUND1"}
     assert max(fund1, key=fund1.get) == "AMD"                  # the scenario's large semiconductor position
@@ -51,7 +56,7 @@ def test_demo_reference_data_loads_and_is_consistent():
 
 def test_load_instruments_alone():
     instruments = load_instruments()
-    assert len(instruments["sym"]) == 21 and instruments["multiplier"].dtype == np.float64
+    assert len(instruments["sym"]) == 21 + 176 and instruments["multiplier"].dtype == np.float64
 
 
 def test_errors_name_file_line_and_field_and_nothing_is_loaded(ref_dir):
@@ -69,9 +74,9 @@ def test_errors_name_file_line_and_field_and_nothing_is_loaded(ref_dir):
         "instrument.csv:3: multiplier: 'x' is not a finite float",
         "instrument.csv:12: assetclass: 'bond' is not one of ['equity', 'etf', 'future', 'option']",
         "account.csv:3: callpct: must be in (0, 1] (a share of the buffer)",
-        "position.csv:20: account: unknown account 'FUND9' (not a valid row of account.csv)",
-        "position.csv:21: account,sym: duplicate ('FUND1', 'GOOG') (first at position.csv:4)",
-        "position.csv:22: qty: 'abc' is not a finite float",
+        "position.csv:29: account: unknown account 'FUND9' (not a valid row of account.csv)",
+        "position.csv:30: account,sym: duplicate ('FUND1', 'GOOG') (first at position.csv:4)",
+        "position.csv:31: qty: 'abc' is not a finite float",
         "collateral.csv:4: amount: must not be 0 (> 0 posted, < 0 withdrawn)",
         "collateral.csv:5: ref: duplicate 'WIRE-0001' (first at collateral.csv:2)",
     ]:
@@ -110,7 +115,8 @@ def test_each_kind_of_error_is_reported(ref_dir, file, old, new, expected):
 def test_derivatives_and_settle_file_and_paramfile(ref_dir):
     with open(ref_dir / "instrument.csv", "a") as f:
         f.write("AMD180615C10,option,USD,100,tech,OCC,span,AMD,2018-06-15,10,C,\n")
-    (ref_dir / "settle.csv").write_text("sym,price,date\nAMD180615C10,0.85,2018-04-11\nAMD,9.9,2018-04-11\n")
+    with open(ref_dir / "settle.csv", "a") as f:
+        f.write("AMD180615C10,0.85,2018-04-11\nAMD,9.9,2018-04-11\n")
     (ref_dir / "span.pa2").write_bytes(b"demo risk parameter file\n")
     (ref_dir / "paramfile.csv").write_text("sym,kind,path\nOCC,span,span.pa2\n")
     batches = load_refdata(ref_dir)
@@ -132,7 +138,7 @@ def test_missing_paramfile_target_is_an_error(ref_dir):
 def test_check_command_reports_errors_and_exit_status(ref_dir, repo_root):
     ok = subprocess.run([sys.executable, "-m", "feedhandlers.refdata", "--check", "--dir", str(ref_dir)],
                         cwd=repo_root, capture_output=True, text=True, timeout=120)
-    assert ok.returncode == 0 and "instrument 21" in ok.stdout
+    assert ok.returncode == 0 and "instrument 197" in ok.stdout
     _edit(ref_dir / "account.csv", "FUND3,ARB", "FUND3,ARB,extra")
     bad = subprocess.run([sys.executable, "-m", "feedhandlers.refdata", "--check", "--dir", str(ref_dir)],
                          cwd=repo_root, capture_output=True, text=True, timeout=120)
@@ -144,10 +150,9 @@ def test_check_command_reports_errors_and_exit_status(ref_dir, repo_root):
 def test_publishes_every_table_through_the_tickerplant(spawn, tickerplant, collected):
     proc = spawn("feedhandlers.refdata", "--ingest", tickerplant.ingest)
     assert proc.wait(120) == 0
-    expected = {"instrument": 21, "account": 3, "settle": 21, "position": 18, "collateral": 2}
+    expected = {"instrument": 197, "account": 4, "settle": 197, "position": 27, "collateral": 2, "paramfile": 1}
     wait_until(lambda: all(collected.count(t) == n for t, n in expected.items()), timeout=30,
                what="every reference table")
-    assert collected.count("paramfile") == 0
     position = collected.table("position")
     assert position["price"][list(position["sym"]).index("AMD")] == pytest.approx(9.82)
 
