@@ -7,7 +7,8 @@ Accepted forms, as a q server accepts them:
     strings, timestamps 2026.11.21D05:00:00);
   - "(.u.sub[t;s];`.u `i`L)", as kdb+tick's r.q sends it: the subscription, with no log to replay;
   - any other string is a q-sql query, passed to the rdb (`qsql`);
-  - the context probes PyKX's QConnection sends on connect (answered as a q server would).
+  - the context probes PyKX's QConnection sends on connect (answered as a q server would), and
+    the probe of `conn.margin` (the named functions are functions, so `conn.margin('FUND1')` works).
 """
 from __future__ import annotations
 
@@ -141,7 +142,11 @@ def read(request, functions) -> Call | Answer:
             target = args[0] if args else ""
             if target == ".q":
                 return Answer(kx.SymbolAtom("_pykx_ctx_marker"))
+            if isinstance(target, str) and target[1:] in functions:     # conn.margin('FUND1') in PyKX
+                return Answer(kx.SymbolAtom("_pykx_fn_marker"))
             raise QSyntaxError(str(target).lstrip(".") or "type")
+        if name.startswith(".") and name[1:] in functions:               # PyKX calls them as `.name
+            name = name[1:]
         if name == "key" and len(args) == 1 and isinstance(args[0], str):
             return Answer(_key(args[0], functions))
         return Call(name.strip(), args)

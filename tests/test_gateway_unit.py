@@ -126,6 +126,7 @@ def test_pykx_default_connection_named_api(gateway):
         assert cols["sym"] == ["FUND1"] and cols["im"] == [1.0] and cols["seq"] == [0]
         assert cols["time"][0].isoformat() == "2026-11-21T05:00:00"
         assert conn("margin[`FUND2`FUND3]").py()["sym"] == ["FUND2", "FUND3"]
+        assert conn.margin("FUND3").py()["sym"] == ["FUND3"]           # PyKX's context interface
         assert sorted(conn("margin").py()["sym"]) == sorted(ACCOUNTS)
         result = conn("whatif", "FUND1", "AMD", -1000, float("nan")).py()
         assert result["delta"]["im"] == -10.0 and result["drivers"]["sym"] == ["AMD"]
