@@ -50,7 +50,7 @@ class Feed:
             except (TickerplantError, OSError) as e:
                 log.warning("tickerplant %s: %s; retrying in 1s", self.control, e)
                 self._stop.wait(1.0)
-            except Exception:                       # noqa: BLE001 - the feed thread must outlive any failure
+            except Exception:
                 log.exception("tickerplant subscription failed; retrying in 1s")
                 self._stop.wait(1.0)
             finally:
