@@ -102,10 +102,22 @@ def _try(fn):
 
 
 @pytest.fixture
-def stack(spawn, free_port, tmp_path, request):
-    s = Stack(spawn, free_port, tmp_path, ack=getattr(request, "param", "sync"))
-    yield s
-    s.close()
+def make_stack(spawn, free_port, tmp_path):
+    """make_stack(ack=..., fh_args=...) -> a started Stack; its initiators are stopped at teardown."""
+    stacks: list[Stack] = []
+
+    def make(**kwargs) -> Stack:
+        stacks.append(Stack(spawn, free_port, tmp_path, **kwargs))
+        return stacks[-1]
+
+    yield make
+    for s in stacks:
+        s.close()
+
+
+@pytest.fixture
+def stack(make_stack, request):
+    return make_stack(ack=getattr(request, "param", "sync"))
 
 
 def er(exec_id, exec_type="F", account="FUND1", sym="AMD", side="1", qty=100, px=10.0, ref=None,
@@ -153,7 +165,7 @@ def test_fills_cancels_corrections_duplicates_and_rejects(stack):
         ("E7", "F", -3.0, 100.0, "", "ok"),
     ]
     assert {r["session"] for r in rows} == {"OMS"} and rows[0]["account"] == "FUND1"
-    rejects = [(r[35], r.get(373) or r.get(380), r.get(58, "")) for r in oms.rejects_seen()]
+    rejects = [(r["35"], r.get("373") or r.get("380"), r.get("58", "")) for r in oms.rejects_seen()]
     assert [(t, code) for t, code, _ in rejects] == [
         ("j", "5"), ("3", "5"), ("3", "6"), ("3", "1"), ("j", "1"), ("j", "3")]
     assert "ExecRefID NOPE is not a booked trade" in rejects[4][2]
@@ -197,8 +209,8 @@ def test_kill_9_mid_session_then_resend_books_every_fill_once(stack):
     assert sum(r["qty"] for r in rows) == total * (total + 1) / 2
 
 
-def test_tickerplant_down_holds_the_session_and_loses_nothing(spawn, free_port, tmp_path):
-    stack = Stack(spawn, free_port, tmp_path, fh_args=("--ack-timeout", "1"))
+def test_tickerplant_down_holds_the_session_and_loses_nothing(make_stack):
+    stack = make_stack(fh_args=("--ack-timeout", "1"))
     oms = stack.initiator("OMS")
     for n in range(20):
         oms.send(er(f"T{n}"))

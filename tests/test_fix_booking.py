@@ -15,12 +15,12 @@ from feedhandlers.omsim.orders import OrderFlow
 from feedhandlers.omsim.rawfix import RawFixError, read_messages
 
 
-def er(exec_id="E1", exec_type="F", side="1", qty="100", px="10.5", ref=None, **extra) -> dict[int, str]:
-    fields = {17: exec_id, 150: exec_type, 1: "FUND1", 55: "AMD", 54: side, 32: qty, 31: px,
-              37: "O1", 60: "20261121-10:00:00.250"}
+def er(exec_id="E1", exec_type="F", side="1", qty="100", px="10.5", ref=None, **extra) -> dict[str, str]:
+    fields = {"17": exec_id, "150": exec_type, "1": "FUND1", "55": "AMD", "54": side, "32": qty, "31": px,
+              "37": "O1", "60": "20261121-10:00:00.250"}
     if ref:
-        fields[19] = ref
-    fields.update({int(k[1:]): v for k, v in extra.items()})
+        fields["19"] = ref
+    fields.update({k[1:]: v for k, v in extra.items()})
     return {k: v for k, v in fields.items() if v is not None}
 
 
@@ -63,12 +63,12 @@ def test_bad_execution_reports_name_the_tag(fields, error, tag):
 
 
 def test_other_exec_types_are_not_booked_and_need_nothing_else():
-    ex = parse_execution({150: "0", 17: "E7"}, "FIX.4.4")
+    ex = parse_execution({"150": "0", "17": "E7"}, "FIX.4.4")
     assert (ex.kind, ex.exec_type) == (OTHER, "0")
 
 
 def test_fields_of_keeps_first_occurrence():
-    assert fields_of("8=FIX.4.4\x0135=8\x0155=AMD\x0155=X\x01") == {8: "FIX.4.4", 35: "8", 55: "AMD"}
+    assert fields_of("8=FIX.4.4\x0135=8\x0155=AMD\x0155=X\x01") == {"8": "FIX.4.4", "35": "8", "55": "AMD"}
 
 
 # ---- booking -------------------------------------------------------------------------------------
@@ -182,7 +182,7 @@ def test_order_flow_messages_parse_as_bookable_execution_reports():
     book = Book("OMS")
     kinds = set()
     for _ in range(300):
-        ex = parse_execution(dict(flow.next_message()), "FIX.4.4")
+        ex = parse_execution({str(tag): value for tag, value in flow.next_message()}, "FIX.4.4")
         kinds.add(ex.kind)
         book.commit(book.rows_for(ex, known))
     assert kinds == {TRADE, CANCEL, CORRECT}

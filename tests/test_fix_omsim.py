@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections import Counter
 
 from conftest import wait_until
-from test_fix_acceptor import Stack
+from test_fix_acceptor import Stack, make_stack  # noqa: F401 (make_stack is a fixture)
 
 
 def run_omsim(stack: Stack, *args) -> str:
@@ -14,8 +14,8 @@ def run_omsim(stack: Stack, *args) -> str:
     return proc.log_path.read_text()
 
 
-def test_simulated_order_flow_is_booked_consistently(spawn, free_port, tmp_path):
-    stack = Stack(spawn, free_port, tmp_path)
+def test_simulated_order_flow_is_booked_consistently(make_stack):
+    stack = make_stack()
     log = run_omsim(stack, "--count", "60", "--cancel-pct", "10", "--correct-pct", "10", "--seed", "3")
     assert "sent 60 messages; 0 rejects received" in log
     rows = wait_until(lambda: (lambda r: r if len({x["execid"] for x in r}) == 60 else None)(stack.table("fill")),
@@ -38,8 +38,8 @@ def test_simulated_order_flow_is_booked_consistently(spawn, free_port, tmp_path)
             replaced[target] = r["execid"]
 
 
-def test_replay_of_a_raw_fix_file(spawn, free_port, tmp_path):
-    stack = Stack(spawn, free_port, tmp_path)
+def test_replay_of_a_raw_fix_file(make_stack, tmp_path):
+    stack = make_stack()
     capture = tmp_path / "dropcopy.fix"
     capture.write_text(
         "# a drop copy captured elsewhere: | delimited, with its own session header\n"

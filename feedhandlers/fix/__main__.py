@@ -32,8 +32,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="sync: a FIX message is acknowledged (its seq consumed) only once its fill is "
                         "durable; pipelined: up to --window fills in flight, a restart rewinds to the "
                         "durable watermark (default %(default)s)")
-    p.add_argument("--window", type=int, default=1000,
-                   help="pipelined mode: most fills in flight per session (default %(default)s)")
+    p.add_argument("--window", type=int, default=100,
+                   help="pipelined mode: most unacknowledged batches per session (default %(default)s)")
+    p.add_argument("--max-batch", type=int, default=1000,
+                   help="pipelined mode: most fill rows per published batch; a batch also goes out "
+                        "every millisecond (default %(default)s)")
     p.add_argument("--ack-timeout", type=float, default=5.0,
                    help="seconds to wait for the tickerplant before logging a stall and waiting on "
                         "(default %(default)s)")
@@ -48,12 +51,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    if args.window < 1 or args.ack_timeout <= 0:
-        print("feedhandlers.fix: --window must be >= 1 and --ack-timeout > 0", file=sys.stderr)
+    if args.window < 1 or args.max_batch < 1 or args.ack_timeout <= 0:
+        print("feedhandlers.fix: --window and --max-batch must be >= 1, --ack-timeout > 0", file=sys.stderr)
         return 2
     service = DropCopyService(Options(config=args.config, state_dir=args.state_dir, ingest=args.ingest,
                                       control=args.control, port=args.port, ack=args.ack,
-                                      window=args.window, ack_timeout=args.ack_timeout,
+                                      window=args.window, max_batch=args.max_batch,
+                                      ack_timeout=args.ack_timeout,
                                       stats_every=args.stats_every, name=args.name))
     signal.signal(signal.SIGTERM, lambda *_: service.stopping.set())
     signal.signal(signal.SIGINT, lambda *_: service.stopping.set())

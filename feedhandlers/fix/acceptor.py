@@ -19,7 +19,7 @@ from collections import Counter
 
 import quickfix as fix
 
-from feedhandlers.fix.batches import alert_batch, fill_batch
+from feedhandlers.fix.batches import alert_batch
 from feedhandlers.fix.book import Book, BookingError
 from feedhandlers.fix.channel import SessionChannel
 from feedhandlers.fix.execreport import OTHER, BadValue, MissingField, fields_of, parse_execution
@@ -27,6 +27,7 @@ from feedhandlers.fix.refdata import RefData
 
 log = logging.getLogger("feedhandlers.fix")
 
+BEGIN_STRING, MSG_SEQ_NUM, MSG_TYPE, SENDER_COMP_ID = "8", "34", "35", "49"
 MSGTYPE_EXECUTION_REPORT = "8"
 BUSINESS_REJECT_UNKNOWN_ID = "1"
 
@@ -75,19 +76,19 @@ class DropCopyApp(fix.Application):
 
     # --- application messages --------------------------------------------------------------------
     def fromApp(self, message, session_id):
-        key = self.session_key(session_id)
+        # one pass over the message string: header values too (SWIG getters cost more than parsing)
+        fields = fields_of(message.toString())
+        key = fields[SENDER_COMP_ID]          # the counterparty's SenderCompID: our session's TargetCompID
         counters = self.counters[key]
         channel = self.channels[key]
-        header = message.getHeader()
-        fix_seq = int(header.getField(34))
-        if header.getField(35) != MSGTYPE_EXECUTION_REPORT:
+        fix_seq = int(fields[MSG_SEQ_NUM])
+        if fields[MSG_TYPE] != MSGTYPE_EXECUTION_REPORT:
             counters["rejected unsupported message type"] += 1
-            log.warning("%s seq %d: unsupported message type %s", key, fix_seq, header.getField(35))
+            log.warning("%s seq %d: unsupported message type %s", key, fix_seq, fields[MSG_TYPE])
             raise fix.UnsupportedMessageType()
-        fields = fields_of(message.toString())
         counters["execution reports"] += 1
         try:
-            ex = parse_execution(fields, session_id.getBeginString().getString())
+            ex = parse_execution(fields, fields[BEGIN_STRING])
         except MissingField as e:
             counters[f"rejected missing tag {e.tag}"] += 1
             log.warning("%s seq %d rejected: %s", key, fix_seq, e)
@@ -96,9 +97,9 @@ class DropCopyApp(fix.Application):
             counters[f"rejected bad tag {e.tag}"] += 1
             log.warning("%s seq %d rejected: %s", key, fix_seq, e)
             raise (fix.IncorrectDataFormat(e.tag) if e.data_format else fix.IncorrectTagValue(e.tag)) from None
-        self._book(key, fix_seq, ex, message, session_id, counters, channel)
+        self._book(key, fix_seq, ex, session_id, counters, channel)
 
-    def _book(self, key, fix_seq, ex, message, session_id, counters, channel) -> None:
+    def _book(self, key, fix_seq, ex, session_id, counters, channel) -> None:
         book = self.books[key]
         if ex.kind == OTHER:
             counters[f"exectype {ex.exec_type} (not booked)"] += 1
@@ -116,24 +117,22 @@ class DropCopyApp(fix.Application):
         except BookingError as e:
             counters["rejected unknown execrefid"] += 1
             log.warning("%s seq %d rejected: %s", key, fix_seq, e)
-            channel.book(fix_seq, [("alert", alert_batch(ex.time_ns, "", f"{key} ExecID {ex.exec_id}: {e}"))])
-            self._business_reject(message, session_id, ex.exec_id, str(e))
+            channel.book(fix_seq, [], [alert_batch(ex.time_ns, "", f"{key} ExecID {ex.exec_id}: {e}")])
+            self._business_reject(session_id, fix_seq, ex.exec_id, str(e))
             return
-        batches = [("alert", alert_batch(row.time, row.account, text))
-                   for row, text in self.refdata.first_unknowns(rows)]
-        batches.append(("fill", fill_batch(rows)))
-        channel.book(fix_seq, batches)
+        alerts = [alert_batch(row.time, row.account, text) for row, text in self.refdata.first_unknowns(rows)]
+        channel.book(fix_seq, rows, alerts)
         book.commit(rows)
         counters[f"booked {ex.kind}"] += 1
         if rows[-1].status != "ok":
             counters["booked with unknown reference data"] += 1
 
     @staticmethod
-    def _business_reject(message, session_id, ref_id: str, text: str) -> None:
+    def _business_reject(session_id, fix_seq: int, ref_id: str, text: str) -> None:
         reject = fix.Message()
         reject.getHeader().setField(fix.MsgType(fix.MsgType_BusinessMessageReject))
-        reject.setField(fix.RefSeqNum(int(message.getHeader().getField(34))))
-        reject.setField(fix.RefMsgType(message.getHeader().getField(35)))
+        reject.setField(fix.RefSeqNum(fix_seq))
+        reject.setField(fix.RefMsgType(MSGTYPE_EXECUTION_REPORT))
         reject.setField(fix.BusinessRejectRefID(ref_id))
         reject.setField(fix.BusinessRejectReason(int(BUSINESS_REJECT_UNKNOWN_ID)))
         reject.setField(fix.Text(text))

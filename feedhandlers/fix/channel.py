@@ -1,13 +1,14 @@
 """One FIX session's path into the tickerplant: its Publisher, the ack policy, and its watermark.
 
 Two ack policies, both exactly-once (see docs/fix.md):
-- `sync`: the booking is published with `publish_sync`; the QuickFIX callback returns (and QuickFIX
-  advances the incoming sequence number) only once the tickerplant says the rows are durable.
-- `pipelined`: bookings are published asynchronously, up to `window` in flight; the callback
-  returns at once. The durable watermark (feedhandlers/fix/watermark.py) follows the cumulative
-  acks and is what a restart rewinds the session to, so anything not durable is resent.
+- `sync`: each message's rows are published and the QuickFIX callback returns (so QuickFIX advances
+  the incoming sequence number) only once the tickerplant says they are durable.
+- `pipelined`: rows are buffered and published as one batch every housekeeping tick (1 ms) or every
+  `max_batch` rows, with at most `window` batches unacknowledged; the callback returns at once. The
+  durable watermark (feedhandlers/fix/watermark.py) follows the cumulative acks and is what a restart
+  rewinds the session to, so anything not durable is resent by the counterparty.
 If the tickerplant does not acknowledge in time, the session thread holds (retrying, logging) and
-acknowledges nothing more over FIX until it does: nothing is lost, the counterparty sees a stalled
+takes no further FIX message until it does: nothing is lost, the counterparty sees a stalled
 session. The Publisher resends unacknowledged messages with their msgids, which the tickerplant
 de-duplicates, so waiting longer never books twice.
 """
@@ -15,8 +16,9 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 
+from feedhandlers.fix.batches import fill_batch
+from feedhandlers.fix.book import FillRow
 from feedhandlers.fix.watermark import PendingAcks, WatermarkFile
 
 log = logging.getLogger("feedhandlers.fix.channel")
@@ -29,13 +31,14 @@ class Stopping(RuntimeError):
 
 
 class SessionChannel:
-    def __init__(self, publisher, mode: str, watermark: WatermarkFile, durable_seq: int,
-                 window: int = 1000, ack_timeout: float = 5.0, stopping: threading.Event | None = None):
+    def __init__(self, publisher, mode: str, watermark: WatermarkFile, durable_seq: int, window: int = 100,
+                 max_batch: int = 1000, ack_timeout: float = 5.0, stopping: threading.Event | None = None):
         if mode not in (SYNC, PIPELINED):
             raise ValueError(f"unknown ack mode {mode!r} (sync or pipelined)")
         self.publisher = publisher
         self.mode = mode
         self.window = window
+        self.max_batch = max_batch
         self.ack_timeout = ack_timeout
         self.watermark = watermark
         self.pending = PendingAcks(durable_seq)
@@ -43,21 +46,23 @@ class SessionChannel:
         self.stopping = stopping or threading.Event()
         self.tp_stalls = 0
         self._saved = durable_seq
+        self._rows: list[FillRow] = []         # buffered, not yet published (pipelined)
+        self._alerts: list[dict] = []
+        self._first_buffered = 0               # incoming seq of the first message in the buffer
 
-    def book(self, fix_seq: int, batches: list[tuple[str, dict]]) -> None:
-        """Publishes `batches` (table, batch) for incoming message `fix_seq`, per the ack policy."""
+    def book(self, fix_seq: int, rows: list[FillRow], alerts: list[dict]) -> None:
+        """Takes the `fill` rows and `alert` batches of incoming message `fix_seq`, per the ack policy."""
         with self.lock:
             self._check_restart(fix_seq)
-            stalled = False
-            for table, batch in batches:
-                msgid = self.publisher.next_msgid
-                try:
-                    self.publisher.publish(table, batch)
-                except TimeoutError:     # not accepted now; the Publisher keeps it and resends it
-                    stalled = True
-            self.pending.published(msgid, fix_seq)
+            if not (self._rows or self._alerts):
+                self._first_buffered = fix_seq
+            self._rows.extend(rows)
+            self._alerts.extend(alerts)
             self.pending.processed(fix_seq)
-            if stalled or self.mode == SYNC or len(self.pending) > self.window:
+            stalled = False
+            if self.mode == SYNC or len(self._rows) >= self.max_batch:
+                stalled = self._publish_buffer()
+            if stalled or self.mode == SYNC or self.publisher.pending > self.window:
                 self._wait_durable()
 
     def processed(self, fix_seq: int) -> None:
@@ -66,11 +71,37 @@ class SessionChannel:
             self._check_restart(fix_seq)
             self.pending.processed(fix_seq)
 
+    def durable_seq(self) -> int:
+        with self.lock:
+            if self._rows or self._alerts:
+                return min(self.pending.durable_seq, self._first_buffered - 1)
+            return self.pending.durable_seq
+
+    def _publish_buffer(self) -> bool:
+        """Publishes the buffered alerts and rows; True if the tickerplant did not take them now."""
+        if not (self._rows or self._alerts):
+            return False
+        batches = [("alert", a) for a in self._alerts]
+        if self._rows:
+            batches.append(("fill", fill_batch(self._rows)))
+        stalled = False
+        msgid = 0
+        for table, batch in batches:
+            msgid = self.publisher.next_msgid
+            try:
+                self.publisher.publish(table, batch)
+            except TimeoutError:     # not accepted now; the Publisher keeps it and resends it
+                stalled = True
+        self.pending.published(msgid, self._first_buffered)
+        self._rows, self._alerts = [], []
+        return stalled
+
     def _check_restart(self, fix_seq: int) -> None:
         if fix_seq > self.pending.last_processed:
             return
         log.info("%s: incoming sequence numbers restarted (seq %d after %d)", self.publisher.name,
                  fix_seq, self.pending.last_processed)
+        self._publish_buffer()
         self.pending.restart(fix_seq - 1)
         self._save(fix_seq - 1)
 
@@ -88,25 +119,28 @@ class SessionChannel:
             except TimeoutError:
                 self.tp_stalls += 1
                 self.pending.acked(self.publisher.acked)
-                log.warning("tickerplant has not acknowledged %s's fills for %.1fs (%d in flight); "
+                log.warning("tickerplant has not acknowledged %s's fills for %.1fs (%d batches in flight); "
                             "holding the FIX session until it does", self.publisher.name,
-                            self.ack_timeout, len(self.pending))
+                            self.ack_timeout, self.publisher.pending)
                 if self.stopping.is_set():
                     raise Stopping(f"{self.publisher.name}: stopping with fills not yet durable") from None
 
-    def housekeep(self) -> None:
-        """Collects acks that arrived and saves the watermark if it moved (called periodically)."""
+    def housekeep(self, save: bool = True) -> None:
+        """Publishes what is buffered and collects acks (every tick); saves the watermark if it moved
+        and `save` (less often: a watermark that lags only means more is resent after a crash)."""
         with self.lock:
+            self._publish_buffer()
             self.publisher.poll(0)
             self.pending.acked(self.publisher.acked)
-            self._save(self.pending.durable_seq)
+            if save:
+                self._save(self.durable_seq())
 
     def flush(self, timeout: float) -> bool:
-        """Waits up to `timeout` s for everything in flight to be durable; saves the watermark."""
-        deadline = time.monotonic() + timeout
+        """Publishes the buffer and waits up to `timeout` s for all of it to be durable."""
         with self.lock:
+            self._publish_buffer()
             try:
-                self.publisher.flush(timeout=max(0.0, deadline - time.monotonic()))
+                self.publisher.flush(timeout=timeout)
                 ok = True
             except TimeoutError:
                 ok = False

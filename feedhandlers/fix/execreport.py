@@ -1,6 +1,6 @@
 """Reads an ExecutionReport (35=8) into an `Execution`: what happened, and the fields booking needs.
 
-Pure Python over a {tag: str} mapping (no QuickFIX objects), so it is unit-testable and version-aware:
+Pure Python over a {tag: value} mapping of strings (tags as decimal strings, e.g. "55") (no QuickFIX objects), so it is unit-testable and version-aware:
 - FIX 4.3 / 4.4 / 5.0: ExecType (150) F = trade, H = trade cancel, G = trade correct.
 - FIX 4.2: a trade is ExecType 1 / 2 (partial fill / fill) with ExecTransType (20) 0 = new,
   1 = cancel, 2 = correct (cancels and corrections reference the trade by ExecRefID, 19).
@@ -10,35 +10,38 @@ prescribes (BusinessMessageReject 35=j reason 5, session Reject 35=3 reason 5 / 
 """
 from __future__ import annotations
 
+import datetime
+import functools
 import math
+import re
 from dataclasses import dataclass
-
-import numpy as np
 
 TRADE, CANCEL, CORRECT, OTHER = "F", "H", "G", "other"
 
-ACCOUNT, EXEC_ID, EXEC_REF_ID, EXEC_TRANS_TYPE, LAST_PX, LAST_QTY = 1, 17, 19, 20, 31, 32
-ORDER_ID, SENDING_TIME, SIDE, SYMBOL, TRANSACT_TIME, EXEC_TYPE, POSS_DUP = 37, 52, 54, 55, 60, 150, 43
+ACCOUNT, EXEC_ID, EXEC_REF_ID, EXEC_TRANS_TYPE, LAST_PX, LAST_QTY = "1", "17", "19", "20", "31", "32"
+ORDER_ID, SENDING_TIME, SIDE, SYMBOL, TRANSACT_TIME = "37", "52", "54", "55", "60"
+EXEC_TYPE, POSS_DUP = "150", "43"
 
 # Side (54): buys are booked with a positive quantity, sells (incl. short sells) negative
 BUY_SIDES = frozenset("13")            # 1 buy, 3 buy minus
 SELL_SIDES = frozenset("2456")         # 2 sell, 4 sell plus, 5 sell short, 6 sell short exempt
+_EPOCH = datetime.date(1970, 1, 1)
 
 
 class MissingField(ValueError):
     """A field required to book this ExecutionReport is absent."""
 
-    def __init__(self, tag: int, reason: str):
+    def __init__(self, tag: str, reason: str):
         super().__init__(f"tag {tag} missing: {reason}")
-        self.tag = tag
+        self.tag = int(tag)
 
 
 class BadValue(ValueError):
     """A field has a value that cannot be booked (`data_format`: it is not even of the right type)."""
 
-    def __init__(self, tag: int, value: str, reason: str, data_format: bool = False):
+    def __init__(self, tag: str, value: str, reason: str, data_format: bool = False):
         super().__init__(f"tag {tag}={value!r}: {reason}")
-        self.tag = tag
+        self.tag = int(tag)
         self.data_format = data_format
 
 
@@ -57,18 +60,31 @@ class Execution:
     poss_dup: bool = False
 
 
-def parse_utc_timestamp(tag: int, text: str) -> int:
+_UTC_TIMESTAMP = re.compile(r"(\d{8})-(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?")
+
+
+@functools.lru_cache(maxsize=64)
+def _day_ns(yyyymmdd: str) -> int:
+    day = datetime.date(int(yyyymmdd[:4]), int(yyyymmdd[4:6]), int(yyyymmdd[6:]))
+    return (day - _EPOCH).days * 86_400_000_000_000
+
+
+def parse_utc_timestamp(tag: str, text: str) -> int:
     """FIX UTCTimestamp `YYYYMMDD-HH:MM:SS[.fff[fff[fff]]]` -> UTC nanoseconds."""
-    if len(text) < 17 or text[8] != "-":
-        raise BadValue(tag, text, "not a UTCTimestamp YYYYMMDD-HH:MM:SS[.sss]", data_format=True)
+    m = _UTC_TIMESTAMP.fullmatch(text)
     try:
-        ts = np.datetime64(f"{text[0:4]}-{text[4:6]}-{text[6:8]}T{text[9:]}", "ns")
+        if m is None:
+            raise ValueError
+        hh, mm, ss = int(m[2]), int(m[3]), int(m[4])
+        if hh > 23 or mm > 59 or ss > 60:
+            raise ValueError
+        frac = int(m[5].ljust(9, "0")) if m[5] else 0
+        return _day_ns(m[1]) + ((hh * 60 + mm) * 60 + ss) * 1_000_000_000 + frac
     except ValueError:
         raise BadValue(tag, text, "not a UTCTimestamp YYYYMMDD-HH:MM:SS[.sss]", data_format=True) from None
-    return int(ts.astype(np.int64))
 
 
-def _number(fields: dict, tag: int, what: str) -> float:
+def _number(fields: dict, tag: str, what: str) -> float:
     text = fields.get(tag)
     if text is None or text == "":
         raise MissingField(tag, f"{what} is required to book a trade")
@@ -81,7 +97,7 @@ def _number(fields: dict, tag: int, what: str) -> float:
     return value
 
 
-def _text(fields: dict, tag: int, what: str) -> str:
+def _text(fields: dict, tag: str, what: str) -> str:
     value = fields.get(tag, "")
     if value == "":
         raise MissingField(tag, f"{what} is required")
@@ -139,11 +155,11 @@ def parse_execution(fields: dict, begin_string: str) -> Execution:
                      poss_dup=poss_dup)
 
 
-def fields_of(raw: str) -> dict[int, str]:
+def fields_of(raw: str) -> dict[str, str]:
     """{tag: value} of a SOH-delimited FIX message string (the first occurrence of a tag wins)."""
-    fields: dict[int, str] = {}
-    for item in raw.split("\x01"):
-        tag, sep, value = item.partition("=")
-        if sep and tag.isdigit():
-            fields.setdefault(int(tag), value)
+    fields: dict[str, str] = {}
+    for item in raw.rstrip("\x01").split("\x01"):
+        tag, _, value = item.partition("=")
+        if tag not in fields:
+            fields[tag] = value
     return fields

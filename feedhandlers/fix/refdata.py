@@ -40,6 +40,8 @@ class RefData:
     def first_unknowns(self, rows: list[FillRow]) -> list[tuple[FillRow, str]]:
         """(row, alert text) for each unknown account / instrument of `rows` not alerted before."""
         out = []
+        if all(row.status == OK for row in rows):
+            return out
         with self._lock:
             for row in rows:
                 if row.status != UNKNOWN:

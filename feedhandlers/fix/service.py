@@ -33,7 +33,8 @@ from tickerplant.client import Publisher, Subscriber, TickerplantError
 log = logging.getLogger("feedhandlers.fix")
 
 PUBLISHER_PREFIX = "fixfh."
-HOUSEKEEP_S = 0.005
+HOUSEKEEP_S = 0.001          # buffered fills go out at least this often (pipelined)
+SAVE_WATERMARK_S = 0.1
 
 
 @dataclass
@@ -44,7 +45,8 @@ class Options:
     control: str
     port: int | None = None
     ack: str = "sync"
-    window: int = 1000
+    window: int = 100
+    max_batch: int = 1000
     ack_timeout: float = 5.0
     stats_every: float = 10.0
     name: str = "fixfh"
@@ -106,7 +108,8 @@ class DropCopyService:
         self.stopping = threading.Event()
         self.refdata = RefData()
         self.app: DropCopyApp | None = None
-        self.acceptor = None
+        self.acceptor = None               # released in stop(), before what it points to
+        self.quickfix_parts: tuple = ()    # settings and factories: QuickFIX keeps raw pointers to them
         self.follower: RefDataFollower | None = None
         self._housekeeper = threading.Thread(target=self._housekeep, name="fix-housekeeping", daemon=True)
 
@@ -120,8 +123,9 @@ class DropCopyService:
         self.follower = RefDataFollower(refsub, self.refdata)
         self.follower.start()
         self.app = DropCopyApp(books, self.refdata, self._channel_for)
-        self.acceptor = fix.ThreadedSocketAcceptor(self.app, fix.FileStoreFactory(settings), settings,
-                                                   fix.FileLogFactory(settings))
+        self.quickfix_parts = (settings, fix.FileStoreFactory(settings), fix.FileLogFactory(settings))
+        self.acceptor = fix.ThreadedSocketAcceptor(self.app, self.quickfix_parts[1], settings,
+                                                   self.quickfix_parts[2])
         self.acceptor.start()
         self._housekeeper.start()
         log.info("accepting FIX sessions %s (ack mode %s) per %s", keys, self.opts.ack, self.opts.config)
@@ -143,16 +147,20 @@ class DropCopyService:
 
         publisher = _connect_publisher(PUBLISHER_PREFIX + key, self.opts.ingest, on_reject, self.stopping)
         return SessionChannel(publisher, self.opts.ack, watermark, target - 1,
-                              window=self.opts.window, ack_timeout=self.opts.ack_timeout,
+                              window=self.opts.window, max_batch=self.opts.max_batch,
+                              ack_timeout=self.opts.ack_timeout,
                               stopping=self.stopping)
 
     def _housekeep(self) -> None:
-        last_stats = time.monotonic()
+        last_stats = last_save = time.monotonic()
         logged: dict[str, Counter] = {}
         while not self.stopping.wait(HOUSEKEEP_S):
+            save = time.monotonic() - last_save >= SAVE_WATERMARK_S
+            if save:
+                last_save = time.monotonic()
             for channel in list(self.app.channels.values()):
                 try:
-                    channel.housekeep()
+                    channel.housekeep(save)
                 except Exception:      # a failed save must not stop the others; it is retried next time
                     log.exception("housekeeping of %s failed", channel.publisher.name)
             if time.monotonic() - last_stats >= self.opts.stats_every:
@@ -173,6 +181,7 @@ class DropCopyService:
         self.stopping.set()
         if self.acceptor is not None:
             self.acceptor.stop()
+            self.acceptor = None
         if self._housekeeper.is_alive():
             self._housekeeper.join(timeout=5)
         if self.app is not None:

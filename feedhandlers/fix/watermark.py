@@ -62,6 +62,7 @@ class PendingAcks:
 class WatermarkFile:
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def load(self) -> int | None:
         """The saved durable seq, or None if never written or unreadable (then rewind fully)."""
@@ -71,7 +72,6 @@ class WatermarkFile:
             return None
 
     def save(self, seq: int) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps({"seq": seq}))
         os.replace(tmp, self.path)

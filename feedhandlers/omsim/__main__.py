@@ -6,7 +6,6 @@ import logging
 import signal
 import sys
 import threading
-import time
 from pathlib import Path
 
 from common.defaults import FIX_PORT, REPO_ROOT, VAR_DIR
@@ -14,6 +13,7 @@ from feedhandlers.fix.settings import SettingsError
 from feedhandlers.omsim.initiator import Initiator
 from feedhandlers.refdata.loader import load_refdata
 from feedhandlers.omsim.orders import OrderFlow
+from feedhandlers.omsim.pacing import paced
 from feedhandlers.omsim.rawfix import RawFixError, read_messages
 
 log = logging.getLogger("feedhandlers.omsim")
@@ -56,19 +56,6 @@ def demo_order_flow(args: argparse.Namespace) -> OrderFlow:
                      correct_pct=args.correct_pct, seed=args.seed)
 
 
-def paced(count: int, rate: float, stop: threading.Event):
-    """Yields 0, 1, 2 ... at `rate` per second (as fast as possible if rate <= 0) until count or stop."""
-    start = time.monotonic()
-    n = 0
-    while not stop.is_set() and (count <= 0 or n < count):
-        if rate > 0:
-            wait = start + n / rate - time.monotonic()
-            if wait > 0 and stop.wait(wait):
-                return
-        yield n
-        n += 1
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
@@ -89,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    initiator.initiator.start()
+    initiator.start(logon_timeout=None)
     sent = 0
     try:
         while not initiator.logged_on.wait(1.0):

@@ -57,15 +57,19 @@ class Initiator:
 
     def __init__(self, config: str | Path, state_dir: str | Path, overrides: dict[str, str] | None = None,
                  reset_on_logon: bool = False):
+        # QuickFIX keeps raw pointers to the settings and factories: they must outlive the initiator,
+        # which is released first (stop(), or first in this __dict__ when collected)
+        self.initiator = None
         self.settings = load_settings(config, state_dir, overrides)
+        self.store_factory = fix.FileStoreFactory(self.settings)
+        self.log_factory = fix.FileLogFactory(self.settings)
         self.reset_on_logon = reset_on_logon
         self.session_id: fix.SessionID | None = None
         self.logged_on = threading.Event()
-        self.rejects: list[dict[int, str]] = []
+        self.rejects: list[dict[str, str]] = []
         self._lock = threading.Lock()
         self.app = _App(self)
-        self.initiator = fix.SocketInitiator(self.app, fix.FileStoreFactory(self.settings), self.settings,
-                                             fix.FileLogFactory(self.settings))
+        self.initiator = fix.SocketInitiator(self.app, self.store_factory, self.settings, self.log_factory)
 
     def received(self, message: fix.Message) -> None:
         if message.getHeader().getField(35) in REJECT_TYPES:
@@ -74,17 +78,21 @@ class Initiator:
             with self._lock:
                 self.rejects.append(fields)
 
-    def rejects_seen(self) -> list[dict[int, str]]:
+    def rejects_seen(self) -> list[dict[str, str]]:
         with self._lock:
             return list(self.rejects)
 
-    def start(self, logon_timeout: float = 30.0) -> None:
+    def start(self, logon_timeout: float | None = 30.0) -> None:
+        """Starts connecting; waits for the logon unless logon_timeout is None."""
         self.initiator.start()
-        if not self.logged_on.wait(logon_timeout):
+        if logon_timeout is not None and not self.logged_on.wait(logon_timeout):
             raise TimeoutError(f"no FIX logon within {logon_timeout:g}s")
 
     def stop(self) -> None:
-        self.initiator.stop()
+        """Logs out and releases the session (QuickFIX keeps one registry of sessions per process)."""
+        if self.initiator is not None:
+            self.initiator.stop()
+            self.initiator = None
 
     @property
     def session(self) -> fix.Session:

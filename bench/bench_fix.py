@@ -1,0 +1,167 @@
+"""FIX drop-copy benchmark: fills/s from the FIX wire into the tickerplant, sustained, and latency per fill.
+
+Run: `.venv/bin/python -m bench.bench_fix` (BENCH_QUICK=1 for a short run). Three processes besides
+this one: `python -m tickerplant` (group commit), `python -m feedhandlers.fix` (sync or pipelined
+acks) and a Subscriber to `fill`; this process is the OMS, a QuickFIX initiator sending FIX 4.4
+ExecutionReports. A fill's latency is from its TransactTime (stamped as it is sent) to the
+subscriber seeing its row, i.e. journaled and published by the tickerplant; fills/s is the number
+of fills over the time from the first send to the last row seen. On a shared machine the sender
+and the other processes compete for the same cores, so the feedhandler's own CPU time per fill is
+reported too (from /proc): 1e6 / that is what one free core sustains.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.bench_tickerplant import TickerplantProcess
+from feedhandlers.omsim.initiator import Initiator
+from feedhandlers.omsim.orders import OrderFlow
+from feedhandlers.omsim.pacing import paced
+from feedhandlers.refdata.loader import load_refdata
+from tickerplant.client import Subscriber
+
+QUICK = os.environ.get("BENCH_QUICK") == "1"
+ROOT = Path(__file__).resolve().parent.parent
+
+INITIATOR_CFG = """[DEFAULT]
+ConnectionType=initiator
+SocketConnectHost=127.0.0.1
+SocketConnectPort={port}
+SocketNodelay=Y
+FileStorePath=store
+FileLogPath=log
+StartTime=00:00:00
+EndTime=00:00:00
+HeartBtInt=30
+UseDataDictionary=Y
+DataDictionary=FIX44.xml
+[SESSION]
+BeginString=FIX.4.4
+SenderCompID=OMS
+TargetCompID=MARGINTICK
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _fill_subscriber(control: str, expect: int, ready, out) -> None:
+    lat: list[np.ndarray] = []
+    seen = [0, 0]                                     # rows, ns of the last
+
+    def on_batch(table, cols, seq):
+        now = time.time_ns()
+        lat.append(now - cols["time"].astype("int64"))
+        seen[0] += len(cols["time"])
+        seen[1] = now
+
+    sub = Subscriber("bench-fix", control, tables=["fill"], on_batch=on_batch)
+    sub.start()
+    ready.set()
+    deadline = time.monotonic() + 300
+    while seen[0] < expect and time.monotonic() < deadline:
+        sub.poll(100)
+    sub.close()
+    out.put((seen[0], seen[1], np.concatenate(lat) if lat else np.empty(0, np.int64)))
+
+
+class FeedhandlerProcess:
+    """`python -m feedhandlers.fix` on a free port against a tickerplant, in a temporary state dir."""
+
+    def __init__(self, tp: TickerplantProcess, ack: str):
+        self.dir = tempfile.mkdtemp(prefix="bench_fix_")
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "feedhandlers.fix", "--port", str(self.port), "--state-dir", self.dir,
+             "--ingest", tp.ingest, "--control", tp.control, "--ack", ack, "--log-level", "WARNING"], cwd=ROOT)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError("the FIX feedhandler did not start")
+                time.sleep(0.1)
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def run(ack: str, rate: float, count: int, flow: OrderFlow) -> dict:
+    """Sends `count` fills at `rate`/s (0 = as fast as possible) and measures them into the journal."""
+    tp = TickerplantProcess("--durability", "group")
+    fh = FeedhandlerProcess(tp, ack)
+    ctx = mp.get_context("spawn")
+    ready, out = ctx.Event(), ctx.Queue()
+    sub = ctx.Process(target=_fill_subscriber, args=(tp.control, count, ready, out))
+    sub.start()
+    work = Path(tempfile.mkdtemp(prefix="bench_oms_"))
+    try:
+        ready.wait(60)
+        (work / "oms.cfg").write_text(INITIATOR_CFG.format(port=fh.port))
+        oms = Initiator(work / "oms.cfg", work)
+        oms.start(logon_timeout=60)
+        cpu0 = cpu_seconds(fh.proc.pid)
+        t0 = time.time_ns()
+        for _ in paced(count, rate, threading.Event()):
+            oms.send(flow.next_message())
+        send_s = (time.time_ns() - t0) / 1e9
+        rows, last_ns, lat = out.get(timeout=300)
+        fh_cpu = cpu_seconds(fh.proc.pid) - cpu0
+        oms.stop()
+        sub.join(30)
+    finally:
+        fh.close()
+        tp.close()
+        shutil.rmtree(work, ignore_errors=True)
+    if rows < count:
+        raise RuntimeError(f"{ack}: only {rows} of {count} fills reached the journal")
+    elapsed = (last_ns - t0) / 1e9
+    return {"fh us/fill": fh_cpu / rows * 1e6, "ack": ack, "offered": f"{rate:,.0f}/s" if rate else "max", "fills": rows,
+            "sent/s": count / send_s, "fills/s": rows / elapsed if elapsed > 0 else float("nan"),
+            "p50 ms": np.percentile(lat, 50) / 1e6, "p99 ms": np.percentile(lat, 99) / 1e6}
+
+
+def main() -> None:
+    ref = load_refdata()
+    prices = {str(s): float(p) for s, p in zip(ref["settle"]["sym"], ref["settle"]["price"])}
+    flow = OrderFlow(accounts=[str(a) for a in ref["account"]["sym"]], prices=prices,
+                     cancel_pct=0, correct_pct=0, seed=1)
+    n = 3_000 if QUICK else 30_000
+    cases = [("sync", 0, n // 10), ("pipelined", 0, n), ("pipelined", 2_000, n // 3)]
+    print(f"FIX ExecutionReports -> feedhandlers.fix -> tickerplant journal -> subscriber "
+          f"({'quick' if QUICK else 'full'} run; shared, loaded 2-core machine: figures are indicative)")
+    print(f"{'ack':<10} {'offered':>9} {'fills':>7} {'sent/s':>9} {'fills/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+          f"{'fh CPU us/fill':>15} {'= fills/s/core':>15}")
+    for ack, rate, count in cases:
+        r = run(ack, rate, count, flow)
+        print(f"{r['ack']:<10} {r['offered']:>9} {r['fills']:>7} {r['sent/s']:>9,.0f} {r['fills/s']:>9,.0f} "
+              f"{r['p50 ms']:>8.2f} {r['p99 ms']:>8.2f} {r['fh us/fill']:>15.1f} {1e6 / r['fh us/fill']:>15,.0f}",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
