@@ -30,12 +30,15 @@ StartTime=00:00:00
 EndTime=00:00:00
 HeartBtInt=30
 UseDataDictionary=Y
-DataDictionary=FIX44.xml
 [SESSION]
-BeginString=FIX.4.4
 SenderCompID={sender}
 TargetCompID=MARGINTICK
+{version}
 """
+FIX44 = "BeginString=FIX.4.4\nDataDictionary=FIX44.xml"
+FIX42 = "BeginString=FIX.4.2\nDataDictionary=FIX42.xml"
+FIX50SP2 = ("BeginString=FIXT.1.1\nDefaultApplVerID=FIX.5.0SP2\nTransportDataDictionary=FIXT11.xml\n"
+            "AppDataDictionary=FIX50SP2.xml")
 
 
 class Stack:
@@ -69,9 +72,9 @@ class Stack:
         wait_until(lambda: "accepting FIX sessions" in self.fh.log_path.read_text(), timeout=60,
                    what="feedhandler accepting")
 
-    def initiator(self, sender: str = "OMS", reset: bool = False) -> Initiator:
+    def initiator(self, sender: str = "OMS", reset: bool = False, version: str = FIX44) -> Initiator:
         cfg = self.tmp / f"initiator-{sender}.cfg"
-        cfg.write_text(INITIATOR_CFG.format(port=self.fix_port, sender=sender))
+        cfg.write_text(INITIATOR_CFG.format(port=self.fix_port, sender=sender, version=version))
         ini = Initiator(cfg, self.tmp / "initiators", reset_on_logon=reset)
         self.initiators.append(ini)
         ini.start(logon_timeout=60)
@@ -224,3 +227,21 @@ def test_tickerplant_down_holds_the_session_and_loses_nothing(make_stack):
     stack.start_tickerplant()
     rows = booked(stack, 40, timeout=120)
     assert sorted(r["execid"] for r in rows) == sorted(f"T{n}" for n in range(40))
+
+
+def test_fix42_and_fix50sp2_sessions_by_configuration(make_stack, tmp_path):
+    config = tmp_path / "acceptor.cfg"
+    config.write_text("[DEFAULT]\nConnectionType=acceptor\nSocketAcceptPort=9878\nSenderCompID=MARGINTICK\n"
+                      "FileStorePath=store\nFileLogPath=log\nStartTime=00:00:00\nEndTime=00:00:00\n"
+                      "UseDataDictionary=Y\n"
+                      f"[SESSION]\nTargetCompID=LEGACY\n{FIX42}\n[SESSION]\nTargetCompID=EMS\n{FIX50SP2}\n")
+    stack = make_stack(fh_args=("--config", config))
+    legacy = stack.initiator("LEGACY", version=FIX42)
+    legacy.send(er("L1", exec_type="2", t20="0", qty=30))                    # FIX 4.2: a fill ...
+    legacy.send(er("L2", exec_type="2", t20="1", ref="L1", drop=(32, 31)))   # ... and its cancel
+    ems = stack.initiator("EMS", version=FIX50SP2)
+    ems.send(er("N1", exec_type="F", side="2", qty=12))
+    rows = booked(stack, 3)
+    assert sorted((r["session"], r["execid"], r["exectype"], r["qty"]) for r in rows) == [
+        ("EMS", "N1", "F", -12.0), ("LEGACY", "L1", "F", 30.0), ("LEGACY", "L2", "H", -30.0)]
+    assert legacy.rejects_seen() == [] and ems.rejects_seen() == []
