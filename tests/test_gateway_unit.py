@@ -8,7 +8,6 @@ import json
 import socket
 import struct
 import threading
-import time
 import urllib.error
 import urllib.request
 
@@ -35,10 +34,11 @@ def _rows(syms):
 
 class StandIn:
     """An rdb and a calc (two RpcServers, one thread each) answering from fixed data; a q-sql query
-    containing `slow` and a what-if for account SLOW take 3 s."""
+    containing `slow` and a what-if for account SLOW wait until the test sets `release` (30 s at most)."""
 
     def __init__(self, free_port):
         self.requests: list[dict] = []
+        self.release = threading.Event()
         self._stop = False
         self.rdb = RpcServer(f"tcp://127.0.0.1:{free_port()}", {
             "last": self.last, "select": self.select, "qsql": self.qsql})
@@ -65,7 +65,7 @@ class StandIn:
     def whatif(self, req):
         self.requests.append(req)
         if req["account"] == "SLOW":
-            time.sleep(3)
+            self.release.wait(30)
         d = {"im": 100.0, "vm": 0.0, "requirement": 100.0, "call": 0.0}
         return {"before": d, "after": {**d, "im": 90.0}, "delta": {**d, "im": -10.0},
                 "drivers": {"sym": np.array(req["trades"]["sym"], dtype=object),
@@ -74,11 +74,12 @@ class StandIn:
     def qsql(self, req):
         self.requests.append(req)
         if "slow" in req["query"]:
-            time.sleep(3)
+            self.release.wait(30)
         raise NotImplementedError("nyi: q-sql")
 
     def close(self):
         self._stop = True
+        self.release.set()
         for t in self.threads:
             t.join(5)
         self.rdb.close()
@@ -185,6 +186,7 @@ def test_slow_query_does_not_block_whatif(gateway, standin):
         result = conn("whatif", "FUND1", "AMD", 5, 1.0).py()
         assert result["delta"]["im"] == -10.0
         answered_while_slow_pending = thread.is_alive() and "slow" not in outcome
+    standin.release.set()
     thread.join(30)
     assert answered_while_slow_pending
     assert "nyi" in outcome["slow"]
@@ -196,8 +198,7 @@ def test_request_timeout_is_an_error(spawn, free_port, standin):
     with q(port) as conn:
         with pytest.raises(kx.QError, match="timeout: whatif"):
             conn("whatif", "SLOW", "AMD", 1, 1.0)
-        wait_until(lambda: len([r for r in standin.requests if r.get("account") == "SLOW"]) == 1, what="slow done")
-        time.sleep(2.5)                                  # let the stand-in finish the slow request
+        standin.release.set()                            # the stand-in calc finishes the slow one, then this
         assert conn("whatif", "FUND1", "AMD", 1, 1.0).py()["delta"]["im"] == -10.0
 
 
