@@ -123,7 +123,9 @@ def test_pykx_subscription_receives_live_margin(stack):
             return None
         finally:
             await conn.close()
-    fn, table_name, rows = asyncio.run(first_upd())
+    upd = asyncio.run(first_upd())
+    assert upd is not None, "no upd pushed within 60 s"
+    fn, table_name, rows = upd
     assert (fn, table_name) == ("upd", "margin")
     assert set(rows["sym"]) == {"FUND1"} and all(v > 0 for v in rows["requirement"])
 
