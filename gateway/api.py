@@ -106,9 +106,9 @@ def _since(value):
 class Api:
     """Named API functions over the rdb and calc; `FUNCTIONS` maps q names to methods and arities."""
 
-    FUNCTIONS: ClassVar[dict[str, tuple[int, int]]] = {"margin": (0, 1), "whatif": (2, 4), "positions": (1, 1), "drivers": (1, 1),
-                                                        "stress": (1, 2), "alerts": (0, 2), "scenarios": (0, 1),
-                                                        "accounts": (0, 1), "qsql": (1, 1)}
+    FUNCTIONS: ClassVar[dict[str, tuple[int, int]]] = {
+        "margin": (0, 1), "whatif": (2, 4), "positions": (1, 1), "drivers": (1, 1), "stress": (1, 2),
+        "alerts": (0, 2), "scenarios": (0, 1), "accounts": (0, 1), "qsql": (1, 1)}
 
     def __init__(self, rdb: AsyncRpcClient, calc: AsyncRpcClient, timeout: float = 10.0):
         self.rdb = rdb
