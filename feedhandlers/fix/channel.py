@@ -3,8 +3,9 @@
 Two ack policies, both exactly-once (see docs/fix.md):
 - `sync`: each message's rows are published and the QuickFIX callback returns (so QuickFIX advances
   the incoming sequence number) only once the tickerplant says they are durable.
-- `pipelined`: rows are buffered and published as one batch every housekeeping tick (1 ms) or every
-  `max_batch` rows, with at most `window` batches unacknowledged; the callback returns at once. The
+- `pipelined`: rows are buffered and published as one batch once the oldest is `flush_s` old (checked
+  on each message, and by the housekeeping tick when the session is quiet) or `max_batch` rows are
+  waiting, with at most `window` batches unacknowledged; the callback returns at once. The
   durable watermark (feedhandlers/fix/watermark.py) follows the cumulative acks and is what a restart
   rewinds the session to, so anything not durable is resent by the counterparty.
 If the tickerplant does not acknowledge in time, the session thread holds (retrying, logging) and
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from feedhandlers.fix.batches import fill_batch
 from feedhandlers.fix.book import FillRow
@@ -32,13 +34,15 @@ class Stopping(RuntimeError):
 
 class SessionChannel:
     def __init__(self, publisher, mode: str, watermark: WatermarkFile, durable_seq: int, window: int = 100,
-                 max_batch: int = 1000, ack_timeout: float = 5.0, stopping: threading.Event | None = None):
+                 max_batch: int = 1000, flush_s: float = 0.001, ack_timeout: float = 5.0,
+                 stopping: threading.Event | None = None):
         if mode not in (SYNC, PIPELINED):
             raise ValueError(f"unknown ack mode {mode!r} (sync or pipelined)")
         self.publisher = publisher
         self.mode = mode
         self.window = window
         self.max_batch = max_batch
+        self.flush_s = flush_s
         self.ack_timeout = ack_timeout
         self.watermark = watermark
         self.pending = PendingAcks(durable_seq)
@@ -49,18 +53,20 @@ class SessionChannel:
         self._rows: list[FillRow] = []         # buffered, not yet published (pipelined)
         self._alerts: list[dict] = []
         self._first_buffered = 0               # incoming seq of the first message in the buffer
+        self._buffered_at = 0.0                # monotonic time the buffer's first message came
 
     def book(self, fix_seq: int, rows: list[FillRow], alerts: list[dict]) -> None:
         """Takes the `fill` rows and `alert` batches of incoming message `fix_seq`, per the ack policy."""
         with self.lock:
             self._check_restart(fix_seq)
+            now = time.monotonic()
             if not (self._rows or self._alerts):
-                self._first_buffered = fix_seq
+                self._first_buffered, self._buffered_at = fix_seq, now
             self._rows.extend(rows)
             self._alerts.extend(alerts)
             self.pending.processed(fix_seq)
             stalled = False
-            if self.mode == SYNC or len(self._rows) >= self.max_batch:
+            if self.mode == SYNC or len(self._rows) >= self.max_batch or now - self._buffered_at >= self.flush_s:
                 stalled = self._publish_buffer()
             if stalled or self.mode == SYNC or self.publisher.pending > self.window:
                 self._wait_durable()
@@ -126,10 +132,11 @@ class SessionChannel:
                     raise Stopping(f"{self.publisher.name}: stopping with fills not yet durable") from None
 
     def housekeep(self, save: bool = True) -> None:
-        """Publishes what is buffered and collects acks (every tick); saves the watermark if it moved
-        and `save` (less often: a watermark that lags only means more is resent after a crash)."""
+        """Publishes a buffer the session left waiting and collects acks (every tick); saves the
+        watermark if it moved and `save` (a watermark that lags only means more is resent)."""
         with self.lock:
-            self._publish_buffer()
+            if (self._rows or self._alerts) and time.monotonic() - self._buffered_at >= self.flush_s:
+                self._publish_buffer()
             self.publisher.poll(0)
             self.pending.acked(self.publisher.acked)
             if save:

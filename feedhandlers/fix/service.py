@@ -33,7 +33,7 @@ from tickerplant.client import Publisher, Subscriber, TickerplantError
 log = logging.getLogger("feedhandlers.fix")
 
 PUBLISHER_PREFIX = "fixfh."
-HOUSEKEEP_S = 0.001          # buffered fills go out at least this often (pipelined)
+HOUSEKEEP_S = 0.002          # a quiet session's buffered fills go out within this (pipelined)
 SAVE_WATERMARK_S = 0.1
 
 
