@@ -150,6 +150,25 @@ def test_kill9_while_publishing_loses_no_acknowledged_batch(spawn, tmp_path, fre
     sub.sub.close()
 
 
+def test_subscriber_recovers_what_died_with_the_tickerplant(spawn, tmp_path, free_port):
+    tp = start_tp(spawn, tmp_path, free_port)
+    sub = Collector("survivor", tp.control, tables=["quote"], rcvhwm=2)
+    sub.sub.start()
+    pub = Publisher("fh.lost", tp.ingest)
+    rows = 2000
+    for k in range(100):                             # ~14 MB the subscriber does not read yet
+        pub.publish("quote", quotes(range(k * rows, (k + 1) * rows)))
+    pub.flush(timeout=60)
+    tp.kill9()                                       # what sat in its send queue is gone
+    tp.start()
+    time.sleep(0.3)              # the subscriber reconnects; data arrives before the next heartbeat
+    again = Publisher("fh.lost", tp.ingest)
+    again.publish_sync("quote", quotes(range(100 * rows, 101 * rows)))
+    sub.poll_until(lambda: len(sub.column("quote", "price")) >= 101 * rows, timeout=60)
+    assert sub.column("quote", "price").tolist() == list(range(101 * rows))
+    sub.sub.close()
+
+
 @pytest.mark.parametrize("damage", ["truncate mid-record", "flip bytes in the last record"])
 def test_corrupt_journal_tail_is_cut_reported_and_seq_resumes(spawn, tmp_path, free_port, damage):
     tp = start_tp(spawn, tmp_path, free_port)
@@ -185,12 +204,12 @@ def _rss_kb(pid: int) -> int:
 
 def test_slow_subscriber_cannot_block_others_or_grow_memory(spawn, tmp_path, free_port):
     tp = start_tp(spawn, tmp_path, free_port, "--hwm", "20")
-    slow = Collector("slow", tp.control, tables=["quote"])
+    slow = Collector("slow", tp.control, tables=["quote"], rcvhwm=10)
     fast = Collector("fast", tp.control, tables=["quote"])
     slow.sub.start()
     fast.sub.start()
     pub = Publisher("fh.big", tp.ingest)
-    rows, batches = 2000, 300                        # ~140 kB per message, ~40 MB in all
+    rows, batches = 2000, 600                        # ~140 kB per message, ~85 MB in all
     pub.publish_sync("quote", quotes(range(rows)))
     base = _rss_kb(tp.proc.pid)
     for k in range(1, batches):

@@ -72,6 +72,7 @@ class Collector:
     control: str
     tables: list | None = None
     syms: list | None = None
+    rcvhwm: int = 100_000
     rows: dict = field(default_factory=dict)
     seqs: list = field(default_factory=list)
     eods: list = field(default_factory=list)
@@ -79,7 +80,8 @@ class Collector:
 
     def __post_init__(self):
         self.sub = Subscriber(self.name, self.control, tables=self.tables, syms=self.syms,
-                              on_batch=self.on_batch, on_eod=lambda d, s: self.eods.append((d, s)))
+                              on_batch=self.on_batch, on_eod=lambda d, s: self.eods.append((d, s)),
+                              rcvhwm=self.rcvhwm)
 
     def on_batch(self, table, cols, seq):
         self.seqs.append((table, seq))

@@ -64,10 +64,13 @@ class Fanout:
     """Publishes journaled records to subscribers; owns the topic prev chains and sym groups."""
 
     def __init__(self, socket: zmq.Socket, batch_ms: float,
-                 decode: Callable[[str, bytes], dict]):
+                 decode: Callable[[str, bytes], dict], start_seq: int):
         self.socket = socket
         self.batch_ms = batch_ms
         self.decode = decode
+        # the first message on a topic names the start-up seq as its prev: a subscriber that had
+        # not seen everything up to it (messages lost when the previous process died) sees a gap
+        self.start_seq = start_seq
         self.prev: dict[bytes, int] = {}
         self.groups: dict[str, dict[bytes, Group]] = {}
         self.pending: dict[bytes, Pending] = {}
@@ -133,7 +136,7 @@ class Fanout:
         p.parts.append(cols)
 
     def _send(self, topic: bytes, seq: int, segs: list, payload: bytes) -> None:
-        header = pack({"seq": seq, "prev": self.prev.get(topic, 0), "segs": segs})
+        header = pack({"seq": seq, "prev": self.prev.get(topic, self.start_seq), "segs": segs})
         self.prev[topic] = seq
         send = self.socket.send
         send(topic, _SNDMORE)

@@ -32,7 +32,7 @@ from tickerplant.tradingday import next_roll, trading_date
 log = logging.getLogger("tickerplant")
 
 MAX_DRAIN = 4096          # ingest messages handled per wake-up (one journal write each) ...
-MAX_DRAIN_BYTES = 16 << 20  # ... and payload bytes
+MAX_DRAIN_BYTES = 4 << 20   # ... and payload bytes
 INDEX_EVERY = 1 << 20     # journal bytes between entries of the seq -> offset index (`locate`)
 HEARTBEAT_S = 1.0
 _NOBLOCK, _RCVMORE = int(zmq.NOBLOCK), int(zmq.RCVMORE)   # plain ints: no enum cost per frame
@@ -124,7 +124,7 @@ class Tickerplant:
         self.pub.setsockopt(zmq.SNDHWM, cfg.hwm)
         self.pub.bind(cfg.pub)
         self.pub_endpoint = self.pub.getsockopt_string(zmq.LAST_ENDPOINT)
-        self.fanout = Fanout(self.pub, cfg.batch_ms, self._decode)
+        self.fanout = Fanout(self.pub, cfg.batch_ms, self._decode, self.seq)
         self.control = RpcServer(cfg.control, {"sub": self.op_sub, "unsub": self.op_unsub,
                                                "progress": self.op_progress,
                                                "locate": self.op_locate,
