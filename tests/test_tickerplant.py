@@ -78,6 +78,7 @@ BAD = [
      "quote.time: null"),
     ("quote", b"\xc1not msgpack", "undecodable"),
     ("quote", msgpack.packb([1, 2, 3]), "a batch is a map"),
+    ("quote", msgpack.packb({"sym": 5, "bid": None}), "quote"),
 ]
 
 

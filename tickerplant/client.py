@@ -467,7 +467,11 @@ class Subscriber:
         if info["epoch"] != self.epoch:
             log.warning("subscriber %s: tickerplant restarted (epoch %d -> %d); recovering",
                         self.name, self.epoch or 0, info["epoch"])
-            reply = self._handshake()
+            try:
+                reply = self._handshake()
+            except TickerplantError as exc:
+                log.warning("subscriber %s: %s; retrying at the next heartbeat", self.name, exc)
+                return
             self._recover(reply["seq"])
             return
         self._recover_if_missed(info)

@@ -245,6 +245,8 @@ class Tickerplant:
                     payload = pack(cols)
             except (BatchError, ValueError) as exc:
                 error = str(exc)
+            except Exception as exc:         # noqa: BLE001 - odd input must not stop the tickerplant
+                error = f"{table}: invalid batch ({type(exc).__name__}: {exc})"
         if error:
             self.counters.rejects += 1
             log.info("rejected %s msgid %d (%s): %s", name, msgid, table, error)
