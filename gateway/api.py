@@ -20,7 +20,7 @@ import numpy as np
 
 from common.rpc import AsyncRpcClient, RpcError, RpcTimeout
 from common.schema import load_schemas
-from gateway.qcodec import ColumnDict, KeyedTable, TypedVector
+from gateway.qcodec import ColumnDict, KeyedTable, TypedVector, schema_qtypes
 from gateway.users import User
 
 DESK_REFRESH_S = 1.0
@@ -114,7 +114,7 @@ class Api:
         self.rdb = rdb
         self.calc = calc
         self.timeout = timeout
-        self.qtypes = {t: {c.name: c.qtype for c in schema.columns} for t, schema in load_schemas().items()}
+        self.qtypes = schema_qtypes(load_schemas())
         self._desks: dict[str, str] = {}
         self._desks_at = 0.0
 

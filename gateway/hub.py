@@ -15,6 +15,7 @@ import numpy as np
 
 from common.schema import load_schemas
 from gateway.api import ApiError
+from gateway.qcodec import schema_qtypes
 
 log = logging.getLogger("gateway.hub")
 
@@ -33,7 +34,7 @@ class Hub:
         self.live = live                      # False: no tickerplant feed configured
         schemas = load_schemas()
         self.schemas = {t: schemas[t] for t in SUBSCRIBABLE}
-        self.qtypes = {t: {c.name: c.qtype for c in s.columns} for t, s in self.schemas.items()}
+        self.qtypes = schema_qtypes(self.schemas)
         self._subs: dict[int, Subscription] = {}
         self._ids = itertools.count(1)
         self.published = 0

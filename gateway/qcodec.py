@@ -118,6 +118,11 @@ def _general(items) -> bytes:
     return _vector(0, len(items)) + b"".join(encode(v) for v in items)
 
 
+def schema_qtypes(schemas: dict) -> dict[str, dict[str, str]]:
+    """{table: {column: q type name}} of TableSchemas (common.schema), for `encode(..., qtypes)`."""
+    return {name: {c.name: c.qtype for c in schema.columns} for name, schema in schemas.items()}
+
+
 def is_batch(value) -> bool:
     """A non-empty dict of equal-length 1-d columns (numpy arrays or lists)."""
     if not isinstance(value, dict) or not value:
