@@ -83,7 +83,7 @@ BAD = [
 
 
 def test_malformed_batches_are_rejected_and_good_ones_land(spawn, tmp_path, free_port):
-    tp = start_tp(spawn, tmp_path, free_port)
+    tp = start_tp(spawn, tmp_path, free_port, "--durability", "fsync")
     pub = Publisher("fh.bad", tp.ingest)
     good = 0
     for table, batch, message in BAD:
@@ -106,6 +106,7 @@ def test_malformed_batches_are_rejected_and_good_ones_land(spawn, tmp_path, free
 
     status = tp.status()
     assert status["rejects"] == len(BAD) and status["seq"] == good and status["bad_frames"] == 1
+    assert status["durability"] == "fsync" and status["pending_acks"] == 0
     sub = Collector("check", tp.control, tables=["quote"])
     sub.sub.start()
     assert sub.column("quote", "price").tolist() == list(range(good))
