@@ -59,8 +59,11 @@ def test_replay_live_and_sym_filters(spawn, tmp_path, free_port):
 
     status = tp.status()
     assert status["seq"] == 6 and status["rows"] == 60
-    names = {s["name"]: s for s in status["subscribers"]}
-    assert set(names) == {"all", "only_b"}
+    assert {s["name"] for s in status["subscribers"]} == {"all", "only_b"}
+
+    def lag_of_all():
+        return {s["name"]: s["lag"] for s in tp.status()["subscribers"]}["all"]
+    everything.poll_until(lambda: lag_of_all() == 0, what="progress reported to the tickerplant")
     everything.sub.close()
     only_b.sub.close()
 

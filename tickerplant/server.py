@@ -93,6 +93,7 @@ class Tickerplant:
         self.epoch = time.time_ns()
         self.counters = Counters()
         self.subscribers: dict[str, SubscriberInfo] = {}
+        self.wanted: set[str] = set()     # tables some subscriber asked for (as kdb+'s .u.w)
         self.durable_msgids: dict[str, int] = {}
         # (write number, replies to send once it is durable, {publisher: msgid acknowledged})
         self.pending: list[tuple[int, list[tuple[bytes, bytes]], dict[str, int]]] = []
@@ -193,8 +194,10 @@ class Tickerplant:
         write_no = self.appender.write(records) if records else self.appender.write_no
         if offset0 - self.index[-1][1] >= INDEX_EVERY:
             self.index.append((seq0, offset0))
+        wanted = self.wanted
         for table, seq, nrows, payload, cols in published:
-            self.fanout.publish(table, seq, nrows, payload, cols)
+            if table in wanted:
+                self.fanout.publish(table, seq, nrows, payload, cols)
         if replies or acks:
             out = [(ident, body) for ident, bodies in replies.items() for body in bodies]
             acked = {}
@@ -304,6 +307,7 @@ class Tickerplant:
                   for t in tables}
         self.subscribers[name] = SubscriberInfo(name, list(tables), syms, self.seq,
                                                 time.time_ns())
+        self.wanted = {t for s in self.subscribers.values() for t in s.tables}
         log.info("subscriber %s: tables %s, syms %s, at seq %d", name, tables,
                  "all" if syms is None else len(syms), self.seq)
         return {"schemas": {t: self.schemas[t].qtypes() for t in tables},
@@ -313,7 +317,9 @@ class Tickerplant:
     def op_unsub(self, req: dict) -> dict:
         name = str(req.get("name") or "")
         self.fanout.leave(name)
-        return {"removed": self.subscribers.pop(name, None) is not None}
+        removed = self.subscribers.pop(name, None) is not None
+        self.wanted = {t for s in self.subscribers.values() for t in s.tables}
+        return {"removed": removed}
 
     def op_locate(self, req: dict) -> dict:
         """Where to start reading the current journal to find every record above seq."""
