@@ -24,6 +24,7 @@ from feedhandlers.fix.book import Book, BookingError
 from feedhandlers.fix.channel import SessionChannel
 from feedhandlers.fix.execreport import OTHER, BadValue, MissingField, fields_of, parse_execution
 from feedhandlers.fix.refdata import RefData
+from feedhandlers.fix.threadstate import pin_thread_state
 
 log = logging.getLogger("feedhandlers.fix")
 
@@ -76,6 +77,7 @@ class DropCopyApp(fix.Application):
 
     # --- application messages --------------------------------------------------------------------
     def fromApp(self, message, session_id):
+        pin_thread_state()
         # one pass over the message string: header values too (SWIG getters cost more than parsing)
         fields = fields_of(message.toString())
         key = fields[SENDER_COMP_ID]          # the counterparty's SenderCompID: our session's TargetCompID
