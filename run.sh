@@ -40,8 +40,9 @@ PYEOF
 demo() {
     local var=${MARGINTICK_VAR:-var}
     mkdir -p "$var/log"
-    local pids=()
+    local pids=() stopping=
     stop() {
+        stopping=1
         trap - INT TERM EXIT
         echo; echo "run.sh: stopping the stack"
         kill -TERM "${pids[@]}" 2>/dev/null || true
@@ -74,7 +75,7 @@ demo() {
     echo "  FIX:       drop copy acceptor on 127.0.0.1:9878, TargetCompID MARGINTICK, SenderCompID CLIENT free for your engine"
     echo "Ctrl-C stops everything."
     wait -n "${pids[@]}" || true
-    echo "run.sh: a process exited; see $var/log" >&2
+    [ -n "$stopping" ] || echo "run.sh: a process of the stack exited; stopping the rest (see $var/log)" >&2
 }
 
 wait_for_tickerplant() {
