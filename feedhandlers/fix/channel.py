@@ -131,16 +131,21 @@ class SessionChannel:
                 if self.stopping.is_set():
                     raise Stopping(f"{self.publisher.name}: stopping with fills not yet durable") from None
 
-    def housekeep(self, save: bool = True) -> None:
+    def housekeep(self, save: bool = True, wait: bool = False) -> None:
         """Publishes a buffer the session left waiting and collects acks (every tick); saves the
-        watermark if it moved and `save` (a watermark that lags only means more is resent)."""
-        with self.lock:
+        watermark if it moved and `save` (a watermark that lags only means more is resent).
+        Skipped, unless `wait`, while the session thread is busy in the channel (it does the same)."""
+        if not self.lock.acquire(blocking=wait):
+            return
+        try:
             if (self._rows or self._alerts) and time.monotonic() - self._buffered_at >= self.flush_s:
                 self._publish_buffer()
             self.publisher.poll(0)
             self.pending.acked(self.publisher.acked)
             if save:
                 self._save(self.durable_seq())
+        finally:
+            self.lock.release()
 
     def flush(self, timeout: float) -> bool:
         """Publishes the buffer and waits up to `timeout` s for all of it to be durable."""
@@ -151,5 +156,5 @@ class SessionChannel:
                 ok = True
             except TimeoutError:
                 ok = False
-        self.housekeep()
+        self.housekeep(wait=True)
         return ok
