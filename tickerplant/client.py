@@ -32,8 +32,8 @@ from tickerplant.fanout import EOD, HEARTBEAT
 
 log = logging.getLogger("tickerplant.client")
 # plain ints: pyzmq's enum flags cost more than the call itself on the per-message path
-_NOBLOCK, _RCVMORE, _EVENTS, _POLLIN = (int(f) for f in (zmq.NOBLOCK, zmq.RCVMORE, zmq.EVENTS,
-                                                          zmq.POLLIN))
+_NOBLOCK, _SNDMORE, _RCVMORE, _EVENTS, _POLLIN = (
+    int(f) for f in (zmq.NOBLOCK, zmq.SNDMORE, zmq.RCVMORE, zmq.EVENTS, zmq.POLLIN))
 
 
 class TickerplantError(RuntimeError):
@@ -141,9 +141,10 @@ class Publisher:
             self.poll(min(int(left * 1000) + 1, 100))
 
     def _send(self, msgid: int, table_b: bytes, payload: bytes) -> None:
-        frames = [b"U" + msgid.to_bytes(8, "little") + self._name_part + table_b, payload]
+        head = b"U" + msgid.to_bytes(8, "little") + self._name_part + table_b
+        copy = len(payload) < 65536
         try:
-            self.socket.send_multipart(frames, zmq.NOBLOCK, copy=len(payload) < 65536)
+            self._send_frames(head, payload, copy)
             return
         except zmq.Again:
             pass
@@ -151,10 +152,17 @@ class Publisher:
         while time.monotonic() < deadline:
             self._handle_replies(resend=False)
             if self.socket.poll(50, zmq.POLLOUT):
-                self.socket.send_multipart(frames, zmq.NOBLOCK, copy=len(payload) < 65536)
+                self._send_frames(head, payload, copy)
                 return
         raise TickerplantTimeout(f"tickerplant at {self.endpoint} is not accepting messages "
                                  f"(msgid {msgid} kept and resent when it is back)")
+
+    def _send_frames(self, head: bytes, payload: bytes, copy: bool) -> None:
+        """[head, payload] as one message; raises zmq.Again (nothing sent) at the high-water mark.
+        A message is queued whole or not at all, so the second frame cannot block."""
+        send = self.socket.send
+        send(head, _NOBLOCK | _SNDMORE)
+        send(payload, _NOBLOCK, copy=copy)
 
     def _send_hello(self) -> None:
         self._hello_t = time.monotonic()
