@@ -508,8 +508,10 @@ class Subscriber:
             self.on_eod(date, seq)
 
     def _report_progress(self) -> None:
+        """Tells the tickerplant our seq (its status shows the lag); skipped while its heartbeat is
+        missing, so that a loop using this subscriber never waits on a tickerplant that is down."""
         now = time.monotonic()
-        if now - self._progress_t < self.progress_s:
+        if now - self._progress_t < self.progress_s or now - self.last_heartbeat > 3.0:
             return
         self._progress_t = now
         try:
