@@ -8,7 +8,9 @@ For each incoming application message (on the session's QuickFIX thread):
 - trade / cancel / correct: rows planned by the session's Book, published (with a `data` alert the
   first time an unknown account or instrument is seen) through the session's channel, then committed;
 - a cancel or correction of a trade that is not booked (or already cancelled): BusinessMessageReject
-  reason 1 (unknown ID) with the reason in Text, and a `data` alert.
+  reason 1 (unknown ID) with the reason in Text, and a `data` alert;
+- an unexpected error while booking (a bug): BusinessMessageReject reason 0 with the error, logged
+  with its traceback, rather than a crash that every restart would repeat on the resent message.
 Everything rejected or odd is logged and counted per session (`DropCopyApp.counters`).
 """
 from __future__ import annotations
@@ -21,7 +23,7 @@ import quickfix as fix
 
 from feedhandlers.fix.batches import alert_batch
 from feedhandlers.fix.book import Book, BookingError
-from feedhandlers.fix.channel import SessionChannel
+from feedhandlers.fix.channel import SessionChannel, Stopping
 from feedhandlers.fix.execreport import OTHER, BadValue, MissingField, fields_of, parse_execution
 from feedhandlers.fix.refdata import RefData
 from feedhandlers.fix.threadstate import pin_thread_state
@@ -30,7 +32,7 @@ log = logging.getLogger("feedhandlers.fix")
 
 BEGIN_STRING, MSG_SEQ_NUM, MSG_TYPE, SENDER_COMP_ID = "8", "34", "35", "49"
 MSGTYPE_EXECUTION_REPORT = "8"
-BUSINESS_REJECT_UNKNOWN_ID = "1"
+BUSINESS_REJECT_OTHER, BUSINESS_REJECT_UNKNOWN_ID = 0, 1
 
 
 class DropCopyApp(fix.Application):
@@ -99,7 +101,14 @@ class DropCopyApp(fix.Application):
             counters[f"rejected bad tag {e.tag}"] += 1
             log.warning("%s seq %d rejected: %s", key, fix_seq, e)
             raise (fix.IncorrectDataFormat(e.tag) if e.data_format else fix.IncorrectTagValue(e.tag)) from None
-        self._book(key, fix_seq, ex, session_id, counters, channel)
+        try:
+            self._book(key, fix_seq, ex, session_id, counters, channel)
+        except Stopping:
+            raise                  # shutting down with this message not durable: leave it unacknowledged
+        except Exception as e:     # a bug must not take every session down in a crash loop: say so, loudly
+            counters["rejected internal error"] += 1
+            log.exception("%s seq %d: internal error booking ExecID %s", key, fix_seq, ex.exec_id)
+            self._business_reject(session_id, fix_seq, ex.exec_id, f"internal error: {e}", BUSINESS_REJECT_OTHER)
 
     def _book(self, key, fix_seq, ex, session_id, counters, channel) -> None:
         book = self.books[key]
@@ -120,7 +129,7 @@ class DropCopyApp(fix.Application):
             counters["rejected unknown execrefid"] += 1
             log.warning("%s seq %d rejected: %s", key, fix_seq, e)
             channel.book(fix_seq, [], [alert_batch(ex.time_ns, "", f"{key} ExecID {ex.exec_id}: {e}")])
-            self._business_reject(session_id, fix_seq, ex.exec_id, str(e))
+            self._business_reject(session_id, fix_seq, ex.exec_id, str(e), BUSINESS_REJECT_UNKNOWN_ID)
             return
         alerts = [alert_batch(row.time, row.account, text) for row, text in self.refdata.first_unknowns(rows)]
         channel.book(fix_seq, rows, alerts)
@@ -130,12 +139,12 @@ class DropCopyApp(fix.Application):
             counters["booked with unknown reference data"] += 1
 
     @staticmethod
-    def _business_reject(session_id, fix_seq: int, ref_id: str, text: str) -> None:
+    def _business_reject(session_id, fix_seq: int, ref_id: str, text: str, reason: int) -> None:
         reject = fix.Message()
         reject.getHeader().setField(fix.MsgType(fix.MsgType_BusinessMessageReject))
         reject.setField(fix.RefSeqNum(fix_seq))
         reject.setField(fix.RefMsgType(MSGTYPE_EXECUTION_REPORT))
         reject.setField(fix.BusinessRejectRefID(ref_id))
-        reject.setField(fix.BusinessRejectReason(int(BUSINESS_REJECT_UNKNOWN_ID)))
+        reject.setField(fix.BusinessRejectReason(reason))
         reject.setField(fix.Text(text))
         fix.Session.sendToTarget(reject, session_id)
