@@ -93,10 +93,10 @@ def _split_args(text: str) -> list[str]:
     return parts
 
 
-def parse_text(text: str) -> Call | None:
-    """A Call for q call syntax, or None when the text is not a call (then it is q-sql)."""
+def parse_text(text: str, functions) -> Call | None:
+    """A Call for q call syntax of a named function or .u.sub, else None (then the text is q-sql)."""
     m = _NAME.match(text)
-    if not m or m.group(1) in ("select", "exec", "update", "delete"):
+    if not m or (m.group(1) not in functions and m.group(1) != ".u.sub"):
         return None
     name, rest = m.group(1), text[m.end():].strip()
     if not rest:
@@ -128,9 +128,9 @@ def read(request, functions) -> Call | Answer:
         if text == PYKX_SQL_PROBE:
             return Answer(False)
         if m := _TICK_SUB.fullmatch(text):
-            sub = parse_text(m.group(1))
+            sub = parse_text(m.group(1), functions)
             return Call(sub.name, sub.args, tick_log=True)
-        return parse_text(text) or Call("qsql", [text])
+        return parse_text(text, functions) or Call("qsql", [text])
     if isinstance(request, kx.SymbolAtom):
         raise QSyntaxError(f"type: send (`{request.py()};args) to call {request.py()}")
     items = request.py() if isinstance(request, kx.List) else None

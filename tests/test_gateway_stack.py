@@ -97,6 +97,10 @@ def test_pykx_named_api_on_the_stack(stack):
         by_sym = conn("select count i by sym from quote where sym in `AMD`SPY")
         assert isinstance(by_sym, kx.KeyedTable) and len(by_sym) == 2
         assert isinstance(conn("exec im from margin"), kx.FloatVector)
+        joined = conn("aj[`sym`time; select time, sym, account from position; select time, sym, price from quote]")
+        assert isinstance(joined, kx.Table) and "price" in joined.py()
+        bars = conn("select hi:max price by 1 xbar time.minute, sym from quote where sym=`AMD")
+        assert isinstance(bars, kx.KeyedTable) and bars.py()  # minute buckets as q minutes
         with pytest.raises(kx.QError, match="parse"):
             conn("select frm margin")
 
