@@ -283,7 +283,6 @@ class Appender:
         self.size = 0
         self.write_no = 0
         self.durable_no = 0
-        self.bytes_written = 0
         self._lock = threading.Lock()
         self._dirty = threading.Event()
         self._stop = False
@@ -313,7 +312,6 @@ class Appender:
         while view:
             n = os.write(self.fd, view)
             view = view[n:]
-        self.bytes_written += len(data)
         self.size += len(data)
         self.write_no += 1
         if self.policy == "fsync":
