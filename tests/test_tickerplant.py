@@ -260,14 +260,14 @@ def test_end_of_day_rolls_the_journal_and_tells_subscribers(spawn, tmp_path, fre
     if now % 86400 > 86400 - 30:
         time.sleep(31)                               # keep the test's day roll off midnight
         now = time.time()
-    eod = time.strftime("%H:%M:%S", time.gmtime(now + 4))
+    eod = time.strftime("%H:%M:%S", time.gmtime(now + 10))   # after a slow start-up too
     tp = start_tp(spawn, tmp_path, free_port, "--eod", eod)
     sub = Collector("eod", tp.control)
     sub.sub.start()
     pub = Publisher("fh.eod", tp.ingest)
     pub.publish_sync("quote", quotes([0, 1]))
     day1 = tp.status()["date"]
-    sub.poll_until(lambda: sub.eods, timeout=30, what="the end-of-day event")
+    sub.poll_until(lambda: sub.eods, timeout=45, what="the end-of-day event")
     assert sub.eods == [(day1, 1)]
     pub.publish_sync("quote", quotes([2]))
     sub.poll_until(lambda: len(sub.column("quote", "price")) == 3)
