@@ -4,6 +4,12 @@ Frames: client `[request_id, pack(request)]`, server back `[request_id, pack(rep
 `request = {"op": name, ...}` and `reply = {"ok": True, ...}` or `{"ok": False, "error": text}`.
 A DEALER keeps many requests in flight; replies are matched by request id, so a reply that arrives
 after its caller timed out is discarded rather than handed to the next caller.
+
+Hot path (a what-if crosses it twice per round trip): frames are sent and received one by one with
+int flags (pyzmq's enum flags and its `zmq.Again` exceptions cost more than the messaging itself at
+these sizes); a server drains every waiting request in one go; the asyncio client reads its DEALER
+from `loop.add_reader` on the socket's file descriptor (edge-triggered: after every send and every
+wake-up the socket is read until ZMQ_EVENTS says nothing is left) instead of zmq.asyncio's futures.
 """
 from __future__ import annotations
 
@@ -14,11 +20,13 @@ import time
 from typing import Callable
 
 import zmq
-import zmq.asyncio
 
 from common.codec import pack, unpack
 
 log = logging.getLogger(__name__)
+
+_NOBLOCK, _SNDMORE, _RCVMORE = int(zmq.NOBLOCK), int(zmq.SNDMORE), int(zmq.RCVMORE)
+_EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
 
 Handler = Callable[[dict], dict]
 
@@ -45,19 +53,23 @@ class RpcServer:
 
     def drain(self, limit: int = 1000) -> int:
         """Answers up to `limit` waiting requests without blocking; returns how many it answered."""
+        sock = self.socket
+        recv, send, get = sock.recv, sock.send, sock.get
         n = 0
-        while n < limit:
-            try:
-                frames = self.socket.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                break
+        while n < limit and get(_EVENTS) & _POLLIN:
+            frames = [recv(_NOBLOCK)]
+            while get(_RCVMORE):
+                frames.append(recv(_NOBLOCK))
             n += 1
             if len(frames) != 3:
                 log.warning("rpc %s: dropped a message of %d frames", self.endpoint, len(frames))
                 self.failed += 1
                 continue
             identity, request_id, body = frames
-            self.socket.send_multipart([identity, request_id, pack(self.dispatch(body))])
+            reply = pack(self.dispatch(body))
+            send(identity, _SNDMORE)
+            send(request_id, _SNDMORE)
+            send(reply)
         return n
 
     def dispatch(self, body: bytes) -> dict:
@@ -106,7 +118,8 @@ class RpcClient:
 
     def call(self, op: str, timeout: float | None = None, **args) -> dict:
         request_id = next(self._ids).to_bytes(8, "little")
-        self.socket.send_multipart([request_id, pack({"op": op, **args})])
+        self.socket.send(request_id, _SNDMORE)
+        self.socket.send(pack({"op": op, **args}))
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         while (left := deadline - time.monotonic()) > 0:
             if not self.socket.poll(int(left * 1000) + 1):
@@ -122,42 +135,81 @@ class RpcClient:
 
 
 class AsyncRpcClient:
-    """asyncio client with many requests in flight on one DEALER (for the gateway)."""
+    """asyncio client with many requests in flight on one DEALER (for the gateway).
 
-    def __init__(self, endpoint: str, timeout: float = 5.0, context: zmq.asyncio.Context | None = None):
+    The socket is a plain (not zmq.asyncio) DEALER read from the event loop's reader callback on its
+    file descriptor; a reply resolves its caller's future, a timeout is a `call_later` on the loop.
+    The client follows the running loop of its first call (and moves if a later call runs in another).
+    """
+
+    def __init__(self, endpoint: str, timeout: float = 5.0, context: zmq.Context | None = None):
         self.endpoint = endpoint
         self.timeout = timeout
         self._ids = itertools.count(1)
         self._pending: dict[bytes, asyncio.Future] = {}
-        self.socket = (context or zmq.asyncio.Context.instance()).socket(zmq.DEALER)
+        self.socket = (context or zmq.Context.instance()).socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.connect(endpoint)
-        self._reader: asyncio.Task | None = None
+        self._fd = self.socket.getsockopt(zmq.FD)
+        self._loop: asyncio.AbstractEventLoop | None = None
 
-    async def _read(self) -> None:
-        while True:
-            rid, body = await self.socket.recv_multipart()
-            future = self._pending.pop(rid, None)
+    def _attach(self) -> asyncio.AbstractEventLoop:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            self._detach()
+            loop.add_reader(self._fd, self._read)
+            self._loop = loop
+        return loop
+
+    def _detach(self) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.remove_reader(self._fd)
+        self._loop = None
+
+    def _read(self) -> None:
+        """Takes every reply waiting on the socket (the FD only signals edges)."""
+        sock = self.socket
+        recv, get, pending = sock.recv, sock.get, self._pending
+        while get(_EVENTS) & _POLLIN:
+            frames = [recv(_NOBLOCK)]
+            while get(_RCVMORE):
+                frames.append(recv(_NOBLOCK))
+            if len(frames) != 2:
+                log.warning("rpc client %s: dropped a reply of %d frames", self.endpoint, len(frames))
+                continue
+            future = pending.pop(frames[0], None)
             if future is not None and not future.done():
-                future.set_result(body)
+                future.set_result(frames[1])
+
+    @staticmethod
+    def _expire(future: asyncio.Future, message: str) -> None:
+        if not future.done():
+            future.set_exception(RpcTimeout(message))
 
     async def call(self, op: str, timeout: float | None = None, **args) -> dict:
-        if self._reader is None or self._reader.done():
-            self._reader = asyncio.get_running_loop().create_task(self._read())
+        loop = self._attach()
         request_id = next(self._ids).to_bytes(8, "little")
-        future = asyncio.get_running_loop().create_future()
+        body = pack({"op": op, **args})
+        future = loop.create_future()
         self._pending[request_id] = future
+        timeout = self.timeout if timeout is None else timeout
+        expiry = loop.call_later(timeout, self._expire, future,
+                                 f"timeout: no reply from {self.endpoint} to {op} within {timeout:g}s")
         try:
-            await self.socket.send_multipart([request_id, pack({"op": op, **args})])
-            body = await asyncio.wait_for(future, self.timeout if timeout is None else timeout)
-        except asyncio.TimeoutError:
-            raise RpcTimeout(f"timeout: no reply from {self.endpoint} to {op} within "
-                             f"{self.timeout if timeout is None else timeout:g}s") from None
+            try:
+                self.socket.send(request_id, _NOBLOCK | _SNDMORE)
+                self.socket.send(body, _NOBLOCK)
+            except zmq.Again:
+                raise RpcError(f"busy: {len(self._pending)} requests already waiting for {self.endpoint}") from None
+            self._read()                 # a send can swallow the FD's edge for replies already in
+            return _reply(await future)
         finally:
+            expiry.cancel()
             self._pending.pop(request_id, None)
-        return _reply(body)
 
     def close(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
+        self._detach()
+        for future in self._pending.values():
+            future.cancel()
+        self._pending.clear()
         self.socket.close(0)

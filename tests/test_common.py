@@ -1,11 +1,12 @@
 """common/: the q schema parser, batch validation, the msgpack codec and RPC."""
+import asyncio
 import threading
 
 import numpy as np
 import pytest
 
 from common.codec import pack, unpack, as_columns
-from common.rpc import RpcClient, RpcError, RpcServer, RpcTimeout
+from common.rpc import AsyncRpcClient, RpcClient, RpcError, RpcServer, RpcTimeout
 from common.schema import BatchError, SchemaError, load_schemas, parse_schema
 
 
@@ -103,3 +104,39 @@ def test_rpc_round_trip_errors_and_timeout():
     with pytest.raises(RpcTimeout):
         client.call("echo", timeout=0.2, x=1)
     client.close()
+
+
+def test_async_rpc_many_in_flight_errors_and_a_late_reply_discarded():
+    release = threading.Event()
+
+    def hold(req):
+        release.wait(10)                   # answers only once the test has seen the timeout
+        return {"held": True}
+    server = RpcServer("tcp://127.0.0.1:0", {"echo": lambda r: {"x": r["x"] * 2}, "hold": hold,
+                                             "boom": lambda r: 1 / 0})
+    stop = threading.Event()
+    t = threading.Thread(target=server.serve_forever, args=(stop.is_set, 20), daemon=True)
+    t.start()
+    client = AsyncRpcClient(server.endpoint, timeout=10)
+
+    async def scenario():
+        release.clear()
+        replies = await asyncio.gather(*(client.call("echo", x=i) for i in range(200)))
+        assert [r["x"] for r in replies] == [2 * i for i in range(200)]
+        with pytest.raises(RpcError, match="division by zero"):
+            await client.call("boom")
+        with pytest.raises(RpcTimeout, match="hold"):
+            await client.call("hold", timeout=0.2)
+        release.set()                      # the held reply now arrives late and must be dropped
+        assert (await client.call("echo", x=21))["x"] == 42
+        assert not client._pending
+
+    try:
+        asyncio.run(scenario())
+        asyncio.run(scenario())            # a second event loop: the client follows it
+    finally:
+        release.set()
+        stop.set()
+        t.join(5)
+        client.close()
+        server.close()
