@@ -151,7 +151,7 @@ def main() -> None:
     flow = OrderFlow(accounts=[str(a) for a in ref["account"]["sym"]], prices=prices,
                      cancel_pct=0, correct_pct=0, seed=1)
     n = 3_000 if QUICK else 30_000
-    cases = [("sync", 0, n // 10), ("pipelined", 0, n), ("pipelined", 2_000, n // 3)]
+    cases = [("sync", 0, n // 10), ("pipelined", 0, n), ("pipelined", 4_000, n // 2)]
     print(f"FIX ExecutionReports -> feedhandlers.fix -> tickerplant journal -> subscriber "
           f"({'quick' if QUICK else 'full'} run; shared, loaded 2-core machine: figures are indicative)")
     print(f"{'ack':<10} {'offered':>9} {'fills':>7} {'sent/s':>9} {'fills/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
