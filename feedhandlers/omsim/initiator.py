@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from pathlib import Path
 
 import quickfix as fix
@@ -105,11 +104,3 @@ class Initiator:
         for tag, value in fields:
             message.setField(tag, value)
         return fix.Session.sendToTarget(message, self.session_id)
-
-    def wait_logged_on(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.logged_on.is_set() and self.session.isLoggedOn():
-                return True
-            time.sleep(0.05)
-        return False
