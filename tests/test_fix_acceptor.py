@@ -187,8 +187,14 @@ def test_sequence_gap_is_filled_and_client_session_may_reset(stack):
     oms.send(er("G2"))
     client = stack.initiator("CLIENT", reset=True)                       # Logon with ResetSeqNumFlag=Y
     client.send(er("C1", qty=5))
-    rows = booked(stack, 3)
-    assert sorted((r["session"], r["execid"]) for r in rows) == [("CLIENT", "C1"), ("OMS", "G1"), ("OMS", "G2")]
+    booked(stack, 3)
+    client.stop()
+    client = stack.initiator("CLIENT", reset=True)                       # again: numbering restarts at 1
+    client.send(er("C1", qty=5))                                         # ExecIDs stay booked across resets
+    client.send(er("C2", qty=6))
+    rows = booked(stack, 4)
+    assert sorted((r["session"], r["execid"]) for r in rows) == [
+        ("CLIENT", "C1"), ("CLIENT", "C2"), ("OMS", "G1"), ("OMS", "G2")]
     assert oms.rejects_seen() == [] and client.rejects_seen() == []
     log = (stack.tmp / "fix" / "log").glob("*MARGINTICK-OMS.messages.current.log")
     assert "\x0135=2\x01" in next(log).read_text()                   # the acceptor asked for a resend
