@@ -18,6 +18,11 @@ show), and data alerts are published only if the journal does not already hold t
 kind, text). So a restarted calc
 publishes nothing twice, and the changes that happened while it was down come out as one conflated
 row per account and model.
+
+Queries come first: each turn answers the waiting RPC requests before anything else, again after
+every chunk of inputs drained, and the periodic full recompute (the drift check) advances one
+account at a time only while no request waits; the publisher's socket is polled only when it has
+something to say or rows are unacknowledged. What-ifs share one `BeforeCache` (calc.whatif).
 """
 from __future__ import annotations
 
@@ -34,7 +39,7 @@ import zmq
 from calc.alerts import AlertEvent, AlertMonitor
 from calc.attribution import format_drivers
 from calc.engine import MARGIN_FIELDS, SPAN_MODEL, Issue, MarginEngine
-from calc.whatif import what_if
+from calc.whatif import BeforeCache, what_if
 from common.defaults import CALC_QUERY, TP_CONTROL, TP_INGEST
 from common.rpc import RpcServer
 from common.schema import TableSchema
@@ -43,7 +48,7 @@ from tickerplant.client import Publisher, Subscriber, TickerplantError
 log = logging.getLogger(__name__)
 
 DRAIN_CHUNK = 64            # input messages applied between two checks of the staleness deadline
-DRIFT_CHUNK = 20            # accounts fully recomputed per loop turn by the periodic drift check
+DRIFT_CHUNK = 20            # most accounts fully recomputed per loop turn by the periodic drift check
 ACCOUNT_COLUMNS = ("desk", "ccp", "model", "ccy", "collateral", "buffer", "threshold", "callpct", "imjump", "imjumpmins")
 
 
@@ -80,6 +85,7 @@ class CalcServer:
                                      "stress": self._op_stress, "scenarios": self._op_scenarios,
                                      "accounts": self._op_accounts, "status": self._op_status})
         self.publisher: Publisher | None = None
+        self.whatif_before = BeforeCache()
         self._to_check: list[str] = []                        # accounts left in this round of the drift check
         self._drift = 0.0                                     # the round's largest drift so far
 
@@ -114,21 +120,28 @@ class CalcServer:
                 next_check = time.monotonic() + self.engine.config.check_interval_s
 
     def _turn(self, poller: zmq.Poller, poll_ms: int) -> None:
-        """One turn: inputs (until drained or max_stale_ms), publishing, queries, acks, and a slice
-        of the periodic full recompute."""
-        events = dict(poller.poll(poll_ms))
+        """One turn: queries, inputs (until drained or max_stale_ms, answering queries between
+        chunks), publishing, acks, and a slice of the periodic full recompute."""
+        events = dict(poller.poll(0 if self._to_check else poll_ms))
+        if self.rpc.socket in events:
+            self.rpc.drain()
         if self.sub.socket in events:
             deadline = time.monotonic() + self.engine.config.max_stale_ms / 1000.0
             while self.sub.drain(DRAIN_CHUNK) == DRAIN_CHUNK and time.monotonic() < deadline:
-                pass
+                self.rpc.drain()
         if self.engine.dirty or self.engine.issues:
             self.publish(self.engine.take_dirty())
-        if self.rpc.socket in events:
-            self.rpc.drain()
-        self.publisher.poll(0)
+        if self.publisher.socket in events or self.publisher.pending:
+            self.publisher.poll(0)
         if self._to_check:
-            chunk, self._to_check = self._to_check[:DRIFT_CHUNK], self._to_check[DRIFT_CHUNK:]
-            self._drift = max(self._drift, self.engine.check_drift(chunk))
+            self._check_slice()
+
+    def _check_slice(self) -> None:
+        """Up to DRIFT_CHUNK accounts of the running drift-check round, stopping for a waiting query."""
+        for _ in range(DRIFT_CHUNK):
+            if not self._to_check or self.rpc.waiting():
+                break
+            self._drift = max(self._drift, self.engine.check_drift([self._to_check.pop()]))
             if not self._to_check:
                 log.info("calc: periodic full recompute done, max relative drift %.3g", self._drift)
 
@@ -260,7 +273,7 @@ class CalcServer:
 
     def _op_whatif(self, req: dict) -> dict:
         return what_if(self.engine, _required(req, "account"), _required(req, "trades"), req.get("stress"),
-                       req.get("top"))
+                       req.get("top"), cache=self.whatif_before)
 
     def _op_positions(self, req: dict) -> dict:
         account = _required(req, "account")

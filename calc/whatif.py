@@ -4,6 +4,11 @@ and model, plus the copy); the engine's state is never changed.
 
 Trades: `{"sym": [...], "qty": [...], "price": [...]}`, qty signed (buy > 0), price NaN or absent =
 the current mark. A trade booked at a price away from the mark changes vm at once (like a fill).
+
+The "before" side (margin rows and the stress of the live state) depends on the live state only, so
+a `BeforeCache` (calc's RPC server keeps one) reuses it while the engine has applied no input since
+(same `engine.seq`) and the account's live state object is the same (a full revaluation or drift
+reset replaces it): a burst of pre-trade checks between two events pays for the "after" side only.
 """
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ import math
 from dataclasses import replace
 
 from calc.engine import SPAN_MODEL, MarginEngine
-from calc.state import Holding
+from calc.state import AccountRisk, Holding
 
 COMPARED = ("im", "vm", "requirement", "call", "var", "es")
 
@@ -40,15 +45,39 @@ def _pick(row: dict) -> dict:
     return {k: row[k] for k in COMPARED}
 
 
+class BeforeCache:
+    """The "before" side of what-ifs per account (margin rows, stress results by scenario), valid
+    while `engine.seq` and the account's live AccountRisk object are unchanged."""
+
+    def __init__(self):
+        self._entries: dict[str, tuple[AccountRisk, int, list[dict], dict[str, dict]]] = {}
+
+    def _entry(self, engine: MarginEngine, account: str, live: AccountRisk):
+        entry = self._entries.get(account)
+        if entry is None or entry[0] is not live or entry[1] != engine.seq:
+            entry = self._entries[account] = (live, engine.seq, engine.margin(account, risk=live, quiet=True), {})
+        return entry
+
+    def margin(self, engine: MarginEngine, account: str, live: AccountRisk) -> list[dict]:
+        return self._entry(engine, account, live)[2]
+
+    def stress(self, engine: MarginEngine, account: str, live: AccountRisk, scenario: str) -> dict:
+        stresses = self._entry(engine, account, live)[3]
+        if scenario not in stresses:
+            stresses[scenario] = engine.stress(account, scenario, risk=live)
+        return stresses[scenario]
+
+
 def what_if(engine: MarginEngine, account: str, trades: dict, stress: str | None = None,
-            top: int | None = None) -> dict:
+            top: int | None = None, cache: BeforeCache | None = None) -> dict:
     """before / after / delta (primary model, and per model under "models"), the `top` drivers after
     (default: the alerts' top_drivers; 0: none), and the stress scenario's call before and after when
-    `stress` (default: the alerts' scenario; "" for none) is set."""
+    `stress` (default: the alerts' scenario; "" for none) is set. `cache` reuses the before side."""
     parsed = _trades(trades)
     book = engine.book
     live = engine.account_risk(account)
-    before_rows = engine.margin(account, risk=live, quiet=True)
+    cache = cache or BeforeCache()
+    before_rows = cache.margin(engine, account, live)
     risk = live.copy()
     held = book.holdings.get(account, {})
     overlay: dict[str, Holding] = {}
@@ -79,7 +108,7 @@ def what_if(engine: MarginEngine, account: str, trades: dict, stress: str | None
            "drivers": {"sym": [s for s, _ in drivers], "contribution": [c for _, c in drivers]}}
     scenario = stress if stress is not None else engine.config.alerts.stress_scenario
     if scenario and out["model"] != SPAN_MODEL:
-        s_before = engine.stress(account, scenario, risk=live)
+        s_before = cache.stress(engine, account, live, scenario)
         s_after = engine.stress(account, scenario, holdings={**held, **overlay}, risk=risk)
         out["stress"] = {"scenario": scenario, "before": s_before["call"], "after": s_after["call"],
                          "delta": s_after["call"] - s_before["call"],

@@ -72,6 +72,10 @@ class RpcServer:
             send(reply)
         return n
 
+    def waiting(self) -> bool:
+        """True when a request is waiting (for an owner loop deciding whether to do other work first)."""
+        return bool(self.socket.get(_EVENTS) & _POLLIN)
+
     def dispatch(self, body: bytes) -> dict:
         """Decodes one request and runs its handler; every failure becomes an error reply."""
         try:

@@ -8,7 +8,7 @@ import pytest
 
 from calc.config import load_config
 from calc.engine import MarginEngine
-from calc.whatif import what_if
+from calc.whatif import BeforeCache, what_if
 from common.history import load_history
 from feedhandlers.refdata.loader import load_refdata
 
@@ -125,6 +125,20 @@ def test_whatif_leaves_the_state_unchanged_and_matches_the_real_trade(engine):
         what_if(engine, "FUND1", {"sym": ["AMD"], "qty": [math.nan]})
     with pytest.raises(LookupError, match="unknown account NOBODY"):
         what_if(engine, "NOBODY", {"sym": ["AMD"], "qty": [1.0]})
+
+
+def test_whatif_before_cache_is_reused_only_while_the_state_is_unchanged(engine):
+    cache = BeforeCache()
+    trades = {"sym": ["SPY"], "qty": [-50_000.0]}
+    first = what_if(engine, "FUND1", trades, cache=cache)
+    assert what_if(engine, "FUND1", trades, cache=cache) == first == what_if(engine, "FUND1", trades)
+    engine.apply("quote", quotes(["AMD"], [engine.book.mark("AMD") * 0.8]), 600)        # an input: new state
+    moved = what_if(engine, "FUND1", trades, cache=cache)
+    assert moved == what_if(engine, "FUND1", trades)
+    assert moved["before"]["im"] != first["before"]["im"] and moved["stress"]["before"] != first["stress"]["before"]
+    engine.risk["FUND1"] = engine.build_risk("FUND1")              # a reset (drift check) at the same seq
+    engine.risk["FUND1"].vm += 1.0                                 # ... that the cached before must not hide
+    assert what_if(engine, "FUND1", trades, cache=cache)["before"]["vm"] == pytest.approx(moved["before"]["vm"] + 1)
 
 
 def test_bad_input_raises_alerts_and_never_a_nan_margin(engine):
