@@ -92,56 +92,104 @@ def answers(call):
 
 
 class TickerplantProcess:
-    """A real `python -m tickerplant` on free 127.0.0.1 ports with its journal under a tmp dir."""
+    """A real `python -m tickerplant` on free 127.0.0.1 ports with its journal under a tmp dir;
+    restartable on the same ports (kill9 / stop, then start)."""
 
     def __init__(self, spawn, tmp_path: Path, *args: str):
-        from common.rpc import RpcClient
         self.spawn, self.args = spawn, args
         self.ingest, self.pub, self.control = (f"tcp://127.0.0.1:{_free_port()}" for _ in range(3))
         self.journal = tmp_path / "journal"
-        self.rpc = RpcClient(self.control, timeout=2.0)
-        self.start()
+        self.proc = None
 
-    def start(self) -> subprocess.Popen:
+    def start(self) -> "TickerplantProcess":
         self.proc = self.spawn("tickerplant", "--ingest", self.ingest, "--pub", self.pub, "--control", self.control,
                                "--journal", self.journal, *self.args)
-        wait_until(lambda: answers(self.status), timeout=60, what="tickerplant up")
-        return self.proc
+        self.status(timeout=60)
+        return self
 
-    def status(self) -> dict:
-        return self.rpc.call("status")
+    def status(self, timeout: float = 10.0) -> dict:
+        """The tickerplant's status, waiting up to `timeout` for it to answer (fails with its log)."""
+        from common.rpc import RpcClient, RpcError
+        rpc = RpcClient(self.control, timeout=1.0)
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                try:
+                    return rpc.call("status")
+                except RpcError:
+                    if self.proc.poll() is not None or time.monotonic() > deadline:
+                        pytest.fail(f"tickerplant not answering; log:\n{self.log()}")
+        finally:
+            rpc.close()
 
     def kill9(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
 
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(20)
+
+    def log(self) -> str:
+        return self.proc.log_path.read_text(errors="replace")
+
+    def journal_files(self) -> list[Path]:
+        return sorted(self.journal.iterdir())
+
+
+def start_tickerplant(spawn, tmp_path: Path, *args: str) -> TickerplantProcess:
+    """A started TickerplantProcess with extra command-line args (e.g. "--eod", "12:00")."""
+    return TickerplantProcess(spawn, tmp_path, *args).start()
+
 
 @pytest.fixture
 def tickerplant(spawn, tmp_path) -> TickerplantProcess:
     """A running tickerplant subprocess (endpoints .ingest .pub .control, .journal dir, .kill9(), .start())."""
-    return TickerplantProcess(spawn, tmp_path)
+    return start_tickerplant(spawn, tmp_path)
 
 
 class Collector:
-    """A real Subscriber gathering every row it receives, per table (replay and live alike)."""
+    """A real Subscriber keeping every row it applies (per table and column), the (table, seq) of every
+    batch and every end of day; `.start()` does the handshake and journal replay."""
 
-    def __init__(self, control: str, tables=None, name: str = "test"):
+    def __init__(self, name: str, control: str, tables=None, syms=None, rcvhwm: int = 100_000):
         from tickerplant.client import Subscriber
-        self.parts: dict[str, list[dict]] = {}
-        self.sub = Subscriber(name, control=control, tables=tables, on_batch=self._on_batch)
+        self.name = name
+        self.rows: dict[str, dict[str, list]] = {}
+        self.seqs: list[tuple[str, int]] = []
+        self.eods: list[tuple[str, int]] = []
+        self.sub = Subscriber(name, control, tables=tables, syms=syms, on_batch=self._on_batch,
+                              on_eod=lambda date, seq: self.eods.append((date, seq)), rcvhwm=rcvhwm)
+
+    def start(self) -> "Collector":
         self.sub.start()
+        return self
 
     def _on_batch(self, table, cols, seq):
-        self.parts.setdefault(table, []).append({k: np.array(v) for k, v in cols.items()})
+        self.seqs.append((table, seq))
+        dest = self.rows.setdefault(table, {})
+        for k, v in cols.items():
+            dest.setdefault(k, []).append(np.array(v))
+
+    def column(self, table: str, col: str) -> np.ndarray:
+        """One column of everything applied so far (no polling)."""
+        parts = self.rows.get(table, {}).get(col, [])
+        return np.concatenate(parts) if parts else np.array([])
 
     def table(self, name: str) -> dict:
-        """Every row of one table received so far, concatenated ({} before the first)."""
+        """Every row of one table received so far, after a short poll ({} before the first)."""
         self.sub.poll(50)
-        parts = self.parts.get(name, [])
-        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else {}
+        return {col: self.column(name, col) for col in self.rows.get(name, {})}
 
     def count(self, name: str) -> int:
         return len(self.table(name).get("sym", ()))
+
+    def poll_until(self, predicate, timeout: float = 30.0, what: str = "data") -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                pytest.fail(f"{self.name}: timed out after {timeout}s waiting for {what}")
+            self.sub.poll(50)
 
     def close(self) -> None:
         self.sub.close()
@@ -150,6 +198,6 @@ class Collector:
 @pytest.fixture
 def collected(tickerplant):
     """A Collector subscribed to every table of the `tickerplant` fixture."""
-    c = Collector(tickerplant.control)
+    c = Collector("test", tickerplant.control).start()
     yield c
     c.close()

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import zmq
 
-from tests.tp_support import Collector, start_tp
+from conftest import Collector, start_tickerplant
 from tickerplant import journal
 from tickerplant.client import Publisher, RejectedBatch
 
@@ -33,8 +33,8 @@ def journal_rows(tp) -> list[tuple[str, int]]:
     return out
 
 
-def test_replay_live_and_sym_filters(spawn, tmp_path, free_port):
-    tp = start_tp(spawn, tmp_path, free_port)
+def test_replay_live_and_sym_filters(spawn, tmp_path):
+    tp = start_tickerplant(spawn, tmp_path)
     pub = Publisher("fh.test", tp.ingest)
     assert pub.publish_sync("quote", quotes(range(0, 10))) == 1
     for k in range(1, 5):
@@ -85,8 +85,8 @@ BAD = [
 ]
 
 
-def test_malformed_batches_are_rejected_and_good_ones_land(spawn, tmp_path, free_port):
-    tp = start_tp(spawn, tmp_path, free_port, "--durability", "fsync")
+def test_malformed_batches_are_rejected_and_good_ones_land(spawn, tmp_path):
+    tp = start_tickerplant(spawn, tmp_path, "--durability", "fsync")
     pub = Publisher("fh.bad", tp.ingest)
     good = 0
     for table, batch, message in BAD:
@@ -120,8 +120,8 @@ def test_malformed_batches_are_rejected_and_good_ones_land(spawn, tmp_path, free
     sub.sub.close()
 
 
-def test_kill9_while_publishing_loses_no_acknowledged_batch(spawn, tmp_path, free_port):
-    tp = start_tp(spawn, tmp_path, free_port, "--group-ms", "2")
+def test_kill9_while_publishing_loses_no_acknowledged_batch(spawn, tmp_path):
+    tp = start_tickerplant(spawn, tmp_path, "--group-ms", "2")
     pubs = [Publisher(f"fh.{i}", tp.ingest, timeout=20.0, resend_after=0.5) for i in range(2)]
     sub = Collector("rdb-like", tp.control, tables=["quote"])
     sub.sub.start()
@@ -155,8 +155,8 @@ def test_kill9_while_publishing_loses_no_acknowledged_batch(spawn, tmp_path, fre
     sub.sub.close()
 
 
-def test_subscriber_recovers_what_died_with_the_tickerplant(spawn, tmp_path, free_port):
-    tp = start_tp(spawn, tmp_path, free_port)
+def test_subscriber_recovers_what_died_with_the_tickerplant(spawn, tmp_path):
+    tp = start_tickerplant(spawn, tmp_path)
     sub = Collector("survivor", tp.control, tables=["quote"], rcvhwm=2)
     sub.sub.start()
     pub = Publisher("fh.lost", tp.ingest)
@@ -175,8 +175,8 @@ def test_subscriber_recovers_what_died_with_the_tickerplant(spawn, tmp_path, fre
 
 
 @pytest.mark.parametrize("damage", ["truncate mid-record", "flip bytes in the last record"])
-def test_corrupt_journal_tail_is_cut_reported_and_seq_resumes(spawn, tmp_path, free_port, damage):
-    tp = start_tp(spawn, tmp_path, free_port)
+def test_corrupt_journal_tail_is_cut_reported_and_seq_resumes(spawn, tmp_path, damage):
+    tp = start_tickerplant(spawn, tmp_path)
     pub = Publisher("fh.c", tp.ingest)
     for i in range(10):
         pub.publish_sync("quote", quotes([i]))
@@ -207,8 +207,8 @@ def _rss_kb(pid: int) -> int:
         return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
 
 
-def test_slow_subscriber_cannot_block_others_or_grow_memory(spawn, tmp_path, free_port):
-    tp = start_tp(spawn, tmp_path, free_port, "--hwm", "20")
+def test_slow_subscriber_cannot_block_others_or_grow_memory(spawn, tmp_path):
+    tp = start_tickerplant(spawn, tmp_path, "--hwm", "20")
     slow = Collector("slow", tp.control, tables=["quote"], rcvhwm=10)
     fast = Collector("fast", tp.control, tables=["quote"])
     slow.sub.start()
@@ -235,8 +235,8 @@ def test_slow_subscriber_cannot_block_others_or_grow_memory(spawn, tmp_path, fre
     fast.sub.close()
 
 
-def test_batch_mode_publishes_several_records_per_message(spawn, tmp_path, free_port):
-    tp = start_tp(spawn, tmp_path, free_port, "-t", "300")
+def test_batch_mode_publishes_several_records_per_message(spawn, tmp_path):
+    tp = start_tickerplant(spawn, tmp_path, "-t", "300")
     sub = Collector("batched", tp.control, tables=["quote"])
     sub.sub.start()
     pub = Publisher("fh.batch", tp.ingest)
@@ -255,13 +255,13 @@ def test_batch_mode_publishes_several_records_per_message(spawn, tmp_path, free_
     late.sub.close()
 
 
-def test_end_of_day_rolls_the_journal_and_tells_subscribers(spawn, tmp_path, free_port):
+def test_end_of_day_rolls_the_journal_and_tells_subscribers(spawn, tmp_path):
     now = time.time()
     if now % 86400 > 86400 - 30:
         time.sleep(31)                               # keep the test's day roll off midnight
         now = time.time()
     eod = time.strftime("%H:%M:%S", time.gmtime(now + 10))   # after a slow start-up too
-    tp = start_tp(spawn, tmp_path, free_port, "--eod", eod)
+    tp = start_tickerplant(spawn, tmp_path, "--eod", eod)
     sub = Collector("eod", tp.control)
     sub.sub.start()
     pub = Publisher("fh.eod", tp.ingest)
@@ -283,8 +283,8 @@ def test_end_of_day_rolls_the_journal_and_tells_subscribers(spawn, tmp_path, fre
     late.sub.close()
 
 
-def test_restarted_subscriber_gets_identical_data(spawn, tmp_path, free_port):
-    tp = start_tp(spawn, tmp_path, free_port)
+def test_restarted_subscriber_gets_identical_data(spawn, tmp_path):
+    tp = start_tickerplant(spawn, tmp_path)
     pub = Publisher("fh.same", tp.ingest)
     reference = Collector("reference", tp.control, tables=["quote"])
     reference.sub.start()
