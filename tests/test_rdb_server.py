@@ -17,7 +17,7 @@ import pytest
 
 from common.rpc import RpcClient, RpcError
 from common.schema import load_schemas
-from conftest import wait_until
+from conftest import TickerplantProcess, answers, wait_until
 from rdb.replay import load_journal
 from tickerplant.client import Publisher
 from tickerplant.journal import journal_files
@@ -27,20 +27,19 @@ SYMS = np.array(["AAPL", "MSFT", "NVDA", "AMD", "SOXX"], dtype=object)
 
 
 class Stack:
-    """A tickerplant subprocess on free ports with its journal in a tmp dir, and rdb launchers."""
+    """A tickerplant (conftest's TickerplantProcess, started by start_tp) and launchers of an rdb on it."""
 
     def __init__(self, spawn, free_port, tmp_path):
-        self.spawn, self.tmp = spawn, tmp_path
-        self.ingest, self.pub, self.control, self.query = (f"tcp://127.0.0.1:{free_port()}" for _ in range(4))
-        self.journal = tmp_path / "journal"
+        self.spawn = spawn
+        self.tp = TickerplantProcess(spawn, tmp_path)
+        self.ingest, self.control, self.journal = self.tp.ingest, self.tp.control, self.tp.journal
+        self.query = f"tcp://127.0.0.1:{free_port()}"
         self.hdb = tmp_path / "hdb"
-        self.tp_rpc = RpcClient(self.control, timeout=2.0)
         self.rdb_rpc = RpcClient(self.query, timeout=5.0)
 
     def start_tp(self, *tp_args):
-        self.spawn("tickerplant", "--ingest", self.ingest, "--pub", self.pub, "--control", self.control,
-                   "--journal", self.journal, *tp_args)
-        wait_until(lambda: _try(lambda: self.tp_rpc.call("status")), timeout=30, what="tickerplant up")
+        self.tp.args = tp_args
+        self.tp.start()
         return self
 
     def start_rdb(self, wait: bool = True):
@@ -50,20 +49,13 @@ class Stack:
         return proc
 
     def wait_rdb_up(self):
-        wait_until(lambda: _try(lambda: self.rdb_rpc.call("status")), timeout=60, what="rdb up")
+        wait_until(lambda: answers(lambda: self.rdb_rpc.call("status")), timeout=60, what="rdb up")
 
     def wait_rdb_caught_up(self):
-        seq = self.tp_rpc.call("status")["seq"]
-        wait_until(lambda: _try(lambda: self.rdb_rpc.call("status")["seq"] >= seq), timeout=60,
+        seq = self.tp.status()["seq"]
+        wait_until(lambda: answers(lambda: self.rdb_rpc.call("status")["seq"] >= seq), timeout=60,
                    what=f"rdb at seq {seq}")
         return seq
-
-
-def _try(call):
-    try:
-        return call()
-    except RpcError:
-        return None
 
 
 def quote_batch(rng, n: int, t_ns: int) -> dict:
@@ -119,7 +111,7 @@ def test_rdb_killed_mid_stream_recovers_exactly_the_journal(spawn, free_port, tm
     publisher = threading.Thread(target=publish, daemon=True)
     publisher.start()
     wait_until(lambda: sent["batches"] >= 100, timeout=60, what="100 batches sent")
-    wait_until(lambda: (_try(lambda: stack.rdb_rpc.call("count", table="quote")) or {}).get("count", 0) > 0,
+    wait_until(lambda: (answers(lambda: stack.rdb_rpc.call("count", table="quote")) or {}).get("count", 0) > 0,
                timeout=30, what="rows in the rdb")
     rdb.send_signal(signal.SIGKILL)
     rdb.wait(10)
