@@ -19,6 +19,7 @@ float -> float, int -> long, bool -> boolean, None -> (::), numpy datetime64 -> 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 import struct
 from dataclasses import dataclass
 
@@ -138,12 +139,62 @@ def is_batch(value) -> bool:
 def table(columns: dict, qtypes: dict | None = None) -> bytes:
     """A kdb+ table (serialized) from a columnar batch {name: array-like}."""
     qtypes = qtypes or {}
-    return (b"\x62\x00\x63" + _symbols(list(columns)) + _vector(0, len(columns))
+    return (b"\x62\x00\x63" + _names(columns) + _vector(0, len(columns))
             + b"".join(_column(v, qtypes.get(c)) for c, v in columns.items()))
+
+
+_NAME_VECTORS: dict[tuple, bytes] = {}      # symbol vectors of dict keys / column names already seen
+_FLOAT_DICTS: dict[tuple, tuple] = {}       # keys -> (header, packer) of float-valued dicts already seen
+_MAX_NAME_VECTORS, _MAX_NAMES = 4096, 64
+_FLOAT_ATOM = struct.Struct("<bd").pack
+
+
+def _names(keys) -> bytes:
+    """The symbol vector of dict keys or column names, memoized (replies repeat the same few sets)."""
+    keys = tuple(keys)
+    out = _NAME_VECTORS.get(keys)
+    if out is None:
+        out = _symbols([str(k) for k in keys])
+        if len(keys) <= _MAX_NAMES and len(_NAME_VECTORS) < _MAX_NAME_VECTORS:
+            _NAME_VECTORS[keys] = out
+    return out
+
+
+def _float_dictionary(keys: tuple) -> tuple[bytes, Callable]:
+    """Header (type, key symbols, float vector header) and packer of a dict of floats with these keys."""
+    out = _FLOAT_DICTS.get(keys)
+    if out is None:
+        out = (b"\x63" + _names(keys) + _vector(9, len(keys)), struct.Struct(f"<{len(keys)}d").pack)
+        if len(keys) <= _MAX_NAMES and len(_FLOAT_DICTS) < _MAX_NAME_VECTORS:
+            _FLOAT_DICTS[keys] = out
+    return out
+
+
+def _dictionary(value: dict, qtypes: dict | None) -> bytes:
+    """A symbol-keyed dictionary: float vector values when every value is a float, else a general list."""
+    values = tuple(value.values())
+    for v in values:
+        if type(v) is not float and not isinstance(v, np.floating):
+            break
+    else:
+        if values:
+            head, pack = _float_dictionary(tuple(value))
+            return head + pack(*values)
+    qtypes = qtypes or {}
+    return b"\x63" + _names(value) + _vector(0, len(values)) + b"".join(
+        _column(v, qtypes.get(k)) if isinstance(v, (np.ndarray, list)) and k in qtypes else encode(v)
+        for k, v in value.items())
 
 
 def encode(value, qtypes: dict | None = None) -> bytes:
     """The serialized kdb+ form of a reply value (see the module docstring)."""
+    kind = type(value)                                       # the common reply leaves first
+    if kind is float:
+        return _FLOAT_ATOM(-9, value)
+    if kind is str:
+        return b"\xf5" + value.encode() + b"\0"
+    if kind is dict:
+        return table(value, qtypes) if is_batch(value) else _dictionary(value, qtypes)
     if value is None:
         return b"\x65\x00"
     if isinstance(value, kx.K):
@@ -155,15 +206,7 @@ def encode(value, qtypes: dict | None = None) -> bytes:
     if isinstance(value, TypedVector):
         return _column(value.values, value.qtype)
     if isinstance(value, dict):
-        values = list(value.values())
-        if values and all(isinstance(v, (float, np.floating)) for v in values):
-            vals = _vector(9, len(values)) + struct.pack(f"<{len(values)}d", *values)
-        else:
-            qtypes = qtypes or {}
-            vals = _vector(0, len(values)) + b"".join(
-                _column(v, qtypes.get(k)) if isinstance(v, (np.ndarray, list)) and k in qtypes else encode(v)
-                for k, v in value.items())
-        return b"\x63" + _symbols([str(k) for k in value]) + vals
+        return _dictionary(value, qtypes)
     if isinstance(value, (bool, np.bool_)):
         return struct.pack("<bB", -1, bool(value))
     if isinstance(value, (int, np.integer)):

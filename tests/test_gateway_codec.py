@@ -46,6 +46,16 @@ def test_tables_dicts_and_nulls_decode_in_pykx():
     assert err[8:] == b"\x80access: no\x00"
 
 
+def test_float_dicts_decode_in_pykx_also_when_their_keys_repeat():
+    expected = encode({"im": 1.0, "call": -2.5})                               # `im`call!1 -2.5 (a float vector)
+    assert kx.deserialize(message(expected)).py() == {"im": 1.0, "call": -2.5}
+    assert expected[-22] == 9 and expected[-16:] == np.array([1.0, -2.5]).tobytes()   # values: float vector
+    assert encode({"im": np.float64(1.0), "call": -2.5}) == expected          # memoized layout, numpy float
+    assert kx.deserialize(message(encode({"call": -2.5, "im": 1.0}))).py() == {"call": -2.5, "im": 1.0}
+    mixed = {"im": 1.0, "call": 3}                                             # not all floats: a general list
+    assert kx.deserialize(message(encode(mixed))).py() == {"im": 1.0, "call": 3}
+
+
 def test_compression_round_trip_and_pykx_reads_it():
     rng = np.random.default_rng(3)
     objects = [kx.toq(np.zeros(5000)), kx.toq(np.arange(20_000) % 7),
