@@ -7,7 +7,8 @@ In process (synthetic history of 500 instruments, 1,000 one-day historical scena
   publishes), against numpy: values from the holdings, ``values @ shocks``, ``np.partition``;
 - tick: one quote of an instrument held by the account, the same way;
 - what-if: one hypothetical trade on a copy (calc.whatif: before / after / delta), with and without
-  the top-5 drivers after;
+  the top-5 drivers after; "cold" computes the before side too (an input arrived since the last
+  what-if), "warm" reuses it from calc's BeforeCache (no input since: a burst of pre-trade checks);
 - start-up full revaluation of 1,000 accounts x 500 positions (engine.build_risk per account).
 The numpy reference keeps a values vector too and recomputes ``values @ shocks`` + ``np.partition``
 per event (what a non-incremental engine pays).
@@ -33,7 +34,7 @@ import numpy as np
 
 from calc.config import parse_config
 from calc.engine import MarginEngine
-from calc.whatif import what_if
+from calc.whatif import BeforeCache, what_if
 from common.history import History
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
@@ -154,6 +155,14 @@ def in_process(rng) -> list[tuple]:
     def whatif_bare(e):
         what_if(engine, "ACC", whatif_trades[e], stress="", top=0)
 
+    before = BeforeCache()
+
+    def whatif_warm(e):
+        what_if(engine, "ACC", whatif_trades[e], stress="", cache=before)
+
+    def whatif_warm_bare(e):
+        what_if(engine, "ACC", whatif_trades[e], stress="", top=0, cache=before)
+
     values = engine.account_risk("ACC").models["hs"].values.copy()
     prices = np.array([engine.book.mark(s) for s in syms])
 
@@ -163,8 +172,12 @@ def in_process(rng) -> list[tuple]:
 
     results = [("fill -> margin row (engine, incremental)", timed_us(fill, EVENTS)),
                ("tick -> margin row (engine, incremental)", timed_us(tick, EVENTS)),
-               ("what-if, 1 trade: before/after/delta (engine)", timed_us(whatif_bare, max(EVENTS // 4, 500))),
-               ("what-if, 1 trade: before/after/delta + top-5 drivers (engine)", timed_us(whatif, max(EVENTS // 4, 500))),
+               ("what-if, 1 trade: before/after/delta (engine, cold)", timed_us(whatif_bare, max(EVENTS // 4, 500))),
+               ("what-if, 1 trade: before/after/delta + top-5 drivers (engine, cold)",
+                timed_us(whatif, max(EVENTS // 4, 500))),
+               ("what-if, 1 trade: before/after/delta (engine, warm)", timed_us(whatif_warm_bare, max(EVENTS // 4, 500))),
+               ("what-if, 1 trade: before/after/delta + top-5 drivers (engine, warm)",
+                timed_us(whatif_warm, max(EVENTS // 4, 500))),
                ("fill -> VaR/ES, plain numpy full recompute", timed_us(numpy_fill, max(EVENTS // 4, 500)))]
     assert engine.check_drift() < 1e-9
     rows = [(name, len(t), np.percentile(t, 50), np.percentile(t, 99)) for name, t in results]

@@ -10,6 +10,10 @@ same machine, so the figures include the client cost.
 Baselines in the same run: `calc rpc` (the what-if straight to calc over ZeroMQ, no gateway: the
 backend's share) and `pykx ping` (an empty query: the PyKX client and the gateway, no backend).
 
+Each row also gives the CPU time per request of calc, of the gateway and of the client processes
+(user + system, from /proc and the clients' process_time): on a shared 2-core machine this is the
+budget that decides throughput, where wall-clock latency mostly measures the neighbours' load.
+
 Run: `.venv/bin/python -m bench.bench_gateway` (BENCH_QUICK=1: shorter runs).
 """
 from __future__ import annotations
@@ -65,6 +69,7 @@ class Stack:
         self._wait(lambda: (s := self._answers(calc, "status")) and s["accounts"] > 0, "calc")
         self._wait(lambda: self._listening(self.port), "gateway")
         self.calc = calc
+        self.pids = {name: p.pid for name, p in zip(("tickerplant", "rdb", "calc", "gateway"), self.procs)}
 
     def _run(self, module, *args):
         with open(self.folder / f"{module}.log", "wb") as log:
@@ -108,8 +113,15 @@ class Stack:
                 p.kill()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _threads(calls, seconds: float, start_at: float, out) -> None:
-    """Runs each of `calls` (one per client) back to back in its own thread; puts the latencies."""
+    """Runs each of `calls` (one per client) back to back in its own thread; puts the latencies and
+    the process's CPU seconds over the run."""
     lat: list[list[float]] = [[] for _ in calls]
 
     def loop(i):
@@ -121,11 +133,13 @@ def _threads(calls, seconds: float, start_at: float, out) -> None:
             call()
             mine.append(time.perf_counter() - t0)
     threads = [threading.Thread(target=loop, args=(i,)) for i in range(len(calls))]
+    time.sleep(max(0.0, start_at - time.time()))
+    cpu = time.process_time()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    out.put([x for per in lat for x in per])
+    out.put(([x for per in lat for x in per], time.process_time() - cpu))
 
 
 def _pykx_worker(port: int, clients: int, seconds: float, start_at: float, out, query=("whatif", *TRADE)) -> None:
@@ -165,6 +179,8 @@ def _http_worker(port: int, clients: int, seconds: float, start_at: float, out) 
                     assert r.status == 200, r.status
 
             await one()
+            await asyncio.sleep(max(0.0, start_at - time.time()))
+            cpu = time.process_time()
 
             async def loop():
                 await asyncio.sleep(max(0.0, start_at - time.time()))
@@ -174,11 +190,13 @@ def _http_worker(port: int, clients: int, seconds: float, start_at: float, out) 
                     await one()
                     lat.append(time.perf_counter() - t0)
             await asyncio.gather(*(loop() for _ in range(clients)))
-        return lat
+        return lat, time.process_time() - cpu
     out.put(asyncio.run(run()))
 
 
-def measure(worker, port, clients: int) -> dict:
+def measure(worker, port, clients: int, servers: dict[str, int]) -> dict:
+    """Latencies and throughput of `clients` running `worker`, and CPU per request of the servers
+    (`servers`: name -> pid) and of the clients."""
     procs = min(PROCESSES, clients)
     share = [clients // procs + (1 if i < clients % procs else 0) for i in range(procs)]
     ctx = mp.get_context("spawn")
@@ -187,11 +205,18 @@ def measure(worker, port, clients: int) -> dict:
     workers = [ctx.Process(target=worker, args=(port, n, SECONDS, start_at, out)) for n in share]
     for w in workers:
         w.start()
-    lat = np.array([x for _ in workers for x in out.get(timeout=120 + SECONDS)]) * 1e3
+    time.sleep(max(0.0, start_at - time.time()))             # the servers' CPU over the timed run only
+    cpu0 = {name: cpu_seconds(pid) for name, pid in servers.items()}
+    time.sleep(SECONDS)
+    cpu = {name: cpu_seconds(pid) - cpu0[name] for name, pid in servers.items()}
+    results = [out.get(timeout=120 + SECONDS) for _ in workers]
+    lat = np.array([x for lats, _ in results for x in lats]) * 1e3
+    cpu["clients"] = sum(c for _, c in results)
     for w in workers:
         w.join(30)
+    n = max(len(lat), 1)
     return {"clients": clients, "n": len(lat), "p50_ms": np.percentile(lat, 50), "p99_ms": np.percentile(lat, 99),
-            "per_s": len(lat) / SECONDS}
+            "per_s": len(lat) / SECONDS, **{f"{k}_us": 1e6 * v / n for k, v in cpu.items()}}
 
 
 def main() -> None:
@@ -201,9 +226,10 @@ def main() -> None:
             rows = []
             runs = [("calc rpc", _calc_worker, stack.calc, (1, 10)), ("pykx ping", _pykx_ping_worker, stack.port, (1, 10)),
                     ("pykx ipc", _pykx_worker, stack.port, CLIENTS), ("http json", _http_worker, stack.http_port, CLIENTS)]
+            servers = {k: stack.pids[k] for k in ("calc", "gateway")}
             for name, worker, port, counts in runs:
                 for clients in counts:
-                    rows.append({"api": name, **measure(worker, port, clients)})
+                    rows.append({"api": name, **measure(worker, port, clients, servers)})
                     r = rows[-1]
                     print(f"  {name:10s} {clients:4d} clients: {r['per_s']:8.0f}/s p50 {r['p50_ms']:.2f} ms "
                           f"p99 {r['p99_ms']:.2f} ms", flush=True)
@@ -211,9 +237,12 @@ def main() -> None:
             stack.close()
     print(f"\nwhat-if round trip (one trade, FUND1, {SECONDS:g} s per row; clients and servers share "
           f"{os.cpu_count()} cores)")
-    print(f"{'api':10s} {'clients':>7s} {'what-ifs':>9s} {'per s':>8s} {'p50 ms':>8s} {'p99 ms':>8s}")
+    print("CPU us / request: calc, gateway, clients (user + system, all threads)")
+    print(f"{'api':10s} {'clients':>7s} {'what-ifs':>9s} {'per s':>8s} {'p50 ms':>8s} {'p99 ms':>8s} "
+          f"{'calc us':>8s} {'gw us':>8s} {'cli us':>8s}")
     for r in rows:
-        print(f"{r['api']:10s} {r['clients']:7d} {r['n']:9d} {r['per_s']:8.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f}")
+        print(f"{r['api']:10s} {r['clients']:7d} {r['n']:9d} {r['per_s']:8.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} "
+              f"{r['calc_us']:8.0f} {r['gateway_us']:8.0f} {r['clients_us']:8.0f}")
 
 
 if __name__ == "__main__":

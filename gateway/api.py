@@ -20,7 +20,7 @@ import numpy as np
 
 from common.rpc import AsyncRpcClient, RpcError, RpcTimeout
 from common.schema import load_schemas
-from gateway.qcodec import ColumnDict, KeyedTable, TypedVector, schema_qtypes
+from gateway.qcodec import NULL_LONG, ColumnDict, KeyedTable, TypedVector, schema_qtypes
 from gateway.users import User
 
 DESK_REFRESH_S = 1.0
@@ -63,7 +63,7 @@ def _number(value, what: str, allow_null: bool = False) -> float:
         return math.nan
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise ApiError(f"type: {what} must be a number")
-    if value == np.iinfo(np.int64).min:           # q long null 0N
+    if value == NULL_LONG:                        # q long null 0N
         if allow_null:
             return math.nan
         raise ApiError(f"type: {what} must not be null")
