@@ -16,6 +16,7 @@ Everything rejected or odd is logged and counted per session (`DropCopyApp.count
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections import Counter
 
@@ -103,8 +104,12 @@ class DropCopyApp(fix.Application):
             raise (fix.IncorrectDataFormat(e.tag) if e.data_format else fix.IncorrectTagValue(e.tag)) from None
         try:
             self._book(key, fix_seq, ex, session_id, counters, channel)
-        except Stopping:
-            raise                  # shutting down with this message not durable: leave it unacknowledged
+        except Stopping as e:
+            # shutting down while this message is not durable: exit at once without acknowledging it
+            # (QuickFIX's store is not advanced, so it is resent); a normal exit would wait on this thread
+            log.error("%s; exiting without acknowledging FIX seq %d", e, fix_seq)
+            logging.shutdown()
+            os._exit(1)
         except Exception as e:     # a bug must not take every session down in a crash loop: say so, loudly
             counters["rejected internal error"] += 1
             log.exception("%s seq %d: internal error booking ExecID %s", key, fix_seq, ex.exec_id)
