@@ -251,3 +251,22 @@ def test_fix42_and_fix50sp2_sessions_by_configuration(make_stack, tmp_path):
     assert sorted((r["session"], r["execid"], r["exectype"], r["qty"]) for r in rows) == [
         ("EMS", "N1", "F", -12.0), ("LEGACY", "L1", "F", 30.0), ("LEGACY", "L2", "H", -30.0)]
     assert legacy.rejects_seen() == [] and ems.rejects_seen() == []
+
+
+def test_stopping_while_the_tickerplant_is_down_acknowledges_nothing(make_stack):
+    stack = make_stack(fh_args=("--ack-timeout", "1"))
+    oms = stack.initiator("OMS")
+    oms.send(er("S0"))
+    booked(stack, 1)
+    os.kill(stack.tp.pid, signal.SIGKILL)
+    stack.tp.wait(10)
+    for n in range(1, 10):
+        oms.send(er(f"S{n}"))
+    wait_until(lambda: "holding the FIX session" in stack.fh.log_path.read_text(), timeout=60,
+               what="the feedhandler holding the session")
+    stack.fh.send_signal(signal.SIGTERM)
+    assert stack.fh.wait(30) == 1                 # exits at once, the held message unacknowledged
+    stack.start_tickerplant()
+    stack.start_feedhandler()                     # the initiator reconnects; the rest is resent
+    rows = booked(stack, 10, timeout=120)
+    assert sorted(r["execid"] for r in rows) == sorted(f"S{n}" for n in range(10))
