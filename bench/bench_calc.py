@@ -254,9 +254,12 @@ def end_to_end() -> list[tuple]:
         (work / "oms.cfg").write_text(INITIATOR_CFG.format(port=fh.port))
         oms = Initiator(work / "oms.cfg", work)
         oms.start(logon_timeout=60)
-        prices = {str(s): float(p) for s, p in zip(ref["settle"]["sym"], ref["settle"]["price"])}
-        flow = OrderFlow(accounts=[str(a) for a in ref["account"]["sym"]], prices=prices, cancel_pct=0,
-                         correct_pct=0, seed=1)
+        # fills that always move a margin row: cash instruments (with price history) in VaR accounts
+        cash = {str(s) for s, kind in zip(ref["instrument"]["sym"], ref["instrument"]["assetclass"])
+                if kind in ("equity", "etf")}
+        prices = {str(s): float(p) for s, p in zip(ref["settle"]["sym"], ref["settle"]["price"]) if str(s) in cash}
+        accounts = [str(a) for a, model in zip(ref["account"]["sym"], ref["account"]["model"]) if model != "span"]
+        flow = OrderFlow(accounts=accounts, prices=prices, cancel_pct=0, correct_pct=0, seed=1)
         fix_lat, direct_lat = [], []
         for _ in range(E2E_FILLS):
             received = len(arrivals)
