@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from calc.config import load_config
-from calc.engine import MarginEngine
+from calc.engine import SPAN_MODEL, MarginEngine
 from calc.whatif import BeforeCache, what_if
 from common.history import load_history
 from feedhandlers.refdata.loader import load_refdata
@@ -51,8 +51,11 @@ def margins(e):
 
 def test_incremental_equals_full_recompute_after_10000_fills_and_ticks(engine):
     rng = np.random.default_rng(7)
-    syms = sorted(engine.book.instruments)
-    accounts = sorted(engine.book.accounts)
+    # VaR accounts and instruments with price history (SPAN accounts and history-less options are
+    # charged in full by design, which raises data alerts; their own tests are test_calc_span.py)
+    accounts = sorted(a for a in engine.book.accounts if engine.model_names(a) != [SPAN_MODEL])
+    model = engine.models[engine.model_names(accounts[0])[0]]
+    syms = sorted(s for s in engine.book.instruments if engine.risk_sym.get(s) in model.index)
     seq = 100
     for _ in range(10_000):
         seq += 1
@@ -70,8 +73,9 @@ def test_incremental_equals_full_recompute_after_10000_fills_and_ticks(engine):
     for account in accounts:                                     # a full revaluation from the holdings
         engine.risk[account] = engine.build_risk(account)
     full = margins(engine)
-    assert incremental.keys() == full.keys() and len(full) == 6
-    for key, row in full.items():
+    compared = {key: row for key, row in full.items() if key[0] in accounts}
+    assert incremental.keys() == full.keys() and len(compared) == 6
+    for key, row in compared.items():
         for f in ("im", "vm", "requirement", "var", "es", "call"):
             assert incremental[key][f] == pytest.approx(row[f], rel=1e-9, abs=1e-6), (key, f)
 
@@ -176,7 +180,8 @@ def test_bad_input_raises_alerts_and_never_a_nan_margin(engine):
                       "arrives")) in texts
     assert ("FUND1", "fill X4 in AMD has an invalid price -1.0: booked at the mark 9.82") in texts
     rows = margins(engine)
-    assert all(math.isfinite(r[f]) for r in rows.values() for f in ("im", "vm", "requirement", "call", "var", "es"))
+    assert all(math.isfinite(r[f]) for r in rows.values() for f in ("im", "vm", "requirement", "call"))
+    assert all(math.isfinite(r["var"]) and math.isfinite(r["es"]) for r in rows.values() if r["model"] != SPAN_MODEL)
     assert engine.margin("GHOST") == []
 
 
