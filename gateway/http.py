@@ -29,6 +29,11 @@ SSE_KEEPALIVE_S = 15.0
 
 def jsonable(value):
     """Reply values as JSON-ready Python: batches -> list of row dicts, NaN -> None."""
+    kind = type(value)                                       # the common reply leaves first
+    if kind is float:
+        return value if math.isfinite(value) else None
+    if kind is str or kind is int:
+        return value
     if is_batch(value):
         columns = {c: jsonable(np.asarray(v) if not isinstance(v, list) else v) for c, v in value.items()}
         n = len(next(iter(columns.values())))
