@@ -147,9 +147,7 @@ def run(ack: str, rate: float, count: int, flow: OrderFlow) -> dict:
 
 def main() -> None:
     ref = load_refdata()
-    prices = {str(s): float(p) for s, p in zip(ref["settle"]["sym"], ref["settle"]["price"])}
-    flow = OrderFlow(accounts=[str(a) for a in ref["account"]["sym"]], prices=prices,
-                     cancel_pct=0, correct_pct=0, seed=1)
+    flow = OrderFlow.from_refdata(ref, cancel_pct=0, correct_pct=0, seed=1)
     n = 3_000 if QUICK else 30_000
     cases = [("sync", 0, n // 10), ("pipelined", 0, n), ("pipelined", 4_000, n // 2)]
     print(f"FIX ExecutionReports -> feedhandlers.fix -> tickerplant journal -> subscriber "

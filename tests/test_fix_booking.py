@@ -13,6 +13,7 @@ from feedhandlers.fix.settings import SettingsError, quickfix_spec_dir, resolve_
 from feedhandlers.fix.watermark import PendingAcks, WatermarkFile, rewind_target
 from feedhandlers.omsim.orders import OrderFlow
 from feedhandlers.omsim.rawfix import RawFixError, read_messages
+from feedhandlers.refdata.loader import load_refdata
 
 
 def er(exec_id="E1", exec_type="F", side="1", qty="100", px="10.5", ref=None, **extra) -> dict[str, str]:
@@ -187,3 +188,21 @@ def test_order_flow_messages_parse_as_bookable_execution_reports():
         book.commit(book.rows_for(ex, known))
     assert kinds == {TRADE, CANCEL, CORRECT}
     assert len(book.booked) == 300
+
+
+def test_order_flow_from_refdata_trades_each_account_in_its_ccps_instruments():
+    ref = load_refdata()
+    flow = OrderFlow.from_refdata(ref, cancel_pct=0, correct_pct=0, seed=3)
+    ccp_of = dict(zip(ref["account"]["sym"], ref["account"]["ccp"]))
+    inst = {s: (c, m) for s, c, m in zip(ref["instrument"]["sym"], ref["instrument"]["ccp"], ref["instrument"]["multiplier"])}
+    seen = set()
+    for _ in range(2000):
+        fields = dict(flow.next_message())
+        account, sym, qty = fields[1], fields[55], int(fields[32])
+        ccp, multiplier = inst[sym]
+        assert ccp == ccp_of[account], (account, sym)
+        assert qty % 100 == 0 if multiplier == 1 else qty < 100      # round lots of shares; a few contracts
+        seen.add(account)
+    assert seen == set(ccp_of)                                        # FUTS1 trades CME futures and options
+    cash = OrderFlow.from_refdata(ref, assetclasses=("equity", "etf"))
+    assert "FUTS1" not in cash.accounts

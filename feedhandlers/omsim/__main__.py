@@ -48,12 +48,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def demo_order_flow(args: argparse.Namespace) -> OrderFlow:
-    """Accounts, instruments and settlement prices of the reference data, as an OrderFlow."""
-    ref = load_refdata(args.refdata)
-    prices = {str(s): float(p) for s, p in zip(ref["settle"]["sym"], ref["settle"]["price"]) if p > 0}
-    accounts = [str(a) for a in ref["account"]["sym"]]
-    return OrderFlow(accounts=accounts, prices=prices, cancel_pct=args.cancel_pct,
-                     correct_pct=args.correct_pct, seed=args.seed)
+    """Every account of the reference data trading its CCP's instruments at settlement prices."""
+    return OrderFlow.from_refdata(load_refdata(args.refdata), cancel_pct=args.cancel_pct,
+                                  correct_pct=args.correct_pct, seed=args.seed)
 
 
 def main(argv: list[str] | None = None) -> int:

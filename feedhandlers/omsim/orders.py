@@ -1,7 +1,8 @@
 """Realistic drop-copy ExecutionReports (FIX 4.4) for the demo accounts and instruments.
 
-Orders are drawn for an account and an instrument (round lots sized to the price), filled in one to
-four partial fills at prices that follow a random walk around each instrument's reference price;
+Orders are drawn for an account and an instrument it trades (an instrument cleared by the account's
+CCP, when built from the reference data), sized to the contract value (round lots of 100 shares for
+cash instruments, 1 to 20 contracts for derivatives), filled in one to four partial fills at prices that follow a random walk around each instrument's reference price;
 occasionally a fill is busted (trade cancel, 150=H) or corrected (150=G, new quantity or price).
 ExecIDs and OrderIDs carry a run prefix, so they stay unique across runs of the simulator.
 """
@@ -13,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 
 Fields = list[tuple[int, str]]
+MAX_CONTRACTS = 20                  # largest derivatives order
 
 
 def utc_timestamp(ns: int) -> str:
@@ -37,6 +39,8 @@ class OrderFlow:
     """Generates ExecutionReports; `next_message()` returns the body fields of the next one."""
     accounts: list[str]
     prices: dict[str, float]                 # instrument -> reference price
+    books: dict[str, list[str]] | None = None    # account -> instruments it trades (None: every one)
+    multipliers: dict[str, float] = field(default_factory=dict)   # contract multiplier (default 1)
     cancel_pct: float = 1.0                  # % of messages that bust an earlier fill
     correct_pct: float = 1.0                 # % of messages that correct an earlier fill
     seed: int | None = None
@@ -51,7 +55,29 @@ class OrderFlow:
             raise ValueError("the order flow needs at least one account and one priced instrument")
         self._rng = random.Random(self.seed)
         self.prices = dict(self.prices)
-        self._syms = sorted(self.prices)
+        books = self.books or {a: list(self.prices) for a in self.accounts}
+        self._books = {a: sorted(s for s in books.get(a, ()) if s in self.prices) for a in self.accounts}
+        self._books = {a: syms for a, syms in self._books.items() if syms}
+        if not self._books:
+            raise ValueError("no account trades an instrument with a price")
+
+    @classmethod
+    def from_refdata(cls, ref: dict, accounts=None, assetclasses=None, **kwargs) -> "OrderFlow":
+        """Accounts (all, or those named) trading the instruments of their own CCP at settlement prices,
+        optionally only the given asset classes."""
+        inst = ref["instrument"]
+        prices = {str(s): float(p) for s, p in zip(ref["settle"]["sym"], ref["settle"]["price"]) if p > 0}
+        ccp_of = {str(a): str(c) for a, c in zip(ref["account"]["sym"], ref["account"]["ccp"])}
+        names = [a for a in ccp_of if accounts is None or a in accounts]
+        tradable = [(str(s), str(c)) for s, c, k in zip(inst["sym"], inst["ccp"], inst["assetclass"])
+                    if (assetclasses is None or k in assetclasses) and str(s) in prices]
+        books = {a: [s for s, c in tradable if c == ccp_of[a]] for a in names}
+        names = [a for a in names if books[a]]
+        return cls(accounts=names, prices=prices, books=books,
+                   multipliers={str(s): float(m) for s, m in zip(inst["sym"], inst["multiplier"])}, **kwargs)
+
+    def _lot(self, sym: str) -> int:
+        return 100 if self.multipliers.get(sym, 1.0) == 1.0 else 1
 
     def _next_id(self, kind: str) -> str:
         self._n += 1
@@ -59,9 +85,14 @@ class OrderFlow:
 
     def _new_order(self) -> _Order:
         rng = self._rng
-        sym = rng.choice(self._syms)
-        lots = max(1, int(20_000 / max(self.prices[sym], 1.0) / 100 * rng.lognormvariate(0, 0.8)))
-        return _Order(self._next_id("O"), rng.choice(self.accounts), sym, rng.choice("12"), lots * 100)
+        account = rng.choice(sorted(self._books))
+        sym = rng.choice(self._books[account])
+        lot = self._lot(sym)
+        value = max(self.prices[sym], 1.0) * self.multipliers.get(sym, 1.0) * lot
+        lots = max(1, int(20_000 / value * rng.lognormvariate(0, 0.8)))
+        if lot == 1:                                  # derivatives: a few contracts, not cheap-option hundreds
+            lots = min(lots, MAX_CONTRACTS)
+        return _Order(self._next_id("O"), account, sym, rng.choice("12"), lots * lot)
 
     def _price(self, sym: str) -> float:
         px = self.prices[sym] * math.exp(self._rng.gauss(0.0, 0.0005))
@@ -80,8 +111,8 @@ class OrderFlow:
         if not self._orders or self._rng.random() < 0.3:
             self._orders.append(self._new_order())
         order = self._orders[-1] if self._rng.random() < 0.7 else self._rng.choice(self._orders)
-        left = order.qty - order.cum
-        qty = left if left <= 100 or self._rng.random() < 0.4 else 100 * self._rng.randint(1, left // 100)
+        left, lot = order.qty - order.cum, self._lot(order.sym)
+        qty = left if left <= lot or self._rng.random() < 0.4 else lot * self._rng.randint(1, left // lot)
         px = self._price(order.sym)
         order.cum += qty
         order.notional += qty * px
@@ -96,7 +127,8 @@ class OrderFlow:
         exec_id = self._next_id("E")
         if not correct:
             return self._report(order, exec_id, "H", qty, px, now, ref)
-        new_qty, new_px = (qty, round(px * 1.001, 2)) if self._rng.random() < 0.5 else (max(100, qty - 100), px)
+        lot = self._lot(order.sym)
+        new_qty, new_px = (qty, round(px * 1.001, 2)) if self._rng.random() < 0.5 else (max(lot, qty - lot), px)
         self._recent.append((exec_id, order, new_qty, new_px))
         return self._report(order, exec_id, "G", new_qty, new_px, now, ref)
 
