@@ -20,6 +20,7 @@ import time
 from typing import Callable
 
 import zmq
+import zmq.asyncio
 
 from common.codec import pack, unpack
 
@@ -151,6 +152,8 @@ class AsyncRpcClient:
         self.timeout = timeout
         self._ids = itertools.count(1)
         self._pending: dict[bytes, asyncio.Future] = {}
+        if isinstance(context, zmq.asyncio.Context):             # a plain socket of the same context
+            context = zmq.Context.shadow(context.underlying)
         self.socket = (context or zmq.Context.instance()).socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.connect(endpoint)
