@@ -48,7 +48,7 @@ from tickerplant.client import Publisher, Subscriber, TickerplantError
 log = logging.getLogger(__name__)
 
 DRAIN_CHUNK = 64            # input messages applied between two checks of the staleness deadline
-DRIFT_CHUNK = 20            # most accounts fully recomputed per loop turn by the periodic drift check
+DRIFT_CHUNK = 20            # at most this many accounts fully recomputed per loop turn by the drift check
 ACCOUNT_COLUMNS = ("desk", "ccp", "model", "ccy", "collateral", "buffer", "threshold", "callpct", "imjump", "imjumpmins")
 
 
