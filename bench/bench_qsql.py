@@ -75,7 +75,7 @@ def main() -> None:
     ta, tb = pd.Timestamp(a), pd.Timestamp(b)
     qa, qb = "2018.04.11D10:30", "2018.04.11D11:30"
     cases = [
-        ("sym = X", f"select from trade where sym=`S42",
+        ("sym = X", "select from trade where sym=`S42",
          "SELECT * FROM trade WHERE sym = 'S42'",
          lambda: tr[tr.sym == "S42"], 7),
         ("sym = X, time within (a;b)", f"select from trade where sym=`S42, time within ({qa};{qb})",

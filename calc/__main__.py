@@ -10,6 +10,7 @@ import sys
 import zmq
 
 from calc.config import CONFIG_PATH, ConfigError, load_config
+from common.cli import add_log_level, setup_logging
 from common.defaults import CALC_QUERY, TP_CONTROL, TP_INGEST
 
 
@@ -23,14 +24,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--query", default=CALC_QUERY, help="RPC endpoint this process binds (default %(default)s)")
     p.add_argument("--name", default="calc",
                    help="subscriber and publisher name; keep it stable across restarts (default %(default)s)")
-    p.add_argument("--log-level", default="INFO", help="logging level (default %(default)s)")
+    add_log_level(p)
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    setup_logging(args.log_level)
     try:
         config = load_config(args.config)
     except ConfigError as e:

@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 
+from common.cli import add_log_level, setup_logging
 from common.defaults import (
     CALC_QUERY,
     GATEWAY_HTTP_PORT,
@@ -37,7 +38,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--compress", choices=("remote", "always", "never"), default="remote",
                    help="compress replies over 2000 bytes: to clients on other hosts (kdb+ behaviour), "
                         "always, or never (default %(default)s)")
-    p.add_argument("--log-level", default="INFO", help="logging level (default %(default)s)")
+    add_log_level(p)
     return p.parse_args(argv)
 
 
@@ -81,8 +82,7 @@ async def serve(args) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    setup_logging(args.log_level)
     asyncio.run(serve(args))
     return 0
 

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
 import sys
 
+from common.cli import add_log_level, setup_logging
 from common.defaults import RDB_QUERY, TP_CONTROL, VAR_DIR
 
 
@@ -19,14 +19,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--hdb", default=str(VAR_DIR / "hdb"),
                    help="HDB root: end of day writes <hdb>/date=YYYY-MM-DD/<table>.parquet (default %(default)s)")
     p.add_argument("--name", default="rdb", help="subscriber name at the tickerplant (default %(default)s)")
-    p.add_argument("--log-level", default="INFO", help="logging level (default %(default)s)")
+    add_log_level(p)
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    setup_logging(args.log_level)
     from rdb.server import Rdb
 
     rdb = Rdb(control=args.control, query=args.query, hdb=args.hdb, name=args.name)

@@ -13,9 +13,10 @@ import logging
 import sys
 from pathlib import Path
 
+from common.cli import setup_logging
 from common.codec import as_columns, unpack
-from common.schema import SchemaError, load_schemas
 from common.defaults import VAR_DIR
+from common.schema import SchemaError, load_schemas
 from rdb.hdb import write_partition
 from rdb.store import Store
 from tickerplant.journal import FILE_RE, CorruptRecord, read_records
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hdb", default=str(VAR_DIR / "hdb"), help="HDB root (default %(default)s)")
     p.add_argument("--schema", default=None, help="schema file (default q/schema.q)")
     args = p.parse_args(argv)
-    logging.basicConfig(level="INFO", stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    setup_logging()
     m = FILE_RE.match(Path(args.journal).name)
     if not m:
         print(f"rdb.replay: {args.journal}: not a journal file name (tp.YYYY-MM-DD.log)", file=sys.stderr)

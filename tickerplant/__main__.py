@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 
+from common.cli import add_log_level, setup_logging
 from common.defaults import TP_CONTROL, TP_INGEST, TP_PUB, VAR_DIR
 from common.schema import SchemaError, load_schemas
 from tickerplant.server import Config, Tickerplant
@@ -38,14 +39,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="per-subscriber send high-water mark in messages; a subscriber further "
                         "behind loses messages, detects the gap and recovers from the journal "
                         "(default %(default)s)")
-    p.add_argument("--log-level", default="INFO", help="logging level (default %(default)s)")
+    add_log_level(p)
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    setup_logging(args.log_level)
     try:
         schemas = load_schemas(args.schema)
         eod_ns = parse_eod(args.eod)

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
 import sys
 from pathlib import Path
 
+from common.cli import add_log_level, setup_logging
 from common.defaults import REPO_ROOT, TP_CONTROL, TP_INGEST, VAR_DIR
 from feedhandlers.fix.channel import PIPELINED, SYNC
 from feedhandlers.fix.service import DropCopyService, Options
@@ -43,14 +43,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--stats-every", type=float, default=10.0,
                    help="log per-session counters every N seconds when they change (default %(default)s)")
     p.add_argument("--name", default="fixfh", help="subscriber name prefix (default %(default)s)")
-    p.add_argument("--log-level", default="INFO", help="logging level (default %(default)s)")
+    add_log_level(p)
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    setup_logging(args.log_level)
     if args.window < 1 or args.max_batch < 1 or args.ack_timeout <= 0:
         print("feedhandlers.fix: --window and --max-batch must be >= 1, --ack-timeout > 0", file=sys.stderr)
         return 2

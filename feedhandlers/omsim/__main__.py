@@ -8,13 +8,14 @@ import sys
 import threading
 from pathlib import Path
 
+from common.cli import add_log_level, setup_logging
 from common.defaults import FIX_PORT, REPO_ROOT, VAR_DIR
 from feedhandlers.fix.settings import SettingsError
 from feedhandlers.omsim.initiator import Initiator
-from feedhandlers.refdata.loader import load_refdata
 from feedhandlers.omsim.orders import OrderFlow
 from feedhandlers.omsim.pacing import paced
 from feedhandlers.omsim.rawfix import RawFixError, read_messages
+from feedhandlers.refdata.loader import load_refdata
 
 log = logging.getLogger("feedhandlers.omsim")
 DEFAULT_CONFIG = REPO_ROOT / "config" / "fix" / "omsim.cfg"
@@ -43,7 +44,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--replay", type=Path, default=None,
                    help="send the application messages of this raw FIX file (| or SOH delimited) "
                         "at --rate instead of simulating")
-    p.add_argument("--log-level", default="INFO", help="logging level (default %(default)s)")
+    add_log_level(p)
     return p.parse_args(argv)
 
 
@@ -55,8 +56,7 @@ def demo_order_flow(args: argparse.Namespace) -> OrderFlow:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    setup_logging(args.log_level)
     try:
         if args.replay:
             messages = read_messages(args.replay)

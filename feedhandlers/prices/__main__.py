@@ -20,6 +20,7 @@ import time
 
 import zmq
 
+from common.cli import setup_logging
 from common.defaults import PRICES_CONTROL, TP_INGEST
 from common.history import HISTORY_DIR, load_history
 from common.rpc import RpcClient, RpcError
@@ -130,7 +131,7 @@ def prepare(args):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    setup_logging()
     if args.send:
         return send_event(args.control, args.send)
     try:
