@@ -67,7 +67,7 @@ from calc.state import (
     Instrument,
     valid_price,
 )
-from calc.stress import run_stress
+from calc.stress import run_stress, stressed_correlation
 from common.defaults import REPO_ROOT
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,7 @@ log = logging.getLogger(__name__)
 TRADING_DAYS = 252.0
 MARGIN_FIELDS = ("im", "vm", "requirement", "collateral", "excess", "call", "var", "es")
 SPAN_MODEL = "span"             # accounts whose `model` is span are margined by calc.span, not VaR
+STRESS_CACHE_SIZE = 4096        # stressed correlations kept (per model, scenario and set of held columns)
 
 
 @dataclass(frozen=True)
@@ -210,6 +211,7 @@ class MarginEngine:
         self.history = history
         self.history_syms = set(history.syms)
         self.models = models or {n: build_risk_model(m, history) for n, m in config.models.items()}
+        self._stress_corr: dict[tuple, np.ndarray] = {}
         self.book = Book()
         self.risk: dict[str, AccountRisk] = {}
         self.volscale = {n: np.ones(len(m.syms)) for n, m in self.models.items()}
@@ -456,6 +458,7 @@ class MarginEngine:
         self.config = replace(self.config, models={**self.config.models, **new})
         for name, model in built.items():
             self.models[name] = model
+            self._stress_corr.clear()
             self.volscale[name] = np.ones(len(model.syms))
         for sym, vol in self.book.vol.items():
             self._set_volscale(sym, vol)
@@ -753,8 +756,9 @@ class MarginEngine:
             cols.append(col)
         idx = np.array(cols, dtype=np.int64)
         f = self.volscale[name][idx]
-        cov = m.cov[np.ix_(idx, idx)] * f[:, None] * f[None, :]
-        res = run_stress(np.array(values), cov, sc, syms, sectors, m.config.confidence, m.config.horizon_days)
+        base = m.cov[np.ix_(idx, idx)]
+        res = run_stress(np.array(values), base * f[:, None] * f[None, :], sc, syms, sectors, m.config.confidence,
+                         m.config.horizon_days, self._stressed_correlation(m, base, sc, tuple(cols), syms, sectors))
         requirement = max(0.0, -risk.vm) + res.loss + e.addon_total + e.unmodelled_total
         call = max(0.0, requirement - acct.collateral)
         order = np.argsort(-res.contributions)[: self.config.alerts.top_drivers]
@@ -763,6 +767,20 @@ class MarginEngine:
                 "collateral": acct.collateral, "call": call, "buffer": acct.buffer,
                 "buffer_used": call / acct.buffer if acct.buffer > 0 else math.inf,
                 "drivers": [(syms[i], float(res.contributions[i])) for i in order]}
+
+    def _stressed_correlation(self, model: RiskModel, base: np.ndarray, scenario, cols: tuple, syms, sectors):
+        """The scenario's stressed, PSD-repaired correlation of these history columns, computed once per
+        (model, scenario, columns, sectors): a what-if's before and after, and every alert's stress run,
+        reuse it. Volatility scaling (quote.vol) does not change a correlation."""
+        key = (id(model), scenario.name, cols, tuple(sectors))
+        corr = self._stress_corr.get(key)
+        if corr is None:
+            if len(self._stress_corr) >= STRESS_CACHE_SIZE:
+                self._stress_corr.clear()
+            check_covariance(base, syms)
+            corr = self._stress_corr[key] = stressed_correlation(correlation_from_covariance(base)[1], scenario,
+                                                                 syms, sectors)
+        return corr
 
     # ---- checking the incremental state --------------------------------------------------------
     def check_drift(self, accounts: list[str] | None = None) -> float:

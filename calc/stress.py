@@ -115,19 +115,30 @@ def load_scenarios(configs) -> dict[str, StressScenario]:
     return out
 
 
-def stressed_covariance(cov, scenario: StressScenario, syms, sectors) -> np.ndarray:
-    """The scenario's covariance: vols multiplied, correlations scaled and clipped, PSD repaired."""
-    vols, corr = correlation_from_covariance(check_covariance(cov, syms))
+def stressed_correlation(corr: np.ndarray, scenario: StressScenario, syms, sectors) -> np.ndarray:
+    """The scenario's correlation matrix: correlations scaled and clipped, PSD repaired.
+
+    It depends on the correlation, the scenario and which instruments (and sectors) are held, never on
+    positions, prices or volatility levels, so a live engine can keep it between evaluations."""
     m = scenario.correlation_multiplier
-    if m != 1.0:
-        scaled = np.clip(corr * m, -1.0, 1.0)
-        if scenario.correlation_scope == "shocked":
-            mask = scenario.shocked_mask(syms, sectors)
-            pair = mask[:, None] & mask[None, :]
-            scaled = np.where(pair, scaled, corr)
-        np.fill_diagonal(scaled, 1.0)
-        corr = nearest_correlation(scaled, scenario.psd_repair)
-    return covariance_from_correlation(vols * scenario.vol_multipliers(syms, sectors), corr)
+    if m == 1.0:
+        return corr
+    scaled = np.clip(corr * m, -1.0, 1.0)
+    if scenario.correlation_scope == "shocked":
+        mask = scenario.shocked_mask(syms, sectors)
+        pair = mask[:, None] & mask[None, :]
+        scaled = np.where(pair, scaled, corr)
+    np.fill_diagonal(scaled, 1.0)
+    return nearest_correlation(scaled, scenario.psd_repair)
+
+
+def stressed_covariance(cov, scenario: StressScenario, syms, sectors, stressed_corr=None) -> np.ndarray:
+    """The scenario's covariance: vols multiplied, correlations stressed (`stressed_correlation`, or the
+    one given, computed before from this covariance's correlation)."""
+    vols, corr = correlation_from_covariance(cov if stressed_corr is not None else check_covariance(cov, syms))
+    if stressed_corr is None:
+        stressed_corr = stressed_correlation(corr, scenario, syms, sectors)
+    return covariance_from_correlation(vols * scenario.vol_multipliers(syms, sectors), stressed_corr)
 
 
 @dataclass(frozen=True)
@@ -143,8 +154,9 @@ class StressResult:
 
 
 def run_stress(values, cov, scenario: StressScenario, syms, sectors, confidence: float = 0.99,
-               horizon_days: int = 1) -> StressResult:
-    """Evaluates ``scenario`` on positions ``values`` (aligned with ``syms`` and ``sectors``)."""
+               horizon_days: int = 1, stressed_corr=None) -> StressResult:
+    """Evaluates ``scenario`` on positions ``values`` (aligned with ``syms`` and ``sectors``);
+    ``stressed_corr``: the scenario's correlation of these instruments, when already computed."""
     syms, sectors = list(syms), list(sectors)
     if len(syms) != len(sectors):
         raise ValueError(f"{len(syms)} syms and {len(sectors)} sectors must align")
@@ -153,7 +165,7 @@ def run_stress(values, cov, scenario: StressScenario, syms, sectors, confidence:
     shocks = scenario.shock_vector(syms, sectors)
     shock_contrib = -v * shocks
     shocked = v * (1.0 + shocks)
-    c = stressed_covariance(cov, scenario, syms, sectors)
+    c = stressed_covariance(cov, scenario, syms, sectors, stressed_corr)
     cv = kernels.covariance_product(c, shocked)
     sigma2 = max(kernels.quadratic_form(shocked, cv), 0.0)
     scale = z_score(confidence) * math.sqrt(h)

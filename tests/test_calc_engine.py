@@ -232,3 +232,15 @@ def test_var_parameter_file_revalues_the_accounts_using_it(engine, tmp_path):
     assert {i.account for i in issues} == {"FUND1", "FUND2", "FUND3"}
     assert "could not be used" in issues[0].text and "previous parameters" in issues[0].text
     assert margins(engine) == after
+
+
+def test_stress_reuses_its_stressed_correlation_and_matches_a_fresh_evaluation(engine):
+    first = engine.stress("FUND1", "tech_crash")
+    assert len(engine._stress_corr) == 1
+    engine.apply("quote", quotes(["AMD"], [engine.book.mark("AMD")], [0.9]), 500)   # vol spike: scales, same corr
+    cached = engine.stress("FUND1", "tech_crash")
+    assert len(engine._stress_corr) == 1 and cached["loss"] > first["loss"]
+    engine._stress_corr.clear()
+    fresh = engine.stress("FUND1", "tech_crash")
+    assert cached["loss"] == pytest.approx(fresh["loss"], rel=1e-12)
+    assert cached["drivers"] == fresh["drivers"]
