@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections import OrderedDict
 from typing import Callable
 
 import numpy as np
@@ -71,7 +72,9 @@ class Publisher:
         self.socket = (context or zmq.Context.instance()).socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.connect(endpoint)
-        self.unacked: dict[int, tuple[bytes, bytes]] = {}
+        # msgid -> (table, payload), oldest first; an OrderedDict because acks pop from the front, and
+        # the first key of a plain dict costs O(keys deleted before it) (its iterator skips them)
+        self.unacked: OrderedDict[int, tuple[bytes, bytes]] = OrderedDict()
         self.rejected: dict[int, str] = {}
         self.acked = 0
         self.acked_seq = 0
@@ -204,11 +207,12 @@ class Publisher:
         if msgid <= self.acked:
             return
         self.acked, self.acked_seq = msgid, seq
-        while self.unacked:
-            first = next(iter(self.unacked))
+        unacked = self.unacked
+        while unacked:
+            first = next(iter(unacked))
             if first > msgid:
                 break
-            del self.unacked[first]
+            unacked.popitem(last=False)
 
     def _on_hello(self, info: dict) -> None:
         restarted = self.epoch is not None and info["epoch"] != self.epoch
@@ -242,7 +246,7 @@ class Publisher:
         log.error("publisher %s: tickerplant expects msgid %d but messages up to %d were "
                   "acknowledged; its journal lost them. Renumbering %d unacknowledged message(s)",
                   self.name, first, self.acked, len(self.unacked))
-        self.unacked = {first + i: entry for i, entry in enumerate(self.unacked.values())}
+        self.unacked = OrderedDict((first + i, entry) for i, entry in enumerate(self.unacked.values()))
         self.next_msgid = first + len(self.unacked)
         self.acked = first - 1
 
