@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from common.codec import EXT_NDARRAY
+from common.codec import EXT_NDARRAY, pack
 from common.schema import NULLABLE_KINDS, TableSchema
 
 NUMERIC, TEXT = 0, 1
@@ -217,6 +217,7 @@ class FastCheck:
         self._kind = np.array(kind, np.int64)
         self._itemsize = np.array(itemsize, np.int64)
         self._null = np.array(null, np.int64)
+        self.rows(pack(schema.empty()))             # compile / load the kernel now, not on the first message
 
     def rows(self, payload: bytes) -> int | None:
         """Row count of a certainly valid payload, else None (use the full validation)."""
