@@ -23,8 +23,10 @@ BATCH_ROWS = (1_000, 10_000, 50_000)
 
 
 def simulator(batch_rows: int) -> PriceSimulator:
-    syms = load_instruments()["sym"].tolist()
-    return PriceSimulator(calibrate(load_history(), syms), steps_per_sec=0, max_rows=batch_rows, seed=1)
+    """The demo feed's simulator: every instrument of the reference data that has price history."""
+    history = load_history()
+    syms = [s for s in load_instruments()["sym"].tolist() if s in history.syms]
+    return PriceSimulator(calibrate(history, syms), steps_per_sec=0, max_rows=batch_rows, seed=1)
 
 
 def generate(batch_rows: int, total_rows: int) -> tuple[float, float]:
