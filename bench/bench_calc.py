@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.timing import latencies_us
 from calc.config import parse_config
 from calc.engine import MarginEngine
 from calc.whatif import BeforeCache, what_if
@@ -101,16 +102,6 @@ def one_quote(sym: str, price: float) -> dict:
             "size": nan, "vol": nan, "src": _s(["b"])}
 
 
-def timed_us(step, events: int) -> np.ndarray:
-    for e in range(min(200, events)):
-        step(e)
-    out = np.empty(events)
-    clock = time.perf_counter_ns
-    for e in range(events):
-        t0 = clock()
-        step(e)
-        out[e] = clock() - t0
-    return out / 1e3
 
 
 def numpy_full(values: np.ndarray, shocks: np.ndarray, k: int) -> tuple[float, float]:
@@ -170,15 +161,15 @@ def in_process(rng) -> list[tuple]:
         values[picks[e]] += qtys[e] * prices[picks[e]]
         numpy_full(values, model.shocks, model.k)
 
-    results = [("fill -> margin row (engine, incremental)", timed_us(fill, EVENTS)),
-               ("tick -> margin row (engine, incremental)", timed_us(tick, EVENTS)),
-               ("what-if, 1 trade: before/after/delta (engine, cold)", timed_us(whatif_bare, max(EVENTS // 4, 500))),
+    results = [("fill -> margin row (engine, incremental)", latencies_us(fill, EVENTS)),
+               ("tick -> margin row (engine, incremental)", latencies_us(tick, EVENTS)),
+               ("what-if, 1 trade: before/after/delta (engine, cold)", latencies_us(whatif_bare, max(EVENTS // 4, 500))),
                ("what-if, 1 trade: before/after/delta + top-5 drivers (engine, cold)",
-                timed_us(whatif, max(EVENTS // 4, 500))),
-               ("what-if, 1 trade: before/after/delta (engine, warm)", timed_us(whatif_warm_bare, max(EVENTS // 4, 500))),
+                latencies_us(whatif, max(EVENTS // 4, 500))),
+               ("what-if, 1 trade: before/after/delta (engine, warm)", latencies_us(whatif_warm_bare, max(EVENTS // 4, 500))),
                ("what-if, 1 trade: before/after/delta + top-5 drivers (engine, warm)",
-                timed_us(whatif_warm, max(EVENTS // 4, 500))),
-               ("fill -> VaR/ES, plain numpy full recompute", timed_us(numpy_fill, max(EVENTS // 4, 500)))]
+                latencies_us(whatif_warm, max(EVENTS // 4, 500))),
+               ("fill -> VaR/ES, plain numpy full recompute", latencies_us(numpy_fill, max(EVENTS // 4, 500)))]
     assert engine.check_drift() < 1e-9
     rows = [(name, len(t), np.percentile(t, 50), np.percentile(t, 99)) for name, t in results]
     accounts = [f"A{i:04d}" for i in range(ACCOUNTS_FULL)]

@@ -19,6 +19,7 @@ import time
 
 import numpy as np
 
+from bench.timing import latencies_us
 from calc import kernels
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
@@ -27,17 +28,6 @@ BATCH_REPEATS = 2 if QUICK else 5
 N, S, ACCOUNTS, CONFIDENCE = 500, 1000, 1000, 0.99
 
 
-def latencies_us(step, events: int) -> np.ndarray:
-    """Runs step(e) for e in range(events), timing each call (after a warm-up)."""
-    for e in range(min(100, events)):
-        step(e)
-    out = np.empty(events)
-    clock = time.perf_counter_ns
-    for e in range(events):
-        t0 = clock()
-        step(e)
-        out[e] = clock() - t0
-    return out / 1e3
 
 
 def numpy_var_es(pnl: np.ndarray, k: int) -> tuple[float, float]:

@@ -19,6 +19,7 @@ import time
 
 import numpy as np
 
+from bench.timing import latencies_us
 from calc.span import SpanAccount, compile_params
 from calc.span.compiled import CompiledParams, SpanState
 from calc.span.demo import DEMO_PRODUCTS, DemoProduct, demo_params
@@ -120,16 +121,6 @@ def numpy_requirement(p: CompiledParams, st: SpanState, held: np.ndarray) -> flo
 
 # ---- timing -------------------------------------------------------------------------------------
 
-def latencies_us(step, events: int) -> np.ndarray:
-    for e in range(min(200, events)):
-        step(e)
-    out = np.empty(events)
-    clock = time.perf_counter_ns
-    for e in range(events):
-        t0 = clock()
-        step(e)
-        out[e] = clock() - t0
-    return out / 1e3
 
 
 def row(name: str, numba_us: np.ndarray, numpy_us: np.ndarray, target: str) -> str:
