@@ -9,7 +9,7 @@ Hot path (a what-if crosses it twice per round trip): frames are sent and receiv
 int flags (pyzmq's enum flags and its `zmq.Again` exceptions cost more than the messaging itself at
 these sizes); a server drains every waiting request in one go; the asyncio client reads its DEALER
 from `loop.add_reader` on the socket's file descriptor (edge-triggered: after every send and every
-wake-up the socket is read until ZMQ_EVENTS says nothing is left) instead of zmq.asyncio's futures.
+wake-up the socket is read until ZMQEVENTS says nothing is left) instead of zmq.asyncio's futures.
 """
 from __future__ import annotations
 
@@ -23,11 +23,10 @@ import zmq
 import zmq.asyncio
 
 from common.codec import pack, unpack
+from common.zmqio import EVENTS, NOBLOCK, POLLIN, SNDMORE, recv_message
 
 log = logging.getLogger(__name__)
 
-_NOBLOCK, _SNDMORE, _RCVMORE = int(zmq.NOBLOCK), int(zmq.SNDMORE), int(zmq.RCVMORE)
-_EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
 
 Handler = Callable[[dict], dict]
 
@@ -55,12 +54,9 @@ class RpcServer:
     def drain(self, limit: int = 1000) -> int:
         """Answers up to `limit` waiting requests without blocking; returns how many it answered."""
         sock = self.socket
-        recv, send, get = sock.recv, sock.send, sock.get
+        send = sock.send
         n = 0
-        while n < limit and get(_EVENTS) & _POLLIN:
-            frames = [recv(_NOBLOCK)]
-            while get(_RCVMORE):
-                frames.append(recv(_NOBLOCK))
+        while n < limit and (frames := recv_message(sock)) is not None:
             n += 1
             if len(frames) != 3:
                 log.warning("rpc %s: dropped a message of %d frames", self.endpoint, len(frames))
@@ -68,14 +64,14 @@ class RpcServer:
                 continue
             identity, request_id, body = frames
             reply = pack(self.dispatch(body))
-            send(identity, _SNDMORE)
-            send(request_id, _SNDMORE)
+            send(identity, SNDMORE)
+            send(request_id, SNDMORE)
             send(reply)
         return n
 
     def waiting(self) -> bool:
         """True when a request is waiting (for an owner loop deciding whether to do other work first)."""
-        return bool(self.socket.get(_EVENTS) & _POLLIN)
+        return bool(self.socket.get(EVENTS) & POLLIN)
 
     def dispatch(self, body: bytes) -> dict:
         """Decodes one request and runs its handler; every failure becomes an error reply."""
@@ -123,7 +119,7 @@ class RpcClient:
 
     def call(self, op: str, timeout: float | None = None, **args) -> dict:
         request_id = next(self._ids).to_bytes(8, "little")
-        self.socket.send(request_id, _SNDMORE)
+        self.socket.send(request_id, SNDMORE)
         self.socket.send(pack({"op": op, **args}))
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         while (left := deadline - time.monotonic()) > 0:
@@ -175,12 +171,8 @@ class AsyncRpcClient:
 
     def _read(self) -> None:
         """Takes every reply waiting on the socket (the FD only signals edges)."""
-        sock = self.socket
-        recv, get, pending = sock.recv, sock.get, self._pending
-        while get(_EVENTS) & _POLLIN:
-            frames = [recv(_NOBLOCK)]
-            while get(_RCVMORE):
-                frames.append(recv(_NOBLOCK))
+        sock, pending = self.socket, self._pending
+        while (frames := recv_message(sock)) is not None:
             if len(frames) != 2:
                 log.warning("rpc client %s: dropped a reply of %d frames", self.endpoint, len(frames))
                 continue
@@ -204,8 +196,8 @@ class AsyncRpcClient:
                                  f"timeout: no reply from {self.endpoint} to {op} within {timeout:g}s")
         try:
             try:
-                self.socket.send(request_id, _NOBLOCK | _SNDMORE)
-                self.socket.send(body, _NOBLOCK)
+                self.socket.send(request_id, NOBLOCK | SNDMORE)
+                self.socket.send(body, NOBLOCK)
             except zmq.Again:
                 raise RpcError(f"busy: {len(self._pending)} requests already waiting for {self.endpoint}") from None
             self._read()                 # a send can swallow the FD's edge for replies already in

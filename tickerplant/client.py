@@ -28,13 +28,11 @@ from common.codec import as_columns, pack, unpack
 from common.defaults import TP_CONTROL, TP_INGEST
 from common.rpc import RpcClient, RpcError
 from common.schema import TableSchema, schemas_from_qtypes
+from common.zmqio import EVENTS, NOBLOCK, POLLIN, SNDMORE, recv_message
 from tickerplant import journal
 from tickerplant.fanout import EOD, HEARTBEAT
 
 log = logging.getLogger("tickerplant.client")
-# plain ints: pyzmq's enum flags cost more than the call itself on the per-message path
-_NOBLOCK, _SNDMORE, _RCVMORE, _EVENTS, _POLLIN = (
-    int(f) for f in (zmq.NOBLOCK, zmq.SNDMORE, zmq.RCVMORE, zmq.EVENTS, zmq.POLLIN))
 
 
 class TickerplantError(RuntimeError):
@@ -108,7 +106,7 @@ class Publisher:
         self.next_msgid += 1
         self.unacked[msgid] = (table_b, payload)
         self._send(msgid, table_b, payload)
-        if self.socket.get(_EVENTS) & _POLLIN:
+        if self.socket.get(EVENTS) & POLLIN:
             self._handle_replies()
         return msgid
 
@@ -164,8 +162,8 @@ class Publisher:
         """[head, payload] as one message; raises zmq.Again (nothing sent) at the high-water mark.
         A message is queued whole or not at all, so the second frame cannot block."""
         send = self.socket.send
-        send(head, _NOBLOCK | _SNDMORE)
-        send(payload, _NOBLOCK, copy=copy)
+        send(head, NOBLOCK | SNDMORE)
+        send(payload, NOBLOCK, copy=copy)
 
     def _send_hello(self) -> None:
         self._hello_t = time.monotonic()
@@ -311,14 +309,7 @@ class Subscriber:
     def drain(self, limit: int = 10_000) -> int:
         """Applies the live messages waiting on self.socket (for use from your own zmq.Poller)."""
         n = 0
-        recv, more = self.socket.recv, self.socket.get
-        while n < limit:
-            try:
-                frames = [recv(_NOBLOCK)]
-            except zmq.Again:
-                break
-            while more(_RCVMORE):
-                frames.append(recv(_NOBLOCK))
+        while n < limit and (frames := recv_message(self.socket)) is not None:
             n += 1
             self._on_message(frames)
         self._report_progress()

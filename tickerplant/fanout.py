@@ -20,9 +20,9 @@ import numpy as np
 import zmq
 
 from common.codec import pack
+from common.zmqio import SNDMORE
 
 HEARTBEAT = b"\x00hb"
-_SNDMORE = int(zmq.SNDMORE)        # a plain int: pyzmq's enum flags cost more than the send
 EOD = b"\x00eod"
 
 
@@ -139,7 +139,7 @@ class Fanout:
         header = pack({"seq": seq, "prev": self.prev.get(topic, self.start_seq), "segs": segs})
         self.prev[topic] = seq
         send = self.socket.send
-        send(topic, _SNDMORE)
-        send(header, _SNDMORE)
+        send(topic, SNDMORE)
+        send(header, SNDMORE)
         send(payload, 0, copy=len(payload) < 65536)
         self.messages += 1

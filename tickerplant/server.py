@@ -24,6 +24,7 @@ import zmq
 from common.codec import pack, unpack
 from common.rpc import RpcServer
 from common.schema import BatchError, TableSchema
+from common.zmqio import recv_message
 from tickerplant import journal
 from tickerplant.fanout import EOD, HEARTBEAT, Fanout, table_topic
 from tickerplant.fastcheck import FastCheck
@@ -35,7 +36,6 @@ MAX_DRAIN = 4096          # ingest messages handled per wake-up (one journal wri
 MAX_DRAIN_BYTES = 4 << 20   # ... and payload bytes
 INDEX_EVERY = 1 << 20     # journal bytes between entries of the seq -> offset index (`locate`)
 HEARTBEAT_S = 1.0
-_NOBLOCK, _RCVMORE = int(zmq.NOBLOCK), int(zmq.RCVMORE)   # plain ints: no enum cost per frame
 
 
 @dataclass
@@ -167,16 +167,12 @@ class Tickerplant:
         replies: dict[bytes, list[bytes]] = {}
         acks: dict[bytes, tuple[str, int, int]] = {}
         resent: set[bytes] = set()
-        recv, more = self.ingest.recv, self.ingest.get
         sock = self.ingest
         nbytes = 0
         for _ in range(MAX_DRAIN):
-            try:
-                frames = [recv(_NOBLOCK)]
-            except zmq.Again:
+            frames = recv_message(sock)
+            if frames is None:
                 break
-            while more(_RCVMORE):
-                frames.append(recv(_NOBLOCK))
             if len(frames) == 3 and frames[1][:1] == b"U":
                 self._upd(frames, recv_ns, records, published, replies, acks, resent)
                 nbytes += len(frames[2])
