@@ -56,7 +56,7 @@ class RpcServer:
         sock = self.socket
         send = sock.send
         n = 0
-        while n < limit and (frames := recv_message(sock)) is not None:
+        while n < limit and sock.get(EVENTS) & POLLIN and (frames := recv_message(sock)) is not None:
             n += 1
             if len(frames) != 3:
                 log.warning("rpc %s: dropped a message of %d frames", self.endpoint, len(frames))
@@ -172,7 +172,7 @@ class AsyncRpcClient:
     def _read(self) -> None:
         """Takes every reply waiting on the socket (the FD only signals edges)."""
         sock, pending = self.socket, self._pending
-        while (frames := recv_message(sock)) is not None:
+        while sock.get(EVENTS) & POLLIN and (frames := recv_message(sock)) is not None:
             if len(frames) != 2:
                 log.warning("rpc client %s: dropped a reply of %d frames", self.endpoint, len(frames))
                 continue
