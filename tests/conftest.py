@@ -82,6 +82,11 @@ def wait_until(predicate, timeout: float = 30.0, interval: float = 0.05, what: s
     pytest.fail(f"timed out after {timeout}s waiting for {what}")
 
 
+def free_endpoint() -> str:
+    """A ZeroMQ TCP endpoint on a currently free 127.0.0.1 port."""
+    return f"tcp://127.0.0.1:{_free_port()}"
+
+
 def answers(call):
     """call()'s result, or None while the process behind it is not answering yet (for wait_until)."""
     from common.rpc import RpcError
@@ -91,13 +96,29 @@ def answers(call):
         return None
 
 
+def rpc_answer(endpoint: str, op: str, **args):
+    """The reply of one RPC call to `endpoint`, or None while nothing answers there (for wait_until)."""
+    from common.rpc import RpcClient
+    client = RpcClient(endpoint, timeout=0.5)
+    try:
+        return answers(lambda: client.call(op, **args))
+    finally:
+        client.close()
+
+
+def pykx_connection(port: int, user: str = "demo", password: str = "demo"):
+    """The real PyKX client, default settings, to a gateway on 127.0.0.1."""
+    import pykx as kx
+    return kx.SyncQConnection("127.0.0.1", port, username=user, password=password, timeout=30.0)
+
+
 class TickerplantProcess:
     """A real `python -m tickerplant` on free 127.0.0.1 ports with its journal under a tmp dir;
     restartable on the same ports (kill9 / stop, then start)."""
 
     def __init__(self, spawn, tmp_path: Path, *args: str):
         self.spawn, self.args = spawn, args
-        self.ingest, self.pub, self.control = (f"tcp://127.0.0.1:{_free_port()}" for _ in range(3))
+        self.ingest, self.pub, self.control = (free_endpoint() for _ in range(3))
         self.journal = tmp_path / "journal"
         self.proc = None
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import wait_until
+from conftest import TickerplantProcess, rpc_answer, wait_until
 
 from common.history import load_history
 from common.rpc import RpcClient, RpcError
@@ -33,28 +33,16 @@ class Stack:
 
     def __init__(self, spawn, free_port, folder: Path, config: Path):
         self.spawn, self.config = spawn, config
-        self.ingest, pub, self.control, self.query = (f"tcp://127.0.0.1:{free_port()}" for _ in range(4))
         folder.mkdir()
-        spawn("tickerplant", "--ingest", self.ingest, "--pub", pub, "--control", self.control,
-              "--journal", folder / "journal", "--log-level", "WARNING")
-        wait_until(lambda: self._answers(self.control, "status"), 30, what="tickerplant")
+        tp = TickerplantProcess(spawn, folder, "--log-level", "WARNING").start()
+        self.ingest, self.control, self.query = tp.ingest, tp.control, f"tcp://127.0.0.1:{free_port()}"
         self.publisher = Publisher("test.feed", endpoint=self.ingest, timeout=10.0)
         self.calc = None
-
-    @staticmethod
-    def _answers(endpoint, op, **args):
-        client = RpcClient(endpoint, timeout=0.5)
-        try:
-            return client.call(op, **args)
-        except RpcError:
-            return None
-        finally:
-            client.close()
 
     def start_calc(self):
         self.calc = self.spawn("calc", "--control", self.control, "--ingest", self.ingest, "--query", self.query,
                                "--config", self.config, "--log-level", "WARNING")
-        return wait_until(lambda: (s := self._answers(self.query, "status")) and not s["pending"], 60,
+        return wait_until(lambda: (s := rpc_answer(self.query, "status")) and not s["pending"], 60,
                           what="calc ready")
 
     def kill_calc(self):
@@ -66,7 +54,7 @@ class Stack:
         """Publishes durably; with calc up, waits until calc applied it and its rows are durable."""
         seq = self.publisher.publish_sync(table, batch, timeout=10.0)
         if self.calc is not None:
-            wait_until(lambda: (s := self._answers(self.query, "status")) and s["seq"] >= seq and not s["pending"],
+            wait_until(lambda: (s := rpc_answer(self.query, "status")) and s["seq"] >= seq and not s["pending"],
                        30, what=f"calc applying seq {seq}")
         return seq
 
@@ -131,9 +119,9 @@ def test_kill_9_and_restart_gives_the_rows_of_an_uninterrupted_run(spawn, free_p
         first_c, *_, end = [stack.send(table, batch) for table, batch in PHASE_C]
         if name == "killed":
             stack.start_calc()
-            assert Stack._answers(stack.query, "status")["seq"] == end
+            assert rpc_answer(stack.query, "status")["seq"] == end
         runs[name] = {"margin": stack.rows("margin"), "alert": stack.rows("alert"), "first_c": first_c}
-        assert stack._answers(stack.query, "accounts")["accounts"]["sym"] == ["FUND1", "FUND2", "FUND3", "FUTS1"]
+        assert rpc_answer(stack.query, "accounts")["accounts"]["sym"] == ["FUND1", "FUND2", "FUND3", "FUTS1"]
     ref, got = runs["uninterrupted"], runs["killed"]
     assert ref["first_c"] == got["first_c"]
     until_b = lambda rows: [r for r in rows if r["_seq"] < ref["first_c"]]
@@ -199,7 +187,7 @@ def test_a_burst_of_ticks_ends_in_rows_of_the_final_state(spawn, free_port, tmp_
                                                if i % 3 == 0 else (170.0 if i % 3 == 1 else 260.0) + i * 0.01))
     stack.publisher.flush(timeout=30)
     last = stack.publisher.acked_seq
-    wait_until(lambda: (s := Stack._answers(stack.query, "status")) and s["seq"] >= last and not s["pending"], 60,
+    wait_until(lambda: (s := rpc_answer(stack.query, "status")) and s["seq"] >= last and not s["pending"], 60,
                what="calc catching up with the burst")
     rows = stack.rows("margin")
     final = {(r["sym"], r["model"]): r for r in rows}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import wait_until
+from conftest import TickerplantProcess, wait_until
 from feedhandlers.omsim.initiator import Initiator
 from feedhandlers.refdata.loader import load_refdata
 from tickerplant.client import Publisher, Subscriber
@@ -46,13 +46,10 @@ class Stack:
 
     def __init__(self, spawn, free_port, tmp_path: Path, ack: str = "sync", fh_args: tuple = ()):
         self.spawn, self.tmp, self.ack, self.fh_args = spawn, tmp_path, ack, fh_args
-        ports = [free_port() for _ in range(4)]
-        self.ingest, self.pub, self.control = (f"tcp://127.0.0.1:{p}" for p in ports[:3])
-        self.fix_port = ports[3]
-        self.tp = None
-        self.start_tickerplant()
-        publisher = wait_until(lambda: _try(lambda: Publisher("test.refdata", endpoint=self.ingest, timeout=1.0)),
-                               timeout=60, what="tickerplant up")
+        self.tp = TickerplantProcess(spawn, tmp_path).start()
+        self.ingest, self.control = self.tp.ingest, self.tp.control
+        self.fix_port = free_port()
+        publisher = Publisher("test.refdata", endpoint=self.ingest, timeout=10.0)
         ref = load_refdata()
         publisher.publish("instrument", ref["instrument"])
         publisher.publish_sync("account", ref["account"], timeout=30)
@@ -60,10 +57,6 @@ class Stack:
         self.fh = None
         self.start_feedhandler()
         self.initiators: list[Initiator] = []
-
-    def start_tickerplant(self):
-        self.tp = self.spawn("tickerplant", "--ingest", self.ingest, "--pub", self.pub, "--control",
-                             self.control, "--journal", self.tmp / "journal", name="tp")
 
     def start_feedhandler(self):
         self.fh = self.spawn("feedhandlers.fix", "--port", self.fix_port, "--state-dir", self.tmp / "fix",
@@ -95,13 +88,6 @@ class Stack:
     def close(self):
         for ini in self.initiators:
             ini.stop()
-
-
-def _try(fn):
-    try:
-        return fn()
-    except Exception:
-        return None
 
 
 @pytest.fixture
@@ -224,13 +210,12 @@ def test_tickerplant_down_holds_the_session_and_loses_nothing(make_stack):
     for n in range(20):
         oms.send(er(f"T{n}"))
     booked(stack, 20)
-    os.kill(stack.tp.pid, signal.SIGKILL)
-    stack.tp.wait(10)
+    stack.tp.kill9()
     for n in range(20, 40):
         oms.send(er(f"T{n}"))
     wait_until(lambda: "holding the FIX session" in stack.fh.log_path.read_text(), timeout=60,
                what="the feedhandler holding the session")
-    stack.start_tickerplant()
+    stack.tp.start()
     rows = booked(stack, 40, timeout=120)
     assert sorted(r["execid"] for r in rows) == sorted(f"T{n}" for n in range(40))
 
@@ -258,15 +243,14 @@ def test_stopping_while_the_tickerplant_is_down_acknowledges_nothing(make_stack)
     oms = stack.initiator("OMS")
     oms.send(er("S0"))
     booked(stack, 1)
-    os.kill(stack.tp.pid, signal.SIGKILL)
-    stack.tp.wait(10)
+    stack.tp.kill9()
     for n in range(1, 10):
         oms.send(er(f"S{n}"))
     wait_until(lambda: "holding the FIX session" in stack.fh.log_path.read_text(), timeout=60,
                what="the feedhandler holding the session")
     stack.fh.send_signal(signal.SIGTERM)
     assert stack.fh.wait(30) == 1                 # exits at once, the held message unacknowledged
-    stack.start_tickerplant()
+    stack.tp.start()
     stack.start_feedhandler()                     # the initiator reconnects; the rest is resent
     rows = booked(stack, 10, timeout=120)
     assert sorted(r["execid"] for r in rows) == sorted(f"S{n}" for n in range(10))

@@ -12,34 +12,26 @@ import urllib.request
 import pandas as pd
 import pykx as kx
 import pytest
-from conftest import Spawner, _free_port, wait_until
+from conftest import Spawner, TickerplantProcess, _free_port, free_endpoint, pykx_connection, rpc_answer, wait_until
 
-from common.rpc import RpcClient, RpcError
-
-
-def _endpoint() -> str:
-    return f"tcp://127.0.0.1:{_free_port()}"
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     folder = tmp_path_factory.mktemp("gateway_stack")
     spawn = Spawner(folder)
-    ingest, pub, control, rdb, calc = (_endpoint() for _ in range(5))
+    rdb, calc = free_endpoint(), free_endpoint()
     port, http_port = _free_port(), _free_port()
     try:
-        spawn("tickerplant", "--ingest", ingest, "--pub", pub, "--control", control,
-              "--journal", folder / "journal", "--log-level", "WARNING")
-        status = RpcClient(control, timeout=1.0)
-        wait_until(lambda: _answers(status, "status"), 60, what="tickerplant")
+        tp = TickerplantProcess(spawn, folder, "--log-level", "WARNING").start()
+        ingest, control = tp.ingest, tp.control
         assert spawn("feedhandlers.refdata", "--ingest", ingest).wait(60) == 0
         spawn("rdb", "--control", control, "--query", rdb, "--hdb", folder / "hdb", "--log-level", "WARNING")
         spawn("calc", "--control", control, "--ingest", ingest, "--query", calc, "--log-level", "WARNING")
-        spawn("feedhandlers.prices", "--ingest", ingest, "--control", _endpoint(), "--steps-per-sec", "2")
+        spawn("feedhandlers.prices", "--ingest", ingest, "--control", free_endpoint(), "--steps-per-sec", "2")
         spawn("gateway", "--port", port, "--http-port", http_port, "--rdb", rdb, "--calc", calc, "--control", control)
-        calc_client = RpcClient(calc, timeout=1.0)
-        wait_until(lambda: (s := _answers(calc_client, "status")) and s["accounts"] >= 3, 120, what="calc ready")
-        wait_until(lambda: _answers(RpcClient(rdb, timeout=1.0), "count", table="account"), 60, what="rdb ready")
+        wait_until(lambda: (s := rpc_answer(calc, "status")) and s["accounts"] >= 3, 120, what="calc ready")
+        wait_until(lambda: rpc_answer(rdb, "count", table="account"), 60, what="rdb ready")
         wait_until(lambda: _listening(http_port) and _listening(port), 60, what="gateway listening")
         yield port, http_port
     finally:
@@ -54,20 +46,9 @@ def _listening(port: int) -> bool:
         return False
 
 
-def _answers(client, op, **args):
-    try:
-        return client.call(op, **args)
-    except RpcError:
-        return None
-
-
-def q(port, user="demo", password="demo"):
-    return kx.SyncQConnection("127.0.0.1", port, username=user, password=password, timeout=30.0)
-
-
 def test_pykx_named_api_on_the_stack(stack):
     port, _ = stack
-    with q(port) as conn:
+    with pykx_connection(port) as conn:
         margin = conn("margin", "FUND1")
         assert isinstance(margin, kx.Table)
         rows = margin.py()
@@ -104,7 +85,7 @@ def test_pykx_named_api_on_the_stack(stack):
         with pytest.raises(kx.QError, match="parse"):
             conn("select frm margin")
 
-    with q(port, "trader1", "trader1") as conn:
+    with pykx_connection(port, "trader1", "trader1") as conn:
         assert set(conn("margin").py()["sym"]) == {"FUND1"}
         with pytest.raises(kx.QError, match="access"):
             conn("whatif", "FUND2", "SPY", -10.0, float("nan"))

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pykx as kx
 import pytest
-from conftest import wait_until
+from conftest import pykx_connection, wait_until
 
 from common.rpc import RpcServer
 from gateway.compression import compress
@@ -113,14 +113,10 @@ def gateway(spawn, free_port, standin):
     return start_gateway(spawn, free_port, standin, "--control", "")
 
 
-def q(port, user="demo", password="demo"):
-    return kx.SyncQConnection("127.0.0.1", port, username=user, password=password, timeout=30.0)
-
-
 # ---- kdb+ IPC with the real PyKX client ------------------------------------------------------------
 def test_pykx_default_connection_named_api(gateway):
     port, _ = gateway
-    with q(port) as conn:
+    with pykx_connection(port) as conn:
         margin = conn("margin", "FUND1")
         assert isinstance(margin, kx.Table)
         cols = margin.py()
@@ -151,10 +147,10 @@ def test_pykx_default_connection_named_api(gateway):
 def test_auth_and_entitlements(gateway):
     port, _ = gateway
     with pytest.raises(Exception, match="(?i)auth|access"):
-        q(port, "demo", "wrong")
+        pykx_connection(port, "demo", "wrong")
     with pytest.raises(Exception, match="(?i)auth|access"):
-        q(port, "nobody", "demo")
-    with q(port, "trader1", "trader1") as conn:          # desk TECH: FUND1 only
+        pykx_connection(port, "nobody", "demo")
+    with pykx_connection(port, "trader1", "trader1") as conn:          # desk TECH: FUND1 only
         assert conn("margin").py()["sym"] == ["FUND1"]
         with pytest.raises(kx.QError, match="access: user trader1 is not entitled to account FUND2"):
             conn("margin", "FUND2")
@@ -162,7 +158,7 @@ def test_auth_and_entitlements(gateway):
             conn("whatif", "FUND3", "AMD", 10, 1.0)
         with pytest.raises(kx.QError, match="access"):
             conn("select from margin")                   # q-sql sees every account: not for a desk user
-    with q(port, "trader2", "trader2") as conn:          # explicit account list
+    with pykx_connection(port, "trader2", "trader2") as conn:          # explicit account list
         assert conn("alerts").py()["sym"] == ["FUND2"]
         with pytest.raises(kx.QError, match="access"):
             conn("positions", "FUND1")
@@ -173,14 +169,14 @@ def test_slow_query_does_not_block_whatif(gateway, standin):
     outcome = {}
 
     def slow():
-        with q(port) as c:
+        with pykx_connection(port) as c:
             try:
                 c("select from slow")
             except kx.QError as e:
                 outcome["slow"] = str(e)
     thread = threading.Thread(target=slow)
     thread.start()
-    with q(port) as conn:
+    with pykx_connection(port) as conn:
         wait_until(lambda: any("slow" in r.get("query", "") for r in standin.requests), timeout=30,
                    what="slow query at the rdb")
         result = conn("whatif", "FUND1", "AMD", 5, 1.0).py()
@@ -195,7 +191,7 @@ def test_slow_query_does_not_block_whatif(gateway, standin):
 def test_request_timeout_is_an_error(spawn, free_port, standin):
     port, _ = start_gateway(spawn, free_port, standin, "--control", "",
                             "--timeout", "1")
-    with q(port) as conn:
+    with pykx_connection(port) as conn:
         with pytest.raises(kx.QError, match="timeout: whatif"):
             conn("whatif", "SLOW", "AMD", 1, 1.0)
         standin.release.set()                            # the stand-in calc finishes the slow one, then this
@@ -304,7 +300,7 @@ def test_malformed_messages_get_errors_or_closed_connection(gateway):
     s.sendall(sync([kx.SymbolAtom(".u.sub"), kx.SymbolAtom("margin"), kx.SymbolAtom("")]))
     assert b"nyi: subscriptions need" in recv_message(s)            # this gateway runs without a tickerplant
     s.close()
-    with q(port) as conn:                                # still serving everyone else
+    with pykx_connection(port) as conn:                                # still serving everyone else
         assert conn("margin", "FUND3").py()["sym"] == ["FUND3"]
 
 
@@ -321,7 +317,7 @@ def test_compressed_messages_both_ways(spawn, free_port, standin):
     assert reply[2] == 1                                 # the large reply came back compressed too
     assert kx.deserialize(reply).py()["sym"] == many     # PyKX (kdb+'s own decoder) reads it
     s.close()
-    with q(port) as conn:                                # the PyKX client decompresses replies itself
+    with pykx_connection(port) as conn:                                # the PyKX client decompresses replies itself
         assert conn("margin", kx.toq(np.array(many, dtype=object), ktype=kx.SymbolVector)).py()["sym"] == many
 
 
