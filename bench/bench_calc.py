@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.timing import latencies_us
+from bench.harness import latencies_us
 from calc.config import parse_config
 from calc.engine import MarginEngine
 from calc.whatif import BeforeCache, what_if
@@ -183,25 +183,8 @@ def in_process(rng) -> list[tuple]:
     return rows
 
 
-def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise RuntimeError(f"timed out waiting for {what}")
 
 
-def _answers(endpoint: str):
-    from common.rpc import RpcClient, RpcError
-    client = RpcClient(endpoint, timeout=0.5)
-    try:
-        return client.call("status")
-    except RpcError:
-        return None
-    finally:
-        client.close()
 
 
 def _until_row(sub, arrivals: list[int], received: int) -> int:
@@ -218,7 +201,7 @@ def end_to_end() -> list[tuple]:
     FIX acceptor (QuickFIX initiator in this process -> feedhandlers.fix -> tickerplant), and
     published straight into the tickerplant."""
     from bench.bench_fix import INITIATOR_CFG, FeedhandlerProcess
-    from bench.bench_tickerplant import TickerplantProcess, free_port
+    from bench.harness import TickerplantProcess, free_endpoint, rpc_answer, wait_for
     from feedhandlers.omsim.initiator import Initiator
     from feedhandlers.omsim.orders import OrderFlow
     from feedhandlers.refdata.loader import load_refdata
@@ -226,7 +209,7 @@ def end_to_end() -> list[tuple]:
 
     tp = TickerplantProcess("--durability", "group")
     work = Path(tempfile.mkdtemp(prefix="bench_calc_"))
-    query = f"tcp://127.0.0.1:{free_port()}"
+    query = free_endpoint()
     calc = fh = oms = None
     try:
         publisher = Publisher("bench.refdata", endpoint=tp.ingest)
@@ -236,7 +219,7 @@ def end_to_end() -> list[tuple]:
                 publisher.publish_sync(table, batch)
         calc = subprocess.Popen([sys.executable, "-m", "calc", "--control", tp.control, "--ingest", tp.ingest,
                                  "--query", query, "--log-level", "WARNING"], cwd=REPO)
-        _wait(lambda: _answers(query), 60, "calc")
+        wait_for(lambda: rpc_answer(query), "calc", timeout=60)
         arrivals: list[int] = []
         sub = Subscriber("bench.treasury", control=tp.control, tables=["margin"],
                          on_batch=lambda t, cols, seq: arrivals.append(time.perf_counter_ns()))
@@ -246,11 +229,7 @@ def end_to_end() -> list[tuple]:
         oms = Initiator(work / "oms.cfg", work)
         oms.start(logon_timeout=60)
         # fills that always move a margin row: cash instruments (with price history) in VaR accounts
-        cash = {str(s) for s, kind in zip(ref["instrument"]["sym"], ref["instrument"]["assetclass"])
-                if kind in ("equity", "etf")}
-        prices = {str(s): float(p) for s, p in zip(ref["settle"]["sym"], ref["settle"]["price"]) if str(s) in cash}
-        accounts = [str(a) for a, model in zip(ref["account"]["sym"], ref["account"]["model"]) if model != "span"]
-        flow = OrderFlow(accounts=accounts, prices=prices, cancel_pct=0, correct_pct=0, seed=1)
+        flow = OrderFlow.from_refdata(ref, assetclasses=("equity", "etf"), cancel_pct=0, correct_pct=0, seed=1)
         fix_lat, direct_lat = [], []
         for _ in range(E2E_FILLS):
             received = len(arrivals)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.bench_tickerplant import TickerplantProcess
+from bench.harness import TickerplantProcess, cpu_seconds, free_port, listening, wait_for
 from feedhandlers.omsim.initiator import Initiator
 from feedhandlers.omsim.orders import OrderFlow
 from feedhandlers.omsim.pacing import paced
@@ -53,16 +52,8 @@ TargetCompID=MARGINTICK
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _fill_subscriber(control: str, expect: int, ready, out) -> None:
@@ -94,15 +85,9 @@ class FeedhandlerProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "feedhandlers.fix", "--port", str(self.port), "--state-dir", self.dir,
              "--ingest", tp.ingest, "--control", tp.control, "--ack", ack, "--log-level", "WARNING"], cwd=ROOT)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise RuntimeError("the FIX feedhandler did not start")
-                time.sleep(0.1)
+        wait_for(lambda: listening(self.port) or self.proc.poll() is not None, "the FIX feedhandler", timeout=60)
+        if self.proc.poll() is not None:
+            raise RuntimeError("the FIX feedhandler did not start")
 
     def close(self) -> None:
         self.proc.terminate()

@@ -22,7 +22,6 @@ import asyncio
 import base64
 import multiprocessing as mp
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,7 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from common.rpc import RpcClient, RpcError
+from bench.harness import cpu_seconds, free_endpoint, free_port, listening, rpc_answer, wait_for
+from common.rpc import RpcClient
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 SECONDS = 2.0 if QUICK else 6.0
@@ -42,10 +42,6 @@ REPO = Path(__file__).resolve().parent.parent
 TRADE = ("FUND1", "SPY", -1000.0, float("nan"))
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Stack:
@@ -54,20 +50,19 @@ class Stack:
     def __init__(self, folder: Path):
         self.procs: list[subprocess.Popen] = []
         self.folder = folder
-        ep = lambda: f"tcp://127.0.0.1:{_port()}"
-        ingest, pub, control, rdb, calc = ep(), ep(), ep(), ep(), ep()
-        self.port, self.http_port = _port(), _port()
+        ingest, pub, control, rdb, calc = (free_endpoint() for _ in range(5))
+        self.port, self.http_port = free_port(), free_port()
         self._run("tickerplant", "--ingest", ingest, "--pub", pub, "--control", control,
                   "--journal", folder / "journal", "--log-level", "WARNING")
-        self._wait(lambda: self._answers(control, "status"), "tickerplant")
+        wait_for(lambda: rpc_answer(control), "tickerplant")
         subprocess.run([sys.executable, "-m", "feedhandlers.refdata", "--ingest", ingest], cwd=REPO, check=True,
                        stdout=subprocess.DEVNULL)
         self._run("rdb", "--control", control, "--query", rdb, "--hdb", folder / "hdb", "--log-level", "WARNING")
         self._run("calc", "--control", control, "--ingest", ingest, "--query", calc, "--log-level", "WARNING")
         self._run("gateway", "--port", self.port, "--http-port", self.http_port, "--rdb", rdb, "--calc", calc,
                   "--control", control, "--log-level", "WARNING")
-        self._wait(lambda: (s := self._answers(calc, "status")) and s["accounts"] > 0, "calc")
-        self._wait(lambda: self._listening(self.port), "gateway")
+        wait_for(lambda: (s := rpc_answer(calc)) and s["accounts"] > 0, "calc")
+        wait_for(lambda: listening(self.port), "gateway")
         self.calc = calc
         self.pids = {name: p.pid for name, p in zip(("tickerplant", "rdb", "calc", "gateway"), self.procs)}
 
@@ -76,32 +71,8 @@ class Stack:
             self.procs.append(subprocess.Popen([sys.executable, "-m", module, *map(str, args)], cwd=REPO,
                                                stdout=log, stderr=subprocess.STDOUT))
 
-    @staticmethod
-    def _answers(endpoint, op):
-        client = RpcClient(endpoint, timeout=0.5)
-        try:
-            return client.call(op)
-        except RpcError:
-            return None
-        finally:
-            client.close()
 
-    @staticmethod
-    def _listening(port) -> bool:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return True
-        except OSError:
-            return False
 
-    @staticmethod
-    def _wait(predicate, what, timeout=120.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return
-            time.sleep(0.2)
-        raise RuntimeError(f"{what} did not start")
 
     def close(self):
         for p in self.procs:
@@ -113,10 +84,6 @@ class Stack:
                 p.kill()
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds a process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _threads(calls, seconds: float, start_at: float, out) -> None:

@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from bench.timing import latencies_us
+from bench.harness import latencies_us
 from calc import kernels
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 
-from bench.bench_tickerplant import TickerplantProcess
+from bench.harness import TickerplantProcess
 from common.codec import pack
 from common.history import load_history
 from feedhandlers.prices.calibrate import calibrate
@@ -45,7 +45,7 @@ def generate(batch_rows: int, total_rows: int) -> tuple[float, float]:
 
 def publish(batch_rows: int, total_rows: int) -> tuple[float, int]:
     """Quotes/s from the first simulated step to the last durable acknowledgement; returns (rate, rows)."""
-    tp = TickerplantProcess("--durability", "group", "--log-level", "WARNING")
+    tp = TickerplantProcess("--durability", "group")
     try:
         pub = Publisher("bench-prices", tp.ingest)
         feed = PriceFeed(simulator(batch_rows), pub, sectors={})

@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from bench.timing import latencies_us
+from bench.harness import latencies_us
 from calc.span import SpanAccount, compile_params
 from calc.span.compiled import CompiledParams, SpanState
 from calc.span.demo import DEMO_PRODUCTS, DemoProduct, demo_params

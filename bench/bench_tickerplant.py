@@ -9,28 +9,19 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import shutil
-import socket
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from bench.harness import TickerplantProcess
 from common.codec import pack
-from common.rpc import RpcClient
 from tickerplant.client import Publisher, Subscriber
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def quote_batch(n: int, t0: int = 0) -> dict:
@@ -40,33 +31,6 @@ def quote_batch(n: int, t0: int = 0) -> dict:
             "sym": [f"SYM{i % 500}" for i in range(n)], "bid": price - 0.01, "ask": price + 0.01,
             "price": price, "size": np.full(n, 100.0), "vol": np.full(n, np.nan),
             "src": ["bench"] * n}
-
-
-class TickerplantProcess:
-    """`python -m tickerplant` on free ports in a temporary journal directory."""
-
-    def __init__(self, *args: str):
-        self.dir = tempfile.mkdtemp(prefix="bench_tp_")
-        self.ingest, self.pub, self.control = (f"tcp://127.0.0.1:{free_port()}" for _ in range(3))
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tickerplant", "--ingest", self.ingest, "--pub", self.pub,
-             "--control", self.control, "--journal", os.path.join(self.dir, "journal"),
-             "--log-level", "WARNING", *args], cwd=ROOT)
-        rpc = RpcClient(self.control, timeout=1.0)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                rpc.call("status")
-                break
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-        rpc.close()
-
-    def close(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(30)
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def ingest(batch_rows: int, total_rows: int) -> tuple[float, float]:
