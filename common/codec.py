@@ -63,14 +63,17 @@ def unpack(data: bytes):
         raise ValueError(f"undecodable message: {e}") from e
 
 
+def text_array(values) -> np.ndarray:
+    """A 1-d numpy object array of the given str (symbols, strings), never reshaped by numpy."""
+    arr = np.empty(len(values), dtype=object)
+    arr[:] = values
+    return arr
+
+
 def as_columns(batch: dict, schema) -> dict[str, np.ndarray]:
     """A decoded batch with its text columns (lists of str) as numpy object arrays, in schema order."""
     out = {}
     for col in schema.columns:
         values = batch[col.name]
-        if col.is_text and not isinstance(values, np.ndarray):
-            arr = np.empty(len(values), dtype=object)
-            arr[:] = values
-            values = arr
-        out[col.name] = values
+        out[col.name] = text_array(values) if col.is_text and not isinstance(values, np.ndarray) else values
     return out

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.codec import text_array
 from common.defaults import SCHEMA_PATH
 
 # q type name -> (q type char, numpy dtype). Strings (q char vectors, `()` in a schema) are "string".
@@ -131,11 +132,7 @@ def _text_column(table: str, col: Column, values) -> np.ndarray:
     for v in items:
         if type(v) is not str:
             raise BatchError(f"{table}.{col.name}: expected str items ({col.qtype}), got {type(v).__name__}")
-    if isinstance(items, np.ndarray):
-        return items
-    arr = np.empty(len(items), dtype=object)
-    arr[:] = items
-    return arr
+    return items if isinstance(items, np.ndarray) else text_array(items)
 
 
 _TABLE_RE = re.compile(r"^([A-Za-z][A-Za-z0-9_]*)\s*:\s*\(\s*\[\s*\]\s*(.*)\)\s*$", re.S)

@@ -3,16 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from common.codec import text_array
 from feedhandlers.fix.book import FillRow
 
 ALERT_KIND = "data"
 ALERT_SEVERITY = "warning"
-
-
-def _symbols(values) -> np.ndarray:
-    arr = np.empty(len(values), dtype=object)
-    arr[:] = values
-    return arr
 
 
 def fill_batch(rows: list[FillRow]) -> dict[str, np.ndarray]:
@@ -20,16 +15,16 @@ def fill_batch(rows: list[FillRow]) -> dict[str, np.ndarray]:
     cols = list(zip(*rows))
     return {
         "time": np.array(cols[0], dtype=np.int64).view("datetime64[ns]"),
-        "sym": _symbols(cols[1]),
-        "account": _symbols(cols[2]),
+        "sym": text_array(cols[1]),
+        "account": text_array(cols[2]),
         "qty": np.array(cols[3], dtype=np.float64),
         "price": np.array(cols[4], dtype=np.float64),
-        "execid": _symbols(cols[5]),
-        "orderid": _symbols(cols[6]),
-        "exectype": _symbols(cols[7]),
-        "refexecid": _symbols(cols[8]),
-        "session": _symbols(cols[9]),
-        "status": _symbols(cols[10]),
+        "execid": text_array(cols[5]),
+        "orderid": text_array(cols[6]),
+        "exectype": text_array(cols[7]),
+        "refexecid": text_array(cols[8]),
+        "session": text_array(cols[9]),
+        "status": text_array(cols[10]),
     }
 
 
@@ -44,13 +39,13 @@ def alert_batch(time_ns: int, account: str, text: str) -> dict[str, np.ndarray]:
     nan = np.array([np.nan])
     return {
         "time": np.array([time_ns], dtype=np.int64).view("datetime64[ns]"),
-        "sym": _symbols([account]),
-        "kind": _symbols([ALERT_KIND]),
-        "severity": _symbols([ALERT_SEVERITY]),
-        "model": _symbols([""]),
+        "sym": text_array([account]),
+        "kind": text_array([ALERT_KIND]),
+        "severity": text_array([ALERT_SEVERITY]),
+        "model": text_array([""]),
         "value": nan,
         "threshold": nan.copy(),
-        "text": _symbols([text]),
-        "drivers": _symbols([""]),
+        "text": text_array([text]),
+        "drivers": text_array([""]),
         "stress": nan.copy(),
     }

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.codec import text_array
 from common.schema import TableSchema
 
 
@@ -158,8 +159,7 @@ def to_batch(rows: list[Row], schema: TableSchema) -> dict[str, np.ndarray]:
     for col in schema.columns:
         data = [r.values[col.name] for r in rows]
         if col.is_text:
-            arr = np.empty(len(data), dtype=object)
-            arr[:] = data
+            arr = text_array(data)
         else:
             arr = np.array(data, dtype=col.dtype) if data else np.empty(0, dtype=col.dtype)
         batch[col.name] = arr
