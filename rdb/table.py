@@ -49,11 +49,6 @@ class Table:
     def column_names(self) -> list[str]:
         return self.schema.column_names
 
-    @property
-    def time_sorted(self) -> bool:
-        """Always True: the table keeps rows in time order (out-of-order batches are merged in)."""
-        return True
-
     def column(self, name: str) -> np.ndarray:
         """The stored column (int32 codes for symbol columns), a live view valid until the next append."""
         try:
