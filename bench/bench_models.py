@@ -45,6 +45,7 @@ def numpy_rows_var_es(pnl_rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndar
 def main() -> None:
     rng = np.random.default_rng(42)
     shocks = np.ascontiguousarray(rng.normal(0, 0.02, (N, S)))
+    shocks_by_scenario = np.ascontiguousarray(shocks.T)
     cov = np.cov(rng.normal(0, 0.01, (504, N)) + rng.normal(0, 0.01, (504, 1)), rowvar=False)
     k = kernels.tail_count(S, CONFIDENCE)
     values = rng.normal(0, 1e6, N)
@@ -70,7 +71,7 @@ def main() -> None:
         kernels.apply_value_change(pnl, shocks, cols[e], dvalues[e])
         tail = kernels.worst_scenarios(pnl, k)
         kernels.tail_var_es(pnl, tail)
-        kernels.es_contributions(values, shocks, tail)
+        kernels.es_contributions(values, shocks_by_scenario, tail)
 
     def numba_parametric(e):
         state["sigma2"] = kernels.parametric_update(cv, cov, cols[e], dvalues[e], state["sigma2"])

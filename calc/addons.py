@@ -48,11 +48,21 @@ def standalone_scenario(values, shocks, confidence: float = 0.99) -> np.ndarray:
                                  kernels.tail_count(sh.shape[1], confidence))
 
 
+def position_liquidity_addon(qty: float, adv: float, standalone_risk: float, horizon_days: int = 1,
+                             participation: float = 0.2) -> float:
+    """One position's concentration / liquidity add-on (see the module docstring); adv NaN: 0."""
+    if math.isnan(adv):
+        return 0.0
+    days = abs(qty) / (participation * adv)
+    h = float(horizon_days)
+    return standalone_risk * (math.sqrt(max(days, h) / h) - 1.0)
+
+
 def liquidity_addon(qty, adv, standalone_risk, horizon_days: int = 1, participation: float = 0.2) -> np.ndarray:
-    """Per-position concentration / liquidity add-on (see the module docstring)."""
+    """Per-position concentration / liquidity add-on (see the module docstring), validated."""
     if not 0.0 < participation <= 1.0:
         raise ValueError(f"participation must be in (0, 1], got {participation!r}")
-    q = np.abs(np.asarray(qty, dtype=np.float64))
+    q = np.asarray(qty, dtype=np.float64)
     a = np.asarray(adv, dtype=np.float64)
     risk = np.asarray(standalone_risk, dtype=np.float64)
     if not (q.shape == a.shape == risk.shape):
@@ -61,7 +71,5 @@ def liquidity_addon(qty, adv, standalone_risk, horizon_days: int = 1, participat
         raise ValueError("qty and standalone_risk must be finite")
     if np.any(a <= 0):
         raise ValueError(f"average daily volume must be positive (position {int(np.argmax(a <= 0))})")
-    known = np.isfinite(a)
-    days = np.where(known, q / (participation * np.where(known, a, 1.0)), 0.0)
-    h = float(horizon_days)
-    return risk * (np.sqrt(np.maximum(days, h) / h) - 1.0)
+    return np.array([position_liquidity_addon(x, y, r, horizon_days, participation)
+                     for x, y, r in zip(q.tolist(), a.tolist(), risk.tolist())])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from calc import kernels
+
 
 def top_drivers(contributions, syms, n: int = 5) -> list[tuple[str, float]]:
     """The ``n`` largest contributions as (sym, contribution), largest first (risk adders first;
@@ -11,7 +13,7 @@ def top_drivers(contributions, syms, n: int = 5) -> list[tuple[str, float]]:
     c = np.asarray(contributions, dtype=np.float64)
     if c.shape != (len(syms),):
         raise ValueError(f"{c.size} contributions for {len(syms)} syms")
-    order = np.argsort(-c, kind="stable")[:n]
+    order = kernels.largest(c, n)
     return [(syms[i], float(c[i])) for i in order]
 
 

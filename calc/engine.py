@@ -43,7 +43,7 @@ from statistics import NormalDist
 import numpy as np
 
 from calc import kernels
-from calc.addons import apc_buffer, liquidity_addon, standalone_parametric
+from calc.addons import apc_buffer, position_liquidity_addon, standalone_parametric
 from calc.config import ConfigError, EngineConfig, ModelConfig, load_model_set
 from calc.covariance import (
     NotPositiveSemidefinite,
@@ -53,7 +53,7 @@ from calc.covariance import (
     covariance_from_correlation,
     nearest_correlation,
 )
-from calc.models import z_score
+from calc.models import check_values, z_score
 from calc.scenarios import InsufficientHistory, returns_window, scenario_shocks
 from calc.span import SpanAccount, SpanBook, SpanFileError
 from calc.span import load as load_span
@@ -67,7 +67,7 @@ from calc.state import (
     Instrument,
     valid_price,
 )
-from calc.stress import run_stress, stressed_correlation
+from calc.stress import evaluate_stress, stressed_correlation
 from common.defaults import REPO_ROOT
 
 log = logging.getLogger(__name__)
@@ -98,6 +98,8 @@ class RiskModel:
         self.index = {s: i for i, s in enumerate(self.syms)}
         self.cov = np.ascontiguousarray(cov, dtype=np.float64)
         self.shocks = None if shocks is None else np.ascontiguousarray(shocks, dtype=np.float64)
+        # (S, N) copy for the ES contributions: each tail scenario one contiguous row
+        self.scenario_shocks = None if shocks is None else np.ascontiguousarray(self.shocks.T)
         self.excluded = dict(excluded or {})     # history sym -> why the model cannot use it
         self.notes = list(notes or [])           # e.g. "covariance repaired to PSD"
         h, c = config.horizon_days, config.confidence
@@ -146,20 +148,17 @@ class RiskModel:
         sigma = math.sqrt(max(e.sigma2, 0.0))
         return self.scale * sigma, self.es_scale * sigma
 
-    def contributions(self, e: Exposure) -> np.ndarray:
-        """Per column contributions summing to the model's measure (ES contributions for scenario
-        models, Euler for parametric; rescaled by var/es when the measure is the other one)."""
+    def contributions(self, e: Exposure, scale: float = 1.0) -> np.ndarray:
+        """Per column contributions summing to the model's measure times `scale` (ES contributions
+        for scenario models, Euler for parametric; rescaled by var/es when the measure is the other one)."""
         if self.is_scenario:
             tail = kernels.worst_scenarios(e.pnl, self.k)
-            c = kernels.es_contributions(e.values, self.shocks, tail)
             if self.config.measure == "var":
                 var, es = kernels.tail_var_es(e.pnl, tail)
-                c *= var / es if es != 0 else 1.0
-            return c
-        c = kernels.euler_contributions(e.values, e.cv, max(e.sigma2, 0.0), self.scale)
-        if self.config.measure == "es":
-            c *= self.es_scale / self.scale
-        return c
+                scale *= var / es if es != 0 else 1.0
+            return kernels.es_contributions(e.values, self.scenario_shocks, tail, scale)
+        scale *= self.es_scale / self.scale if self.config.measure == "es" else 1.0
+        return kernels.euler_contributions(e.values, e.cv, max(e.sigma2, 0.0), self.scale * scale)
 
     def standalone(self, col: int, u: float) -> float:
         """The margin of effective value u in column col held alone (for the liquidity add-on)."""
@@ -212,6 +211,7 @@ class MarginEngine:
         self.history_syms = set(history.syms)
         self.models = models or {n: build_risk_model(m, history) for n, m in config.models.items()}
         self._stress_corr: dict[tuple, np.ndarray] = {}
+        self._stress_cov: dict[tuple, tuple] = {}
         self.book = Book()
         self.risk: dict[str, AccountRisk] = {}
         self.volscale = {n: np.ones(len(m.syms)) for n, m in self.models.items()}
@@ -459,6 +459,7 @@ class MarginEngine:
         for name, model in built.items():
             self.models[name] = model
             self._stress_corr.clear()
+            self._stress_cov.clear()
             self.volscale[name] = np.ones(len(model.syms))
         for sym, vol in self.book.vol.items():
             self._set_volscale(sym, vol)
@@ -531,9 +532,8 @@ class MarginEngine:
                     model.change(e, col, du)
             participation = model.config.liquidity_participation
             if participation > 0 and inst is not None and math.isfinite(inst.adv) and inst.adv > 0:
-                addon = float(liquidity_addon(np.array([qty]), np.array([inst.adv]),
-                                              np.array([model.standalone(col, u)]),
-                                              model.config.horizon_days, participation)[0])
+                addon = position_liquidity_addon(qty, inst.adv, model.standalone(col, u), model.config.horizon_days,
+                                                 participation)
                 e.addon_total += addon - e.addons.get(sym, 0.0)
                 if addon:
                     e.addons[sym] = addon
@@ -677,20 +677,23 @@ class MarginEngine:
         if name == SPAN_MODEL:
             return self._span_drivers(risk, top)
         e, m = risk.models[name], self.models[name]
-        col_contrib = m.contributions(e) * (1.0 + m.config.apc_buffer)
+        col_contrib = m.contributions(e, 1.0 + m.config.apc_buffer)
         if top is None or top >= len(m.syms):
             columns = np.flatnonzero(e.values)
         else:
-            columns = np.argpartition(-col_contrib, top)[:top]
-        candidates = {sym for c in columns.tolist() for sym in self.mapped.get(m.syms[c], ())}
-        candidates.update(s for hs in self.shared for s in self.mapped[hs])
+            columns = kernels.largest(col_contrib, top)
+        mapped, syms = self.mapped, m.syms
+        candidates = {sym for c in columns.tolist() for sym in mapped.get(syms[c], ())}
+        candidates.update(s for hs in self.shared for s in mapped[hs])
         candidates.update(e.addons)
         out: dict[str, float] = {}
+        parts, addons, values = e.parts, e.addons, e.values
         for sym in candidates:
-            u = e.parts.get(sym)
+            u = parts.get(sym)
             if u:
                 col = m.index[self.risk_sym[sym]]
-                out[sym] = col_contrib[col] * (u / e.values[col] if e.values[col] else 0.0) + e.addons.get(sym, 0.0)
+                total = values.item(col)
+                out[sym] = col_contrib.item(col) * (u / total if total else 0.0) + addons.get(sym, 0.0)
         for sym, charge in e.unmodelled.items():
             if charge:
                 out[sym] = out.get(sym, 0.0) + charge
@@ -754,19 +757,35 @@ class MarginEngine:
             sectors.append(inst.sector)
             values.append(h.qty * self.book.mark(sym, h) * inst.multiplier)
             cols.append(col)
-        idx = np.array(cols, dtype=np.int64)
-        f = self.volscale[name][idx]
-        base = m.cov[np.ix_(idx, idx)]
-        res = run_stress(np.array(values), base * f[:, None] * f[None, :], sc, syms, sectors, m.config.confidence,
-                         m.config.horizon_days, self._stressed_correlation(m, base, sc, tuple(cols), syms, sectors))
+        shocks, cov = self._stress_setup(name, sc, tuple(cols), tuple(syms), tuple(sectors))
+        res = evaluate_stress(sc.name, check_values(values), shocks, cov, m.scale)
         requirement = max(0.0, -risk.vm) + res.loss + e.addon_total + e.unmodelled_total
         call = max(0.0, requirement - acct.collateral)
-        order = np.argsort(-res.contributions)[: self.config.alerts.top_drivers]
+        order = kernels.largest(res.contributions, self.config.alerts.top_drivers)
         return {"account": account, "scenario": scenario, "model": name, "loss": res.loss,
                 "shock_loss": res.shock_loss, "stressed_var": res.stressed_var, "requirement": requirement,
                 "collateral": acct.collateral, "call": call, "buffer": acct.buffer,
                 "buffer_used": call / acct.buffer if acct.buffer > 0 else math.inf,
                 "drivers": [(syms[i], float(res.contributions[i])) for i in order]}
+
+    def _stress_setup(self, name: str, scenario, cols: tuple, syms: tuple, sectors: tuple):
+        """(price shocks, stressed covariance) of the scenario for these history columns of model
+        `name`, kept while their volatility scaling (quote.vol) is unchanged: between two vol updates a
+        what-if's before and after and every alert's stress run pay only for the evaluation."""
+        model = self.models[name]
+        idx = np.array(cols, dtype=np.int64)
+        f = self.volscale[name][idx]
+        key = (name, scenario.name, cols, syms, sectors)
+        entry = self._stress_cov.get(key)
+        if entry is None or entry[0] != f.tobytes():
+            if len(self._stress_cov) >= STRESS_CACHE_SIZE:
+                self._stress_cov.clear()
+            base = model.cov[np.ix_(idx, idx)]
+            corr = self._stressed_correlation(model, base, scenario, cols, syms, sectors)
+            vols = np.sqrt(np.clip(np.diag(base), 0.0, None)) * f * scenario.vol_multipliers(syms, sectors)
+            entry = self._stress_cov[key] = (f.tobytes(), scenario.shock_vector(syms, sectors),
+                                             covariance_from_correlation(vols, corr))
+        return entry[1], entry[2]
 
     def _stressed_correlation(self, model: RiskModel, base: np.ndarray, scenario, cols: tuple, syms, sectors):
         """The scenario's stressed, PSD-repaired correlation of these history columns, computed once per

@@ -207,20 +207,47 @@ def whatif_var_es(pnl, shocks, rows, dvalues, k):
 
 
 @njit(cache=True)
-def es_contributions(values, shocks, tail):
-    """Per-instrument ES contributions, ``-values[i] * mean(shocks[i, tail])``; they sum to ES."""
+def es_contributions(values, scenario_shocks, tail, scale=1.0):
+    """Per-instrument ES contributions ``-values[i] * mean(shocks[i, tail]) * scale``; with scale 1
+    they sum to ES. ``scenario_shocks`` is the (S, N) scenario-major layout (``shocks.T``,
+    contiguous), so each tail scenario is one contiguous row: k row reads instead of an N x k gather."""
     n = values.size
     k = tail.size
     out = np.zeros(n)
+    for j in range(k):
+        row = scenario_shocks[tail[j]]
+        for i in range(n):
+            out[i] += row[i]
+    f = -scale / k
     for i in range(n):
-        v = values[i]
-        if v != 0.0:
-            row = shocks[i]
-            acc = 0.0
-            for j in range(k):
-                acc += row[tail[j]]
-            out[i] = -v * acc / k
+        out[i] = f * values[i] * out[i] if values[i] != 0.0 else 0.0
     return out
+
+
+@njit(cache=True)
+def largest(x, n):
+    """Indices of the n largest values of x, largest first; at ties the earliest index first (as a
+    stable sort of -x). One pass keeping a sorted buffer of n: O(len(x)) for a small n."""
+    n = min(n, x.size)
+    vals = np.empty(n)
+    idx = np.empty(n, dtype=np.int64)
+    m = 0
+    for j in range(x.size):
+        v = x[j]
+        if m < n:
+            p = m
+            m += 1
+        elif v > vals[n - 1]:
+            p = n - 1
+        else:
+            continue
+        while p > 0 and vals[p - 1] < v:
+            vals[p] = vals[p - 1]
+            idx[p] = idx[p - 1]
+            p -= 1
+        vals[p] = v
+        idx[p] = j
+    return idx
 
 
 @njit(cache=True)

@@ -89,7 +89,7 @@ def scenario_var(values, shocks, confidence: float = 0.99, model: str = "scenari
     pnl = kernels.scenario_pnl(v, sh)
     tail = kernels.worst_scenarios(pnl, k)
     var, es = kernels.tail_var_es(pnl, tail)
-    contrib = kernels.es_contributions(v, sh, tail)
+    contrib = kernels.es_contributions(v, np.ascontiguousarray(sh.T), tail)
     return RiskResult(model, var, es, contrib, "es", confidence, horizon_days, sh.shape[1], tail)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -68,6 +69,9 @@ class Holding:
 
     def vm(self, mark: float, multiplier: float) -> float:
         return multiplier * (self.settled_qty * (mark - self.settled_price) + self.fill_qty * mark - self.fill_cost)
+
+    def copy(self) -> Holding:
+        return Holding(self.settled_qty, self.settled_price, self.fill_qty, self.fill_cost)
 
 
 def valid_price(p: float) -> bool:
@@ -154,10 +158,53 @@ class Exposure:
     addon_total: float = 0.0
     unmodelled_total: float = 0.0
 
-    def copy(self) -> Exposure:
+    def fork(self) -> Exposure:
+        """A copy to change freely while this one stays unchanged (what-if): arrays copied, dicts as
+        copy-on-write `Overlay`s (O(changes), not O(positions))."""
         return Exposure(self.values.copy(), None if self.pnl is None else self.pnl.copy(),
-                        None if self.cv is None else self.cv.copy(), self.sigma2, self.parts.copy(),
-                        self.addons.copy(), self.unmodelled.copy(), self.addon_total, self.unmodelled_total)
+                        None if self.cv is None else self.cv.copy(), self.sigma2, Overlay(self.parts),
+                        Overlay(self.addons), Overlay(self.unmodelled), self.addon_total, self.unmodelled_total)
+
+
+_ABSENT = object()
+
+
+class Overlay(MutableMapping):
+    """A copy-on-write view of a dict: reads fall through to `base`, which it never changes; writes
+    and deletions stay in the view. Valid while `base` itself does not change."""
+    __slots__ = ("base", "changed", "removed")
+
+    def __init__(self, base: dict):
+        self.base, self.changed, self.removed = base, {}, set()
+
+    def get(self, key, default=None):
+        value = self.changed.get(key, _ABSENT)
+        if value is not _ABSENT:
+            return value
+        return default if key in self.removed else self.base.get(key, default)
+
+    def __getitem__(self, key):
+        value = self.get(key, _ABSENT)
+        if value is _ABSENT:
+            raise KeyError(key)
+        return value
+
+    def __setitem__(self, key, value) -> None:
+        self.changed[key] = value
+        self.removed.discard(key)
+
+    def __delitem__(self, key) -> None:
+        if key not in self:
+            raise KeyError(key)
+        self.changed.pop(key, None)
+        self.removed.add(key)
+
+    def __iter__(self):
+        yield from (k for k in self.base if k not in self.changed and k not in self.removed)
+        yield from self.changed
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 @dataclass
@@ -170,10 +217,11 @@ class AccountRisk:
     vm: float = 0.0
     span: object | None = None
 
-    def copy(self) -> AccountRisk:
-        """A copy to change freely (what-if); a SpanAccount is copied sharing its parameters."""
+    def fork(self) -> AccountRisk:
+        """A copy to change freely while this one stays unchanged (what-if; see `Exposure.fork`); a
+        SpanAccount is copied sharing its parameters."""
         span = None
         if self.span is not None:
             span = copy.copy(self.span)
             span.state, span.n_held, span.qty = self.span.state.copy(), self.span.n_held.copy(), dict(self.span.qty)
-        return AccountRisk({n: e.copy() for n, e in self.models.items()}, self.vm_parts.copy(), self.vm, span)
+        return AccountRisk({n: e.fork() for n, e in self.models.items()}, Overlay(self.vm_parts), self.vm, span)

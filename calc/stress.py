@@ -162,15 +162,22 @@ def run_stress(values, cov, scenario: StressScenario, syms, sectors, confidence:
         raise ValueError(f"{len(syms)} syms and {len(sectors)} sectors must align")
     v = check_values(values, len(syms))
     h = check_horizon_days(horizon_days)
-    shocks = scenario.shock_vector(syms, sectors)
-    shock_contrib = -v * shocks
-    shocked = v * (1.0 + shocks)
     c = stressed_covariance(cov, scenario, syms, sectors, stressed_corr)
-    cv = kernels.covariance_product(c, shocked)
+    return evaluate_stress(scenario.name, v, scenario.shock_vector(syms, sectors), c,
+                           z_score(confidence) * math.sqrt(h))
+
+
+def evaluate_stress(name: str, values: np.ndarray, shocks: np.ndarray, stressed_cov: np.ndarray,
+                    scale: float) -> StressResult:
+    """The loss of positions ``values`` under price ``shocks`` and the stressed covariance, with
+    ``scale`` = z * sqrt(horizon): what ``run_stress`` computes once the scenario is set up (the live
+    engine keeps the set-up, see calc.engine)."""
+    shock_contrib = -values * shocks
+    shocked = values * (1.0 + shocks)
+    cv = kernels.covariance_product(stressed_cov, shocked)
     sigma2 = max(kernels.quadratic_form(shocked, cv), 0.0)
-    scale = z_score(confidence) * math.sqrt(h)
     var_contrib = kernels.euler_contributions(shocked, cv, sigma2, scale)
     shock_loss = float(shock_contrib.sum())
     stressed_var = scale * math.sqrt(sigma2)
-    return StressResult(scenario.name, shock_loss + stressed_var, shock_loss, stressed_var,
+    return StressResult(name, shock_loss + stressed_var, shock_loss, stressed_var,
                         shock_contrib + var_contrib, shocked)

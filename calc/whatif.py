@@ -1,6 +1,7 @@
 """Pre-trade what-if: the margin of an account before and after hypothetical trades, computed with
-the live engine's own incremental update applied to a copy of the account's state (O(S) per trade
-and model, plus the copy); the engine's state is never changed.
+the live engine's own incremental update applied to a fork of the account's state (O(S) per trade
+and model, plus copies of the O(S) P&L vectors; dicts are copy-on-write overlays); the engine's
+state is never changed.
 
 Trades: `{"sym": [...], "qty": [...], "price": [...]}`, qty signed (buy > 0), price NaN or absent =
 the current mark. A trade booked at a price away from the mark changes vm at once (like a fill).
@@ -13,8 +14,6 @@ reset replaces it): a burst of pre-trade checks between two events pays for the 
 from __future__ import annotations
 
 import math
-from dataclasses import replace
-
 from calc.engine import SPAN_MODEL, MarginEngine
 from calc.state import AccountRisk, Holding
 
@@ -78,13 +77,13 @@ def what_if(engine: MarginEngine, account: str, trades: dict, stress: str | None
     live = engine.account_risk(account)
     cache = cache or BeforeCache()
     before_rows = cache.margin(engine, account, live)
-    risk = live.copy()
+    risk = live.fork()
     held = book.holdings.get(account, {})
     overlay: dict[str, Holding] = {}
     for sym, qty, price in parsed:
         if sym not in book.instruments:
             raise ValueError(f"what-if: unknown instrument {sym}")
-        h = overlay.get(sym) or (replace(held[sym]) if sym in held else Holding())
+        h = overlay.get(sym) or (held[sym].copy() if sym in held else Holding())
         overlay[sym] = h
         if math.isnan(price):
             price = book.mark(sym, h)

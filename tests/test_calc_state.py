@@ -9,6 +9,7 @@ import pytest
 
 from calc.config import ConfigError, parse_config
 from calc.engine import MarginEngine, RiskModel
+from calc.state import AccountRisk, Exposure, Overlay
 from common.history import History
 
 Z99 = NormalDist().inv_cdf(0.99)
@@ -132,3 +133,35 @@ def test_config_errors_name_the_key():
         parse_config({"models": {"m": {"kind": "historical"}}, "stress": {"s": {"sector_shocks": {"tech": -2.0}}}})
     with pytest.raises(ConfigError, match="confidence"):
         parse_config({"models": {"m": {"kind": "historical", "confidence": "high"}}})
+
+
+def test_overlay_is_a_copy_on_write_view_that_never_changes_its_base():
+    base = {"A": 1.0, "B": 2.0, "C": 3.0}
+    view = Overlay(base)
+    view["A"] = 10.0
+    view["D"] = 4.0
+    del view["B"]
+    assert view.pop("C", None) == 3.0 and view.pop("C", None) is None and view.pop("Z", 7) == 7
+    assert base == {"A": 1.0, "B": 2.0, "C": 3.0}
+    assert dict(view) == {"A": 10.0, "D": 4.0} and len(view) == 2
+    assert view.get("B") is None and view.get("B", 0.0) == 0.0 and "B" not in view
+    with pytest.raises(KeyError):
+        view["B"]
+    with pytest.raises(KeyError):
+        del view["B"]
+    view["B"] = 5.0                                     # re-added after a deletion
+    assert view["B"] == 5.0 and sorted(view.items()) == [("A", 10.0), ("B", 5.0), ("D", 4.0)]
+
+
+def test_a_forked_account_risk_changes_without_touching_the_original():
+    live = AccountRisk({"m": Exposure(np.array([1.0, 2.0]), pnl=np.array([3.0, 4.0]), parts={"X": 1.0})},
+                       vm_parts={"X": 5.0}, vm=5.0)
+    fork = live.fork()
+    e = fork.models["m"]
+    e.values[0] += 1.0
+    e.pnl[1] = 0.0
+    e.parts["Y"] = 2.0
+    fork.vm_parts["X"] = 0.0
+    assert live.models["m"].values.tolist() == [1.0, 2.0] and live.models["m"].pnl.tolist() == [3.0, 4.0]
+    assert live.models["m"].parts == {"X": 1.0} and live.vm_parts == {"X": 5.0}
+    assert dict(e.parts) == {"X": 1.0, "Y": 2.0} and dict(fork.vm_parts) == {"X": 0.0}

@@ -62,9 +62,20 @@ def test_scenario_pnl_and_es_contributions_match_numpy():
     np.testing.assert_allclose(pnl, values @ shocks, rtol=1e-12, atol=1e-6)
     k = kernels.tail_count(s, 0.99)
     tail = kernels.worst_scenarios(pnl, k)
-    contrib = kernels.es_contributions(values, shocks, tail)
+    contrib = kernels.es_contributions(values, np.ascontiguousarray(shocks.T), tail)
     np.testing.assert_allclose(contrib, -values * shocks[:, tail].mean(axis=1), rtol=1e-12, atol=1e-9)
     assert contrib.sum() == pytest.approx(kernels.tail_var_es(pnl, tail)[1], rel=1e-12)
+    scaled = kernels.es_contributions(values, np.ascontiguousarray(shocks.T), tail, 1.25)
+    np.testing.assert_allclose(scaled, 1.25 * contrib, rtol=1e-12)
+
+
+def test_largest_is_a_stable_descending_top_n():
+    rng = np.random.default_rng(9)
+    x = np.round(rng.normal(0, 3, 500))          # many ties
+    for n in (1, 5, 10, 500, 600):
+        assert kernels.largest(x, n).tolist() == np.argsort(-x, kind="stable")[:n].tolist()
+    assert kernels.largest(np.array([1.0, 3.0, 3.0, 2.0]), 2).tolist() == [1, 2]
+    assert kernels.largest(np.zeros(0), 5).tolist() == []
 
 
 def test_parametric_kernels_match_numpy_and_euler_sums_to_var():
