@@ -254,3 +254,17 @@ def test_stopping_while_the_tickerplant_is_down_acknowledges_nothing(make_stack)
     stack.start_feedhandler()                     # the initiator reconnects; the rest is resent
     rows = booked(stack, 10, timeout=120)
     assert sorted(r["execid"] for r in rows) == sorted(f"S{n}" for n in range(10))
+
+
+@pytest.mark.parametrize("stack", ["pipelined"], indirect=True)
+def test_the_benchmarks_raw_socket_initiator_is_booked_exactly(stack):
+    """bench/fixwire.py frames FIX itself: the acceptor must take its messages as QuickFIX's own."""
+    from bench.fixwire import WireInitiator, body_of
+    wire = WireInitiator("127.0.0.1", stack.fix_port, sender="CLIENT")
+    wire.wait_logon(60)
+    wire.send([body_of(er(f"W{n}", qty=n + 1)) for n in range(50)])
+    wire.send([body_of(er(f"W{n}", qty=n + 1)) for n in range(50, 60)])
+    rows = booked(stack, 60)
+    wire.close()
+    assert sorted(r["execid"] for r in rows) == sorted(f"W{n}" for n in range(60))
+    assert sum(r["qty"] for r in rows) == 60 * 61 / 2 and "3" not in wire.received      # no session Reject
