@@ -42,8 +42,6 @@ REPO = Path(__file__).resolve().parent.parent
 TRADE = ("FUND1", "SPY", -1000.0, float("nan"))
 
 
-
-
 class Stack:
     """tickerplant + refdata + rdb + calc + gateway as subprocesses in a temporary folder."""
 
@@ -72,8 +70,6 @@ class Stack:
                                                stdout=log, stderr=subprocess.STDOUT))
 
 
-
-
     def close(self):
         for p in self.procs:
             p.terminate()
@@ -82,8 +78,6 @@ class Stack:
                 p.wait(10)
             except subprocess.TimeoutExpired:
                 p.kill()
-
-
 
 
 def _threads(calls, seconds: float, start_at: float, out) -> None:
@@ -130,6 +124,8 @@ def _calc_worker(endpoint: str, clients: int, seconds: float, start_at: float, o
     trades = {"sym": [TRADE[1]], "qty": np.array([TRADE[2]]), "price": np.array([TRADE[3]])}
     rpcs = [RpcClient(endpoint, timeout=30.0) for _ in range(clients)]
     _threads([lambda r=r: r.call("whatif", account=TRADE[0], trades=trades) for r in rpcs], seconds, start_at, out)
+
+
 def _http_worker(port: int, clients: int, seconds: float, start_at: float, out) -> None:
     import aiohttp
 
