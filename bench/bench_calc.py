@@ -23,10 +23,8 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -100,8 +98,6 @@ def one_quote(sym: str, price: float) -> dict:
     nan = np.array([math.nan])
     return {"time": np.array([T0]), "sym": _s([sym]), "bid": nan, "ask": nan, "price": np.array([price]),
             "size": nan, "vol": nan, "src": _s(["b"])}
-
-
 
 
 def numpy_full(values: np.ndarray, shocks: np.ndarray, k: int) -> tuple[float, float]:
@@ -183,10 +179,6 @@ def in_process(rng) -> list[tuple]:
     return rows
 
 
-
-
-
-
 def _until_row(sub, arrivals: list[int], received: int) -> int:
     deadline = time.monotonic() + 10
     while len(arrivals) == received and time.monotonic() < deadline:
@@ -198,17 +190,16 @@ def _until_row(sub, arrivals: list[int], received: int) -> int:
 
 def end_to_end() -> list[tuple]:
     """A fill in -> calc (process) -> its margin row at a subscriber, one fill at a time: through the
-    FIX acceptor (QuickFIX initiator in this process -> feedhandlers.fix -> tickerplant), and
+    FIX acceptor (bench/fixwire.py's initiator in this process -> feedhandlers.fix -> tickerplant), and
     published straight into the tickerplant."""
-    from bench.bench_fix import INITIATOR_CFG, FeedhandlerProcess
+    from bench.bench_fix import FeedhandlerProcess
+    from bench.fixwire import WireInitiator, body_of
     from bench.harness import TickerplantProcess, free_endpoint, rpc_answer, wait_for
-    from feedhandlers.omsim.initiator import Initiator
     from feedhandlers.omsim.orders import OrderFlow
     from feedhandlers.refdata.loader import load_refdata
     from tickerplant.client import Publisher, Subscriber
 
     tp = TickerplantProcess("--durability", "group")
-    work = Path(tempfile.mkdtemp(prefix="bench_calc_"))
     query = free_endpoint()
     calc = fh = oms = None
     try:
@@ -225,16 +216,15 @@ def end_to_end() -> list[tuple]:
                          on_batch=lambda t, cols, seq: arrivals.append(time.perf_counter_ns()))
         sub.start()
         fh = FeedhandlerProcess(tp, "sync")
-        (work / "oms.cfg").write_text(INITIATOR_CFG.format(port=fh.port))
-        oms = Initiator(work / "oms.cfg", work)
-        oms.start(logon_timeout=60)
+        oms = WireInitiator("127.0.0.1", fh.port)
+        oms.wait_logon(60)
         # fills that always move a margin row: cash instruments (with price history) in VaR accounts
         flow = OrderFlow.from_refdata(ref, assetclasses=("equity", "etf"), cancel_pct=0, correct_pct=0, seed=1)
         fix_lat, direct_lat = [], []
         for _ in range(E2E_FILLS):
             received = len(arrivals)
             t0 = time.perf_counter_ns()
-            oms.send(flow.next_message())
+            oms.send([body_of(flow.next_message())])
             fix_lat.append((_until_row(sub, arrivals, received) - t0) / 1e3)
         for i in range(E2E_FILLS):
             batch = one_fill("AMD", "FUND1", float(100 + i % 7) * (1 if i % 2 else -1), 9.8)
@@ -252,14 +242,13 @@ def end_to_end() -> list[tuple]:
                  ("fill published straight into the tickerplant -> calc -> margin row at a subscriber", direct_lat))]
     finally:
         if oms is not None:
-            oms.stop()
+            oms.close()
         if fh is not None:
             fh.close()
         if calc is not None:
             calc.terminate()
             calc.wait(10)
         tp.close()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def main() -> None:
