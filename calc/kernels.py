@@ -126,28 +126,29 @@ def _worst_by_quickselect(pnl, k):
 
 
 @njit(cache=True)
-def _worst_by_insertion(pnl, k):
-    """The k lowest-P&L scenarios, lowest first: one pass keeping a sorted buffer of k. Each P&L is
-    compared with the buffer's largest (a predictable branch); few enter it. Ties: the first ones."""
-    vals = np.empty(k)
-    tail = np.empty(k, dtype=np.int64)
-    n = 0
-    for j in range(pnl.size):
-        p = pnl[j]
-        if n < k:
-            m = n
-            n += 1
-        elif p < vals[k - 1]:
-            m = k - 1
+def _top_by_insertion(x, n, sign):
+    """Indices of the n largest values of ``sign * x``, largest first: one pass keeping a sorted buffer
+    of n. Each value is compared with the buffer's smallest (a predictable branch); few enter it.
+    Ties: the earliest index first. sign -1.0 gives the n smallest of x, smallest first."""
+    vals = np.empty(n)
+    idx = np.empty(n, dtype=np.int64)
+    m = 0
+    for j in range(x.size):
+        v = sign * x[j]
+        if m < n:
+            p = m
+            m += 1
+        elif v > vals[n - 1]:
+            p = n - 1
         else:
             continue
-        while m > 0 and vals[m - 1] > p:
-            vals[m] = vals[m - 1]
-            tail[m] = tail[m - 1]
-            m -= 1
-        vals[m] = p
-        tail[m] = j
-    return tail
+        while p > 0 and vals[p - 1] < v:
+            vals[p] = vals[p - 1]
+            idx[p] = idx[p - 1]
+            p -= 1
+        vals[p] = v
+        idx[p] = j
+    return idx
 
 
 SMALL_TAIL = 64
@@ -161,7 +162,7 @@ def worst_scenarios(pnl, k):
     quickselect. At a tie on the boundary the earliest scenarios are taken.
     """
     if k <= SMALL_TAIL:
-        return _worst_by_insertion(pnl, k)
+        return _top_by_insertion(pnl, k, -1.0)
     return _worst_by_quickselect(pnl, k)
 
 
@@ -227,27 +228,8 @@ def es_contributions(values, scenario_shocks, tail, scale=1.0):
 @njit(cache=True)
 def largest(x, n):
     """Indices of the n largest values of x, largest first; at ties the earliest index first (as a
-    stable sort of -x). One pass keeping a sorted buffer of n: O(len(x)) for a small n."""
-    n = min(n, x.size)
-    vals = np.empty(n)
-    idx = np.empty(n, dtype=np.int64)
-    m = 0
-    for j in range(x.size):
-        v = x[j]
-        if m < n:
-            p = m
-            m += 1
-        elif v > vals[n - 1]:
-            p = n - 1
-        else:
-            continue
-        while p > 0 and vals[p - 1] < v:
-            vals[p] = vals[p - 1]
-            idx[p] = idx[p - 1]
-            p -= 1
-        vals[p] = v
-        idx[p] = j
-    return idx
+    stable sort of -x). O(len(x)) for a small n."""
+    return _top_by_insertion(x, min(n, x.size), 1.0)
 
 
 @njit(cache=True)
