@@ -148,17 +148,17 @@ class RiskModel:
         sigma = math.sqrt(max(e.sigma2, 0.0))
         return self.scale * sigma, self.es_scale * sigma
 
-    def contributions(self, e: Exposure, scale: float = 1.0) -> np.ndarray:
-        """Per column contributions summing to the model's measure times `scale` (ES contributions
+    def contributions(self, e: Exposure, factor: float = 1.0) -> np.ndarray:
+        """Per column contributions summing to the model's measure times `factor` (ES contributions
         for scenario models, Euler for parametric; rescaled by var/es when the measure is the other one)."""
         if self.is_scenario:
             tail = kernels.worst_scenarios(e.pnl, self.k)
             if self.config.measure == "var":
                 var, es = kernels.tail_var_es(e.pnl, tail)
-                scale *= var / es if es != 0 else 1.0
-            return kernels.es_contributions(e.values, self.scenario_shocks, tail, scale)
-        scale *= self.es_scale / self.scale if self.config.measure == "es" else 1.0
-        return kernels.euler_contributions(e.values, e.cv, max(e.sigma2, 0.0), self.scale * scale)
+                factor *= var / es if es != 0 else 1.0
+            return kernels.es_contributions(e.values, self.scenario_shocks, tail, factor)
+        scale = self.es_scale if self.config.measure == "es" else self.scale
+        return kernels.euler_contributions(e.values, e.cv, max(e.sigma2, 0.0), scale * factor)
 
     def standalone(self, col: int, u: float) -> float:
         """The margin of effective value u in column col held alone (for the liquidity add-on)."""

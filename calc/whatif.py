@@ -14,6 +14,7 @@ reset replaces it): a burst of pre-trade checks between two events pays for the 
 from __future__ import annotations
 
 import math
+
 from calc.engine import SPAN_MODEL, MarginEngine
 from calc.state import AccountRisk, Holding
 

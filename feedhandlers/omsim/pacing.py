@@ -1,4 +1,4 @@
-"""Paces a sender at a fixed message rate (used by the OMS simulator and the FIX benchmark)."""
+"""Paces a sender at a fixed message rate (the OMS simulator's `--rate`)."""
 from __future__ import annotations
 
 import threading
