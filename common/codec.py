@@ -13,7 +13,20 @@ EXT_NDARRAY = 1
 EXT_SCALAR = 2
 
 
+_ext_heads: dict[np.dtype, bytes] = {}     # dtype -> the ExtType 1 head of its 1-d arrays
+_new_ext = tuple.__new__                   # msgpack.ExtType(...) re-checks its arguments; ours are right
+
+
+def _ext_head(dtype: np.dtype) -> bytes:
+    head = _ext_heads.get(dtype)
+    if head is None:
+        head = _ext_heads[dtype] = dtype.str.encode() + b"\0"
+    return head
+
+
 def _encode(obj):
+    if type(obj) is np.ndarray and obj.ndim == 1 and obj.dtype.kind not in "OUS":  # the columnar fast path
+        return _new_ext(msgpack.ExtType, (EXT_NDARRAY, _ext_head(obj.dtype) + obj.tobytes()))
     if isinstance(obj, np.ndarray):
         if obj.dtype == object or obj.dtype.kind in "US":
             return obj.tolist()
@@ -42,9 +55,11 @@ def _dtype(name: bytes) -> np.dtype:
 def _decode_ext(code: int, data: bytes):
     head, _, body = data.partition(b"\0")
     if code == EXT_NDARRAY:
-        dtype, _, shape = head.partition(b"|")
-        arr = np.frombuffer(body, dtype=_dtype(dtype))
-        return arr.reshape(tuple(int(s) for s in shape.split(b","))) if shape else arr
+        cut = head.find(b"|", 1)          # a shape suffix; not the "|" that starts e.g. bool's "|b1"
+        if cut < 0:
+            return np.frombuffer(body, dtype=_dtype(head))
+        arr = np.frombuffer(body, dtype=_dtype(head[:cut]))
+        return arr.reshape(tuple(int(s) for s in head[cut + 1:].split(b",")))
     if code == EXT_SCALAR:
         return np.frombuffer(body, dtype=_dtype(head))[0]
     return msgpack.ExtType(code, data)

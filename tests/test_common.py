@@ -83,6 +83,16 @@ def test_codec_nested_arrays_scalars_and_garbage():
         unpack(b"\xc1\xc1garbage")
 
 
+def test_codec_one_dimensional_columns_round_trip_exactly():
+    cols = {"f": np.arange(5.0), "strided": np.arange(10)[::3], "t": np.array([1, 2], "datetime64[ns]"),
+            "b": np.array([True, False]), "be": np.arange(3, dtype=">i4"), "empty": np.empty(0, np.float32),
+            "o": np.array(["x", "y"], dtype=object), "u": np.array(["ab", "c"]), "b2": np.eye(2, dtype=bool)}
+    out = unpack(pack(cols))
+    for name in ("f", "strided", "t", "b", "be", "empty", "b2"):
+        assert out[name].dtype == cols[name].dtype and np.array_equal(out[name], cols[name]), name
+    assert out["o"] == ["x", "y"] and out["u"] == ["ab", "c"]
+
+
 def test_rpc_round_trip_errors_and_timeout():
     def boom(req):
         raise KeyError("no such account: X")
