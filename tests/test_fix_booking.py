@@ -8,7 +8,7 @@ from common.schema import load_schemas
 from feedhandlers.fix.batches import alert_batch, fill_batch, fill_rows
 from feedhandlers.fix.book import Book, BookingError
 from feedhandlers.fix.execreport import (CANCEL, CORRECT, OTHER, TRADE, BadValue, MissingField, fields_of,
-                                         parse_execution)
+                                         parse_execution, parse_utc_timestamp)
 from feedhandlers.fix.settings import SettingsError, quickfix_spec_dir, resolve_settings_text
 from feedhandlers.fix.watermark import PendingAcks, WatermarkFile, rewind_target
 from feedhandlers.omsim.orders import OrderFlow
@@ -206,3 +206,18 @@ def test_order_flow_from_refdata_trades_each_account_in_its_ccps_instruments():
     assert seen == set(ccp_of)                                        # FUTS1 trades CME futures and options
     cash = OrderFlow.from_refdata(ref, assetclasses=("equity", "etf"))
     assert "FUTS1" not in cash.accounts
+
+
+def test_utc_timestamps_parse_to_ns_and_bad_ones_are_data_format_errors():
+    day = 20_413 * 86_400_000_000_000                  # 2025-11-21 in days since the epoch
+    assert parse_utc_timestamp("60", "20251121-00:00:00") == day
+    assert parse_utc_timestamp("60", "20251121-13:45:07.5") == day + 49_507_500_000_000
+    assert parse_utc_timestamp("60", "20251121-13:45:07.123456789") == day + 49_507_123_456_789
+    assert parse_utc_timestamp("52", "20251121-23:59:60") == day + 86_400_000_000_000     # leap second
+    for bad in ("20251121-24:00:00", "20251321-10:00:00", "20250230-10:00:00", "20251121 10:00:00",
+                "20251121-10:00:00.", "20251121-10:00:00.1234567890", "20251121-10:00:00,5",
+                "20251121-10:00:00.5x", "2025112-10:00:00", "20251121-10:00", "", "20251121-10:00:00.-5",
+                "２0251121-10:00:00"):
+        with pytest.raises(BadValue) as err:
+            parse_utc_timestamp("60", bad)
+        assert err.value.tag == 60 and err.value.data_format, bad

@@ -10,21 +10,17 @@ ALERT_KIND = "data"
 ALERT_SEVERITY = "warning"
 
 
-def fill_batch(rows: list[FillRow]) -> dict[str, np.ndarray]:
-    """A `fill` batch (q/schema.q column order) of booked rows."""
+def fill_batch(rows: list[FillRow]) -> dict:
+    """A `fill` batch (q/schema.q column order) of booked rows; text columns as lists of str (what the
+    codec sends for them anyway)."""
     cols = list(zip(*rows))
     return {
         "time": np.array(cols[0], dtype=np.int64).view("datetime64[ns]"),
-        "sym": text_array(cols[1]),
-        "account": text_array(cols[2]),
+        "sym": list(cols[1]),
+        "account": list(cols[2]),
         "qty": np.array(cols[3], dtype=np.float64),
         "price": np.array(cols[4], dtype=np.float64),
-        "execid": text_array(cols[5]),
-        "orderid": text_array(cols[6]),
-        "exectype": text_array(cols[7]),
-        "refexecid": text_array(cols[8]),
-        "session": text_array(cols[9]),
-        "status": text_array(cols[10]),
+        **{name: list(cols[i]) for i, name in enumerate(FillRow._fields[5:], 5)},
     }
 
 

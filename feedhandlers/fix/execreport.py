@@ -14,7 +14,7 @@ import datetime
 import functools
 import math
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 TRADE, CANCEL, CORRECT, OTHER = "F", "H", "G", "other"
 
@@ -45,8 +45,7 @@ class BadValue(ValueError):
         self.data_format = data_format
 
 
-@dataclass(frozen=True)
-class Execution:
+class Execution(NamedTuple):
     kind: str                 # TRADE, CANCEL, CORRECT or OTHER
     exec_type: str            # the raw ExecType (150) value, for counting OTHER
     exec_id: str
@@ -60,26 +59,33 @@ class Execution:
     poss_dup: bool = False
 
 
-_UTC_TIMESTAMP = re.compile(r"(\d{8})-(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?")
+_UTC_SECOND = re.compile(r"(\d{4})(\d\d)(\d\d)-(\d\d):(\d\d):(\d\d)", re.ASCII)
 
 
-@functools.lru_cache(maxsize=64)
-def _day_ns(yyyymmdd: str) -> int:
-    day = datetime.date(int(yyyymmdd[:4]), int(yyyymmdd[4:6]), int(yyyymmdd[6:]))
-    return (day - _EPOCH).days * 86_400_000_000_000
+@functools.lru_cache(maxsize=256)
+def _second_ns(text: str) -> int:
+    """UTC ns of `YYYYMMDD-HH:MM:SS`; ValueError if it is not one. Cached: a stream of fills stamps
+    the same few seconds over and over."""
+    m = _UTC_SECOND.fullmatch(text)
+    if m is None:
+        raise ValueError(text)
+    year, month, day, hh, mm, ss = map(int, m.groups())
+    if hh > 23 or mm > 59 or ss > 60:
+        raise ValueError(text)
+    days = (datetime.date(year, month, day) - _EPOCH).days
+    return days * 86_400_000_000_000 + ((hh * 60 + mm) * 60 + ss) * 1_000_000_000
 
 
 def parse_utc_timestamp(tag: str, text: str) -> int:
     """FIX UTCTimestamp `YYYYMMDD-HH:MM:SS[.fff[fff[fff]]]` -> UTC nanoseconds."""
-    m = _UTC_TIMESTAMP.fullmatch(text)
     try:
-        if m is None:
-            raise ValueError
-        hh, mm, ss = int(m[2]), int(m[3]), int(m[4])
-        if hh > 23 or mm > 59 or ss > 60:
-            raise ValueError
-        frac = int(m[5].ljust(9, "0")) if m[5] else 0
-        return _day_ns(m[1]) + ((hh * 60 + mm) * 60 + ss) * 1_000_000_000 + frac
+        ns = _second_ns(text[:17])
+        if len(text) > 17:
+            digits = text[18:]
+            if text[17] != "." or not 0 < len(digits) <= 9 or not (digits.isascii() and digits.isdigit()):
+                raise ValueError(text)
+            ns += int(digits.ljust(9, "0"))
+        return ns
     except ValueError:
         raise BadValue(tag, text, "not a UTCTimestamp YYYYMMDD-HH:MM:SS[.sss]", data_format=True) from None
 
@@ -158,8 +164,8 @@ def parse_execution(fields: dict, begin_string: str) -> Execution:
 def fields_of(raw: str) -> dict[str, str]:
     """{tag: value} of a SOH-delimited FIX message string (the first occurrence of a tag wins)."""
     fields: dict[str, str] = {}
+    first = fields.setdefault
     for item in raw.rstrip("\x01").split("\x01"):
         tag, _, value = item.partition("=")
-        if tag not in fields:
-            fields[tag] = value
+        first(tag, value)
     return fields
