@@ -125,7 +125,8 @@ class Publisher:
 
     def poll(self, timeout_ms: int = 0) -> None:
         """Handles acknowledgements and, if the tickerplant stalls, resends (call it when idle)."""
-        if self.socket.poll(timeout_ms):
+        ready = self.socket.get(EVENTS) & POLLIN if timeout_ms == 0 else self.socket.poll(timeout_ms)
+        if ready:
             self._handle_replies()
         self._check_stall()
 
