@@ -3,6 +3,9 @@ latency (publisher send to subscriber callback) in zero-latency mode at a paced 
 
 Run: `.venv/bin/python -m bench.bench_tickerplant` (BENCH_QUICK=1 for a short run). The tickerplant
 runs as its own process (`python -m tickerplant`), the subscriber of the latency test in another.
+The latency table has a floor row: the same publisher and messages through a bare ZeroMQ relay
+process (PULL -> PUB, nothing journaled, checked or acknowledged) to a raw SUB socket that decodes
+them; what Python and ZeroMQ cost on this machine before the tickerplant does any work.
 """
 
 from __future__ import annotations
@@ -13,9 +16,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+import zmq
 
-from bench.harness import TickerplantProcess
-from common.codec import pack
+from bench.harness import TickerplantProcess, cpu_seconds, free_endpoint
+from common.codec import pack, unpack
 from tickerplant.client import Publisher, Subscriber
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
@@ -68,8 +72,53 @@ def _latency_subscriber(control: str, expect: int, ready, out) -> None:
     sub.close()
 
 
-def latency(rate: int, seconds: float) -> tuple[float, float, float, int]:
-    """p50, p99, max in microseconds and the count, single-row messages at rate msgs/s."""
+def _relay(ingest: str, pub: str) -> None:
+    """The floor: forwards every message, nothing else."""
+    ctx = zmq.Context()
+    src, dst = ctx.socket(zmq.PULL), ctx.socket(zmq.PUB)
+    src.bind(ingest)
+    dst.bind(pub)
+    while True:
+        dst.send(src.recv())
+
+
+def _relay_subscriber(pub: str, expect: int, ready, out) -> None:
+    sock = zmq.Context().socket(zmq.SUB)
+    sock.connect(pub)
+    sock.setsockopt(zmq.SUBSCRIBE, b"")
+    time.sleep(0.5)                   # the subscription reaches the relay
+    ready.set()
+    lat = []
+    deadline = time.monotonic() + 120
+    while len(lat) < expect and time.monotonic() < deadline:
+        if sock.poll(100):
+            cols = unpack(sock.recv())
+            lat.append(time.time_ns() - int(cols["time"][0].astype("int64")))
+    out.put(lat)
+
+
+def _paced(send, rate: int, n: int) -> None:
+    """send(batch) n times at rate/s, each one-row quote stamped as it is sent."""
+    batch = quote_batch(1)
+    stamp = batch["time"]
+    period = 1.0 / rate
+    start = time.perf_counter()
+    for i in range(n):
+        ahead = start + i * period - time.perf_counter()
+        if ahead > 0:
+            time.sleep(ahead)            # no spinning: the box has 2 cores for 3 processes
+        stamp[0] = np.datetime64(time.time_ns(), "ns")
+        send(batch)
+
+
+def _stats(lat: list, cpu_us: float) -> tuple[float, float, float, int, float]:
+    us = np.array(lat, dtype=np.float64) / 1000.0
+    return float(np.percentile(us, 50)), float(np.percentile(us, 99)), float(us.max()), len(us), cpu_us
+
+
+def latency(rate: int, seconds: float) -> tuple[float, float, float, int, float]:
+    """p50, p99, max in microseconds, the count, and the tickerplant's CPU us per message,
+    single-row messages at rate msgs/s."""
     tp = TickerplantProcess("--durability", "group")
     try:
         n = int(rate * seconds)
@@ -80,24 +129,42 @@ def latency(rate: int, seconds: float) -> tuple[float, float, float, int]:
         ready.wait(60)
         time.sleep(0.5)
         pub = Publisher("bench-lat", tp.ingest)
-        batch = quote_batch(1)
-        stamp = batch["time"]
-        period = 1.0 / rate
-        start = time.perf_counter()
-        for i in range(n):
-            ahead = start + i * period - time.perf_counter()
-            if ahead > 0:
-                time.sleep(ahead)            # no spinning: the box has 2 cores for 3 processes
-            stamp[0] = np.datetime64(time.time_ns(), "ns")
-            pub.publish("quote", batch)
+        cpu0 = cpu_seconds(tp.proc.pid)
+        _paced(lambda batch: pub.publish("quote", batch), rate, n)
         pub.flush(timeout=60)
-        lat = np.array(out.get(timeout=120), dtype=np.float64) / 1000.0
+        cpu = cpu_seconds(tp.proc.pid) - cpu0
+        lat = out.get(timeout=120)
         proc.join(30)
         pub.close()
-        return (float(np.percentile(lat, 50)), float(np.percentile(lat, 99)), float(lat.max()),
-                len(lat))
+        return _stats(lat, cpu / n * 1e6)
     finally:
         tp.close()
+
+
+def relay_latency(rate: int, seconds: float) -> tuple[float, float, float, int, float]:
+    """latency() through the bare relay instead of the tickerplant (CPU: the relay's)."""
+    n = int(rate * seconds)
+    ingest, pub = free_endpoint(), free_endpoint()
+    ctx = mp.get_context("spawn")
+    relay = ctx.Process(target=_relay, args=(ingest, pub), daemon=True)
+    relay.start()
+    ready, out = ctx.Event(), ctx.Queue()
+    proc = ctx.Process(target=_relay_subscriber, args=(pub, n, ready, out))
+    proc.start()
+    sock = zmq.Context.instance().socket(zmq.PUSH)
+    try:
+        ready.wait(60)
+        sock.connect(ingest)
+        time.sleep(0.2)
+        cpu0 = cpu_seconds(relay.pid)
+        _paced(lambda batch: sock.send(pack(batch)), rate, n)
+        lat = out.get(timeout=120)
+        cpu = cpu_seconds(relay.pid) - cpu0
+        proc.join(30)
+        return _stats(lat, cpu / n * 1e6)
+    finally:
+        sock.close(0)
+        relay.terminate()
 
 
 def main() -> None:
@@ -112,10 +179,13 @@ def main() -> None:
     secs = 2.0 if QUICK else 10.0
     print(f"\nPublish latency, zero-latency mode, single-row messages for {secs:g} s each "
           f"(publisher send -> subscriber callback, separate processes)")
-    print(f"{'msgs/s':>10} {'messages':>10} {'p50 us':>10} {'p99 us':>10} {'max us':>10}")
+    print(f"{'path':<12} {'msgs/s':>8} {'messages':>10} {'p50 us':>10} {'p99 us':>10} {'max us':>10} "
+          f"{'hop CPU us/msg':>15}")
     for rate in (1_000, 10_000):
-        p50, p99, worst, count = latency(rate, secs)
-        print(f"{rate:>10,} {count:>10} {p50:>10.0f} {p99:>10.0f} {worst:>10.0f}", flush=True)
+        for path, run in (("tickerplant", latency), ("bare relay", relay_latency)):
+            p50, p99, worst, count, cpu = run(rate, secs)
+            print(f"{path:<12} {rate:>8,} {count:>10} {p50:>10.0f} {p99:>10.0f} {worst:>10.0f} {cpu:>15.1f}",
+                  flush=True)
 
 
 if __name__ == "__main__":
