@@ -37,22 +37,37 @@ PYEOF
     fi
 }
 
+STACK_PIDS=()      # global: the EXIT trap runs after demo() has returned
+STOPPING=
+STOP_GRACE_S=20
+
+stop_stack() {     # TERM every process of the stack, wait up to STOP_GRACE_S, KILL what is left
+    [ -n "$STOPPING" ] && return
+    STOPPING=1
+    trap - INT TERM EXIT
+    echo; echo "run.sh: stopping the stack"
+    kill -TERM "${STACK_PIDS[@]}" 2>/dev/null || true
+    local deadline=$((SECONDS + STOP_GRACE_S)) pid
+    for pid in "${STACK_PIDS[@]}"; do
+        while kill -0 "$pid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.2; done
+    done
+    for pid in "${STACK_PIDS[@]}"; do
+        if kill -0 "$pid" 2>/dev/null; then
+            echo "run.sh: pid $pid did not stop within ${STOP_GRACE_S} s; killing it" >&2
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+    done
+    wait "${STACK_PIDS[@]}" 2>/dev/null || true
+}
+
 demo() {
     local var=${MARGINTICK_VAR:-var}
     mkdir -p "$var/log"
-    local pids=() stopping=
-    stop() {
-        stopping=1
-        trap - INT TERM EXIT
-        echo; echo "run.sh: stopping the stack"
-        kill -TERM "${pids[@]}" 2>/dev/null || true
-        wait "${pids[@]}" 2>/dev/null || true
-    }
-    trap stop INT TERM EXIT
+    trap stop_stack INT TERM EXIT
     start() {   # start NAME module args...: a process of the stack, logging to var/log/NAME.log
         local name=$1; shift
         "$PY" -m "$@" >"$var/log/$name.log" 2>&1 &
-        pids+=($!)
+        STACK_PIDS+=($!)
         echo "  started $name (pid $!): python -m $*"
     }
     echo "run.sh: starting margintick (state and logs in $var/)"
@@ -74,8 +89,12 @@ demo() {
     echo "  HTTP:      curl -u demo:demo http://127.0.0.1:8080/margin   (OpenAPI: http://127.0.0.1:8080/openapi.json)"
     echo "  FIX:       drop copy acceptor on 127.0.0.1:9878, TargetCompID MARGINTICK, SenderCompID CLIENT free for your engine"
     echo "Ctrl-C stops everything."
-    wait -n "${pids[@]}" || true
-    [ -n "$stopping" ] || echo "run.sh: a process of the stack exited; stopping the rest (see $var/log)" >&2
+    wait -n "${STACK_PIDS[@]}" || true
+    sleep 0.2           # on Ctrl-C the processes and this shell get SIGINT together: let the trap run first
+    if [ -n "$STOPPING" ]; then return 0; fi
+    echo "run.sh: a process of the stack exited; stopping the rest (see $var/log)" >&2
+    stop_stack
+    return 1
 }
 
 wait_for_tickerplant() {
