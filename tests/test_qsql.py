@@ -349,6 +349,22 @@ def test_result_types_follow_q(data):
     assert execute(store, "select d:time.date, b:price>15 from trade").to_wire()["types"] == {"d": "date", "b": "boolean"}
 
 
+def test_wavg_of_weights_summing_to_zero_divides_as_q():
+    store = Store(parse_schema("fill:([]time:`timestamp$();sym:`symbol$();qty:`float$();price:`float$())"))
+    store.apply("fill", {"time": T0 + np.arange(6).astype("timedelta64[s]"),
+                         "sym": ["NETUP", "NETUP", "FLAT", "FLAT", "OK", "OK"],
+                         "qty": np.array([-100.0, 100.0, 100.0, -100.0, 100.0, 300.0]),
+                         "price": np.array([10.0, 11.0, 10.0, 10.0, 10.0, 20.0])})
+    by_sym = execute(store, "select v:qty wavg price, d:(sum qty*price)%sum qty by sym from fill").to_wire()["data"]
+    assert list(by_sym["sym"]) == ["FLAT", "NETUP", "OK"]
+    v, d = by_sym["v"], by_sym["d"]
+    assert np.isnan(v[0]) and np.isnan(d[0])                     # 0%0: 0n
+    assert v[1] == d[1] == np.inf                                # 100%0: 0w
+    assert v[2] == d[2] == 17.5
+    one = execute(store, "select v:qty wavg price from fill where sym=`NETUP").to_wire()["data"]
+    assert list(one["v"]) == [np.inf]
+
+
 def test_sym_and_time_filters_use_the_index(data, monkeypatch):
     """A sym / time filter gathers only the matching rows: no full-column comparison is evaluated."""
     store, frames = data

@@ -131,7 +131,7 @@ def weighted(fn: str, w: Value, x: Value, groups: Groups | None) -> Value:
         ok = ~np.isnan(p)
         if fn == "wsum":
             return Value(np.float64(p[ok].sum()), "f", True)
-        den = ws[ok].sum()
-        return Value(np.float64(p[ok].sum() / den) if den != 0 else np.nan, "f", True)
+        with np.errstate(divide="ignore", invalid="ignore"):     # q: 1%0 is 0w, 0%0 is 0n
+            return Value(np.float64(p[ok].sum()) / np.float64(ws[ok].sum()), "f", True)
     kernel = k.group_wsum if fn == "wsum" else k.group_wavg
     return Value(kernel(groups.ids, ws, xs, groups.n), "f", grouped=True)

@@ -123,8 +123,9 @@ def group_wsum(ids, w, x, g):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def group_wavg(ids, w, x, g):
+    """(sum w*x) % sum w per group, as q: weights summing to 0 give 0w / -0w, or 0n when w*x does too."""
     num = np.zeros(g, np.float64)
     den = np.zeros(g, np.float64)
     for i in range(len(ids)):
@@ -134,7 +135,7 @@ def group_wavg(ids, w, x, g):
             den[ids[i]] += w[i]
     out = np.empty(g, np.float64)
     for k in range(g):
-        out[k] = num[k] / den[k] if den[k] != 0 else np.nan
+        out[k] = num[k] / den[k]
     return out
 
 

@@ -67,12 +67,15 @@ def arith(op: str, a: Value, b: Value) -> Value:
     qa, qb = a.qt, b.qt
     if qa == "s" or qb == "s" or qa == "C" or qb == "C":
         raise QError("type")
-    if op == "%":
-        if qa not in NUMERIC or qb not in NUMERIC:
-            if qa == "n" and qb == "n":
-                return _make(np.true_divide(_raw(a), _raw(b)), "f", a, b)
+    if op == "%":                 # q: float division, 1%0 is 0w and 0%0 is 0n (no warning)
+        if qa == "n" and qb == "n":
+            num, den = _raw(a), _raw(b)
+        elif qa in NUMERIC and qb in NUMERIC:
+            num, den = np.asarray(a.data, dtype=np.float64), b.data
+        else:
             raise QError("type")
-        return _make(np.true_divide(np.asarray(a.data, dtype=np.float64), b.data), "f", a, b)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return _make(np.true_divide(num, den), "f", a, b)
     if qa in NUMERIC and qb in NUMERIC:
         qt = _num_type(a, b)
         fn = {"+": np.add, "-": np.subtract, "*": np.multiply}[op]
