@@ -281,6 +281,29 @@ def euler_contributions(values, cv, sigma2, scale):
     return out
 
 
+@njit(cache=True)
+def stress_loss(values, shocks, stressed_cov, scale):
+    """A stress scenario on positions ``values``: shocked values ``values * (1 + shocks)``, the shock
+    loss ``-sum(values * shocks)`` and the parametric VaR ``scale * sigma`` of the shocked values under
+    ``stressed_cov``. Returns (shock loss, stressed VaR, per-position contributions summing to their
+    total, shocked values); a position's contribution is its shock loss plus its Euler share of the VaR."""
+    n = values.size
+    shocked = np.empty(n)
+    contrib = np.empty(n)
+    shock_loss = 0.0
+    for i in range(n):
+        shocked[i] = values[i] * (1.0 + shocks[i])
+        contrib[i] = -values[i] * shocks[i]
+        shock_loss += contrib[i]
+    cv = covariance_product(stressed_cov, shocked)
+    sigma2 = max(quadratic_form(shocked, cv), 0.0)
+    if sigma2 > 0.0:
+        f = scale / math.sqrt(sigma2)
+        for i in range(n):
+            contrib[i] += f * shocked[i] * cv[i]
+    return shock_loss, scale * math.sqrt(sigma2), contrib, shocked
+
+
 @njit(cache=True, parallel=True)
 def rows_var_es(pnl_rows, k):
     """(VaR, ES) per row of an (A, S) P&L matrix, rows in parallel (prange)."""

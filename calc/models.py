@@ -59,7 +59,7 @@ def check_values(values, n: int | None = None) -> np.ndarray:
         raise ValueError(f"values must be a vector of position values, got shape {v.shape}")
     if n is not None and v.size != n:
         raise ValueError(f"{v.size} position values for {n} instruments")
-    if not np.all(np.isfinite(v)):
+    if not np.isfinite(v).all():
         raise ValueError(f"position values hold NaN or inf (position {int(np.argmax(~np.isfinite(v)))})")
     return v
 

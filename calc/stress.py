@@ -172,12 +172,5 @@ def evaluate_stress(name: str, values: np.ndarray, shocks: np.ndarray, stressed_
     """The loss of positions ``values`` under price ``shocks`` and the stressed covariance, with
     ``scale`` = z * sqrt(horizon): what ``run_stress`` computes once the scenario is set up (the live
     engine keeps the set-up, see calc.engine)."""
-    shock_contrib = -values * shocks
-    shocked = values * (1.0 + shocks)
-    cv = kernels.covariance_product(stressed_cov, shocked)
-    sigma2 = max(kernels.quadratic_form(shocked, cv), 0.0)
-    var_contrib = kernels.euler_contributions(shocked, cv, sigma2, scale)
-    shock_loss = float(shock_contrib.sum())
-    stressed_var = scale * math.sqrt(sigma2)
-    return StressResult(name, shock_loss + stressed_var, shock_loss, stressed_var,
-                        shock_contrib + var_contrib, shocked)
+    shock_loss, stressed_var, contributions, shocked = kernels.stress_loss(values, shocks, stressed_cov, scale)
+    return StressResult(name, shock_loss + stressed_var, shock_loss, stressed_var, contributions, shocked)

@@ -93,6 +93,25 @@ def test_parametric_kernels_match_numpy_and_euler_sums_to_var():
     assert not kernels.euler_contributions(np.zeros(n), np.zeros(n), 0.0, 2.33).any()
 
 
+def test_stress_loss_matches_numpy_and_contributions_sum_to_the_loss():
+    rng = np.random.default_rng(11)
+    n = 25
+    a = rng.standard_normal((n, n))
+    cov = a @ a.T * 1e-4
+    values, shocks, scale = rng.standard_normal(n) * 1e6, rng.uniform(-0.3, 0.1, n), 2.33
+    shock_loss, stressed_var, contrib, shocked = kernels.stress_loss(values, shocks, cov, scale)
+    ref_shocked = values * (1.0 + shocks)
+    ref_cv = cov @ ref_shocked
+    ref_sigma = np.sqrt(ref_shocked @ ref_cv)
+    assert np.allclose(shocked, ref_shocked, rtol=1e-15)
+    assert shock_loss == pytest.approx(-(values * shocks).sum(), rel=1e-12)
+    assert stressed_var == pytest.approx(scale * ref_sigma, rel=1e-12)
+    assert np.allclose(contrib, -values * shocks + scale * ref_shocked * ref_cv / ref_sigma, rtol=1e-9, atol=1e-6)
+    assert contrib.sum() == pytest.approx(shock_loss + stressed_var, rel=1e-12)
+    flat = kernels.stress_loss(np.zeros(n), shocks, cov, scale)       # no positions: no loss, no NaN
+    assert flat[0] == 0.0 and flat[1] == 0.0 and not flat[2].any()
+
+
 def test_incremental_equals_full_recompute_after_10000_updates():
     rng = np.random.default_rng(3)
     n, s = 200, 1000
