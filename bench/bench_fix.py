@@ -114,8 +114,8 @@ def run(ack: str, rate: float, count: int, flow: OrderFlow) -> dict:
     sub.start()
     oms = ctx.Process(target=_oms, args=(fh.port, [body_of(flow.next_message()) for _ in range(count)], rate,
                                          logged_on, go, done, sent_out))
+    oms.start()
     try:
-        oms.start()
         if not (ready.wait(60) and logged_on.wait(60)):
             raise RuntimeError("the subscriber or the OMS logon did not come up")
         cpu0 = cpu_seconds(fh.proc.pid)
@@ -123,13 +123,13 @@ def run(ack: str, rate: float, count: int, flow: OrderFlow) -> dict:
         t0, send_s, sender_cpu = sent_out.get(timeout=300)
         rows, last_ns, lat = rows_out.get(timeout=300)
         fh_cpu = cpu_seconds(fh.proc.pid) - cpu0
-        sub.join(30)
     finally:
         go.set()
         done.set()
-        oms.join(30)
-        if oms.is_alive():
-            oms.kill()
+        for proc in (oms, sub):
+            proc.join(30)
+            if proc.is_alive():
+                proc.kill()
         fh.close()
         tp.close()
     if rows < count:
