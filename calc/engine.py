@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import math
+import operator
 from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -76,6 +77,7 @@ TRADING_DAYS = 252.0
 MARGIN_FIELDS = ("im", "vm", "requirement", "collateral", "excess", "call", "var", "es")
 SPAN_MODEL = "span"             # accounts whose `model` is span are margined by calc.span, not VaR
 STRESS_CACHE_SIZE = 4096        # stressed correlations kept (per model, scenario and set of held columns)
+_CONTRIBUTION = operator.itemgetter(1)   # of a (sym, contribution) pair: drivers rank by it, stably
 
 
 @dataclass(frozen=True)
@@ -152,11 +154,8 @@ class RiskModel:
         """Per column contributions summing to the model's measure times `factor` (ES contributions
         for scenario models, Euler for parametric; rescaled by var/es when the measure is the other one)."""
         if self.is_scenario:
-            tail = kernels.worst_scenarios(e.pnl, self.k)
-            if self.config.measure == "var":
-                var, es = kernels.tail_var_es(e.pnl, tail)
-                factor *= var / es if es != 0 else 1.0
-            return kernels.es_contributions(e.values, self.scenario_shocks, tail, factor)
+            return kernels.tail_contributions(e.pnl, e.values, self.scenario_shocks, self.k, factor,
+                                              self.config.measure == "var")
         scale = self.es_scale if self.config.measure == "es" else self.scale
         return kernels.euler_contributions(e.values, e.cv, max(e.sigma2, 0.0), scale * factor)
 
@@ -684,20 +683,26 @@ class MarginEngine:
             columns = kernels.largest(col_contrib, top)
         mapped, syms = self.mapped, m.syms
         candidates = {sym for c in columns.tolist() for sym in mapped.get(syms[c], ())}
-        candidates.update(s for hs in self.shared for s in mapped[hs])
-        candidates.update(e.addons)
+        for hs in self.shared:
+            candidates.update(mapped[hs])
+        addons = e.addons
+        if addons:
+            candidates.update(addons)
+        else:
+            addons = {}                  # (a what-if's fork holds an Overlay: skip its lookups)
         out: dict[str, float] = {}
-        parts, addons, values = e.parts, e.addons, e.values
+        parts, values, index, risk_sym = e.parts, e.values, m.index, self.risk_sym
         for sym in candidates:
             u = parts.get(sym)
             if u:
-                col = m.index[self.risk_sym[sym]]
+                col = index[risk_sym[sym]]
                 total = values.item(col)
                 out[sym] = col_contrib.item(col) * (u / total if total else 0.0) + addons.get(sym, 0.0)
-        for sym, charge in e.unmodelled.items():
-            if charge:
-                out[sym] = out.get(sym, 0.0) + charge
-        ranked = sorted(((s, float(c)) for s, c in out.items() if c), key=lambda sc: -sc[1])
+        if e.unmodelled:
+            for sym, charge in e.unmodelled.items():
+                if charge:
+                    out[sym] = out.get(sym, 0.0) + charge
+        ranked = sorted([(s, float(c)) for s, c in out.items() if c], key=_CONTRIBUTION, reverse=True)
         return ranked if top is None else ranked[:top]
 
     @staticmethod

@@ -226,6 +226,18 @@ def es_contributions(values, scenario_shocks, tail, scale=1.0):
 
 
 @njit(cache=True)
+def tail_contributions(pnl, values, scenario_shocks, k, scale, to_var):
+    """``es_contributions`` over the k worst scenarios of ``pnl``, in one call; with ``to_var`` they
+    are rescaled by VaR / ES, so that they sum to VaR x scale instead of ES x scale."""
+    tail = worst_scenarios(pnl, k)
+    if to_var:
+        var, es = tail_var_es(pnl, tail)
+        if es != 0.0:
+            scale = scale * var / es
+    return es_contributions(values, scenario_shocks, tail, scale)
+
+
+@njit(cache=True)
 def largest(x, n):
     """Indices of the n largest values of x, largest first; at ties the earliest index first (as a
     stable sort of -x). O(len(x)) for a small n."""

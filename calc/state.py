@@ -203,8 +203,20 @@ class Overlay(MutableMapping):
         yield from (k for k in self.base if k not in self.changed and k not in self.removed)
         yield from self.changed
 
+    def items(self):
+        """(key, value) pairs, without a lookup per key (MutableMapping's items() does one)."""
+        changed, removed = self.changed, self.removed
+        yield from ((k, v) for k, v in self.base.items() if k not in changed and k not in removed)
+        yield from changed.items()
+
     def __len__(self) -> int:
         return sum(1 for _ in self)
+
+    def __bool__(self) -> bool:
+        if self.changed:
+            return True
+        removed = self.removed
+        return any(k not in removed for k in self.base) if removed else bool(self.base)
 
 
 @dataclass

@@ -151,6 +151,13 @@ def test_overlay_is_a_copy_on_write_view_that_never_changes_its_base():
         del view["B"]
     view["B"] = 5.0                                     # re-added after a deletion
     assert view["B"] == 5.0 and sorted(view.items()) == [("A", 10.0), ("B", 5.0), ("D", 4.0)]
+    assert view and not Overlay({}) and Overlay({"A": 1.0})
+    emptied = Overlay({"A": 1.0})
+    emptied["D"] = 4.0
+    del emptied["D"]                                    # a key of the view only, then gone
+    assert emptied and list(emptied.items()) == [("A", 1.0)]
+    del emptied["A"]
+    assert not emptied and list(emptied.items()) == [] and len(emptied) == 0
 
 
 def test_a_forked_account_risk_changes_without_touching_the_original():

@@ -67,6 +67,12 @@ def test_scenario_pnl_and_es_contributions_match_numpy():
     assert contrib.sum() == pytest.approx(kernels.tail_var_es(pnl, tail)[1], rel=1e-12)
     scaled = kernels.es_contributions(values, np.ascontiguousarray(shocks.T), tail, 1.25)
     np.testing.assert_allclose(scaled, 1.25 * contrib, rtol=1e-12)
+    var, es = kernels.var_es(pnl, k)
+    fused_es = kernels.tail_contributions(pnl, values, np.ascontiguousarray(shocks.T), k, 1.25, False)
+    np.testing.assert_allclose(fused_es, scaled, rtol=1e-12)
+    fused_var = kernels.tail_contributions(pnl, values, np.ascontiguousarray(shocks.T), k, 1.25, True)
+    assert fused_var.sum() == pytest.approx(1.25 * var, rel=1e-12)
+    np.testing.assert_allclose(fused_var, scaled * var / es, rtol=1e-12)
 
 
 def test_largest_is_a_stable_descending_top_n():
