@@ -301,18 +301,15 @@ def stress_loss(values, shocks, stressed_cov, scale):
     total, shocked values); a position's contribution is its shock loss plus its Euler share of the VaR."""
     n = values.size
     shocked = np.empty(n)
-    contrib = np.empty(n)
+    shock_contrib = np.empty(n)
     shock_loss = 0.0
     for i in range(n):
         shocked[i] = values[i] * (1.0 + shocks[i])
-        contrib[i] = -values[i] * shocks[i]
-        shock_loss += contrib[i]
+        shock_contrib[i] = -values[i] * shocks[i]
+        shock_loss += shock_contrib[i]
     cv = covariance_product(stressed_cov, shocked)
     sigma2 = max(quadratic_form(shocked, cv), 0.0)
-    if sigma2 > 0.0:
-        f = scale / math.sqrt(sigma2)
-        for i in range(n):
-            contrib[i] += f * shocked[i] * cv[i]
+    contrib = shock_contrib + euler_contributions(shocked, cv, sigma2, scale)
     return shock_loss, scale * math.sqrt(sigma2), contrib, shocked
 
 

@@ -14,14 +14,11 @@ def fill_batch(rows: list[FillRow]) -> dict:
     """A `fill` batch (q/schema.q column order) of booked rows; text columns as lists of str (what the
     codec sends for them anyway)."""
     cols = list(zip(*rows))
-    return {
-        "time": np.array(cols[0], dtype=np.int64).view("datetime64[ns]"),
-        "sym": list(cols[1]),
-        "account": list(cols[2]),
-        "qty": np.array(cols[3], dtype=np.float64),
-        "price": np.array(cols[4], dtype=np.float64),
-        **{name: list(cols[i]) for i, name in enumerate(FillRow._fields[5:], 5)},
-    }
+    batch = {name: list(col) for name, col in zip(FillRow._fields, cols)}
+    batch["time"] = np.array(cols[0], dtype=np.int64).view("datetime64[ns]")
+    batch["qty"] = np.array(cols[3], dtype=np.float64)
+    batch["price"] = np.array(cols[4], dtype=np.float64)
+    return batch
 
 
 def fill_rows(cols: dict[str, np.ndarray]) -> list[FillRow]:
