@@ -2,6 +2,8 @@
 
 Frames: client `[request_id, pack(request)]`, server back `[request_id, pack(reply)]`, where
 `request = {"op": name, ...}` and `reply = {"ok": True, ...}` or `{"ok": False, "error": text}`.
+A message may carry several requests, `[id1, req1, id2, req2, ...]`; the server answers them in one
+message `[id1, reply1, id2, reply2, ...]`, each request on its own (one failing fails only itself).
 A DEALER keeps many requests in flight; replies are matched by request id, so a reply that arrives
 after its caller timed out is discarded rather than handed to the next caller.
 
@@ -9,7 +11,10 @@ Hot path (a what-if crosses it twice per round trip): frames are sent and receiv
 int flags (pyzmq's enum flags and its `zmq.Again` exceptions cost more than the messaging itself at
 these sizes); a server drains every waiting request in one go; the asyncio client reads its DEALER
 from `loop.add_reader` on the socket's file descriptor (edge-triggered: after every send and every
-wake-up the socket is read until ZMQEVENTS says nothing is left) instead of zmq.asyncio's futures.
+wake-up the socket is read until ZMQEVENTS says nothing is left) instead of zmq.asyncio's futures,
+and sends the requests its callers made during one turn of the event loop as one message. On a
+machine where waking a thread costs tens of microseconds, a message per request and per reply (each
+waking the ZeroMQ I/O threads and the peer) was most of the cost of a what-if under load.
 """
 from __future__ import annotations
 
@@ -52,21 +57,23 @@ class RpcServer:
         self.failed = 0
 
     def drain(self, limit: int = 1000) -> int:
-        """Answers up to `limit` waiting requests without blocking; returns how many it answered."""
+        """Answers the waiting requests without blocking, stopping after the message that reaches
+        `limit` requests; returns how many it answered."""
         sock = self.socket
         send = sock.send
         n = 0
         while n < limit and sock.get(EVENTS) & POLLIN and (frames := recv_message(sock)) is not None:
-            n += 1
-            if len(frames) != 3:
+            if len(frames) < 3 or len(frames) % 2 == 0:
                 log.warning("rpc %s: dropped a message of %d frames", self.endpoint, len(frames))
                 self.failed += 1
                 continue
-            identity, request_id, body = frames
-            reply = pack(self.dispatch(body))
-            send(identity, SNDMORE)
-            send(request_id, SNDMORE)
-            send(reply)
+            send(frames[0], SNDMORE)                         # the client's identity
+            last = len(frames) - 2
+            for i in range(1, len(frames), 2):
+                reply = pack(self.dispatch(frames[i + 1]))
+                send(frames[i], SNDMORE)                     # its request id
+                send(reply, SNDMORE if i < last else 0)
+                n += 1
         return n
 
     def waiting(self) -> bool:
@@ -148,6 +155,7 @@ class AsyncRpcClient:
         self.timeout = timeout
         self._ids = itertools.count(1)
         self._pending: dict[bytes, asyncio.Future] = {}
+        self._outbox: list[tuple[bytes, bytes, asyncio.Future]] = []   # this loop turn's requests
         if isinstance(context, zmq.asyncio.Context):             # a plain socket of the same context
             context = zmq.Context.shadow(context.underlying)
         self.socket = (context or zmq.Context.instance()).socket(zmq.DEALER)
@@ -155,6 +163,7 @@ class AsyncRpcClient:
         self.socket.connect(endpoint)
         self._fd = self.socket.getsockopt(zmq.FD)
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.messages = 0                # request messages sent (each carries one or more requests)
 
     def _attach(self) -> asyncio.AbstractEventLoop:
         loop = asyncio.get_running_loop()
@@ -168,17 +177,39 @@ class AsyncRpcClient:
         if self._loop is not None and not self._loop.is_closed():
             self._loop.remove_reader(self._fd)
         self._loop = None
+        self._outbox.clear()             # requests of a finished loop: no caller waits for them
 
     def _read(self) -> None:
         """Takes every reply waiting on the socket (the FD only signals edges)."""
         sock, pending = self.socket, self._pending
         while sock.get(EVENTS) & POLLIN and (frames := recv_message(sock)) is not None:
-            if len(frames) != 2:
+            if len(frames) % 2:
                 log.warning("rpc client %s: dropped a reply of %d frames", self.endpoint, len(frames))
                 continue
-            future = pending.pop(frames[0], None)
-            if future is not None and not future.done():
-                future.set_result(frames[1])
+            for i in range(0, len(frames), 2):
+                future = pending.pop(frames[i], None)
+                if future is not None and not future.done():
+                    future.set_result(frames[i + 1])
+
+    def _flush(self) -> None:
+        """Sends the requests of this loop turn that still have a waiting caller, as one message."""
+        batch, self._outbox = self._outbox, []
+        frames = [part for request_id, body, future in batch if not future.done() for part in (request_id, body)]
+        if not frames:
+            return
+        send, last = self.socket.send, len(frames) - 1
+        try:
+            send(frames[0], NOBLOCK | SNDMORE)
+            for i in range(1, last + 1):
+                send(frames[i], SNDMORE if i < last else 0)
+        except zmq.Again:
+            busy = RpcError(f"busy: {len(self._pending)} requests already waiting for {self.endpoint}")
+            for _, _, future in batch:
+                if not future.done():
+                    future.set_exception(busy)
+            return
+        self.messages += 1
+        self._read()                     # a send can swallow the FD's edge for replies already in
 
     @staticmethod
     def _expire(future: asyncio.Future, message: str) -> None:
@@ -194,13 +225,10 @@ class AsyncRpcClient:
         timeout = self.timeout if timeout is None else timeout
         expiry = loop.call_later(timeout, self._expire, future,
                                  f"timeout: no reply from {self.endpoint} to {op} within {timeout:g}s")
+        if not self._outbox:
+            loop.call_soon(self._flush)
+        self._outbox.append((request_id, body, future))
         try:
-            try:
-                self.socket.send(request_id, NOBLOCK | SNDMORE)
-                self.socket.send(body, NOBLOCK)
-            except zmq.Again:
-                raise RpcError(f"busy: {len(self._pending)} requests already waiting for {self.endpoint}") from None
-            self._read()                 # a send can swallow the FD's edge for replies already in
             return _reply(await future)
         finally:
             expiry.cancel()
@@ -211,4 +239,5 @@ class AsyncRpcClient:
         for future in self._pending.values():
             future.cancel()
         self._pending.clear()
+        self._outbox.clear()
         self.socket.close(0)

@@ -1,9 +1,11 @@
 """common/: the q schema parser, batch validation, the msgpack codec and RPC."""
 import asyncio
 import threading
+import time
 
 import numpy as np
 import pytest
+import zmq
 
 from common.codec import pack, unpack, as_columns
 from common.rpc import AsyncRpcClient, RpcClient, RpcError, RpcServer, RpcTimeout
@@ -116,6 +118,31 @@ def test_rpc_round_trip_errors_and_timeout():
     client.close()
 
 
+def test_rpc_server_answers_a_message_of_several_requests_in_one_and_drops_malformed_ones():
+    server = RpcServer("tcp://127.0.0.1:0", {"echo": lambda r: {"x": r["x"] * 2}})
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.connect(server.endpoint)
+    try:
+        sock.send_multipart([b"1", pack({"op": "echo", "x": 1}), b"a request id without a body"])
+        sock.send_multipart([b"1", pack({"op": "echo", "x": 1}), b"2", b"not msgpack", b"3",
+                             pack({"op": "echo", "x": 3})])
+        deadline = time.monotonic() + 5
+        answered = 0
+        while answered < 3 and time.monotonic() < deadline:
+            server.socket.poll(100)
+            answered += server.drain()
+        assert answered == 3 and server.failed == 2    # the malformed message, and request 2
+        assert sock.poll(5000)
+        frames = sock.recv_multipart()
+        assert frames[0::2] == [b"1", b"2", b"3"]
+        replies = [unpack(f) for f in frames[1::2]]
+        assert replies[0]["x"] == 2 and replies[2]["x"] == 6 and not replies[1]["ok"]
+        assert not sock.poll(100)                      # nothing for the malformed message
+    finally:
+        sock.close(0)
+        server.close()
+
+
 def test_async_rpc_many_in_flight_errors_and_a_late_reply_discarded():
     release = threading.Event()
 
@@ -131,8 +158,13 @@ def test_async_rpc_many_in_flight_errors_and_a_late_reply_discarded():
 
     async def scenario():
         release.clear()
+        sent = client.messages
         replies = await asyncio.gather(*(client.call("echo", x=i) for i in range(200)))
         assert [r["x"] for r in replies] == [2 * i for i in range(200)]
+        assert client.messages - sent < 200        # calls of one loop turn share a message
+        mixed = await asyncio.gather(client.call("echo", x=1), client.call("boom"), client.call("echo", x=2),
+                                     return_exceptions=True)
+        assert mixed[0]["x"] == 2 and mixed[2]["x"] == 4 and isinstance(mixed[1], RpcError)
         with pytest.raises(RpcError, match="division by zero"):
             await client.call("boom")
         with pytest.raises(RpcTimeout, match="hold"):
