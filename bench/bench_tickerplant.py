@@ -3,9 +3,10 @@ latency (publisher send to subscriber callback) in zero-latency mode at a paced 
 
 Run: `.venv/bin/python -m bench.bench_tickerplant` (BENCH_QUICK=1 for a short run). The tickerplant
 runs as its own process (`python -m tickerplant`), the subscriber of the latency test in another.
-The latency table has a floor row: the same publisher and messages through a bare ZeroMQ relay
-process (PULL -> PUB, nothing journaled, checked or acknowledged) to a raw SUB socket that decodes
-them; what Python and ZeroMQ cost on this machine before the tickerplant does any work.
+The latency table has two floor rows: the same paced publisher and messages through a bare ZeroMQ
+relay process (PULL -> PUB, nothing journaled, checked or acknowledged) to a raw SUB socket that
+decodes them, and straight from the publisher's PUB socket to that SUB socket (one hop, no process in
+between): what ZeroMQ between processes costs on this machine before a tickerplant does any work.
 """
 
 from __future__ import annotations
@@ -65,10 +66,11 @@ def _latency_subscriber(control: str, expect: int, ready, out) -> None:
     sub = Subscriber("bench-lat", control, tables=["quote"], on_batch=on_batch)
     sub.start()
     ready.set()
+    cpu = time.process_time()
     deadline = time.monotonic() + 120
     while len(lat) < expect and time.monotonic() < deadline:
         sub.poll(100)
-    out.put(lat)
+    out.put((lat, time.process_time() - cpu))
     sub.close()
 
 
@@ -82,19 +84,21 @@ def _relay(ingest: str, pub: str) -> None:
         dst.send(src.recv())
 
 
-def _relay_subscriber(pub: str, expect: int, ready, out) -> None:
+def _raw_subscriber(pub: str, expect: int, ready, out) -> None:
+    """A SUB socket that decodes each message: the floor rows' subscriber."""
     sock = zmq.Context().socket(zmq.SUB)
     sock.connect(pub)
     sock.setsockopt(zmq.SUBSCRIBE, b"")
-    time.sleep(0.5)                   # the subscription reaches the relay
+    time.sleep(0.5)                   # the subscription reaches the publisher
     ready.set()
     lat = []
+    cpu = time.process_time()
     deadline = time.monotonic() + 120
     while len(lat) < expect and time.monotonic() < deadline:
         if sock.poll(100):
             cols = unpack(sock.recv())
             lat.append(time.time_ns() - int(cols["time"][0].astype("int64")))
-    out.put(lat)
+    out.put((lat, time.process_time() - cpu))
 
 
 def _paced(send, rate: int, n: int) -> None:
@@ -111,60 +115,83 @@ def _paced(send, rate: int, n: int) -> None:
         send(batch)
 
 
-def _stats(lat: list, cpu_us: float) -> tuple[float, float, float, int, float]:
+def _stats(lat: list, cpu_s: dict[str, float]) -> dict:
+    """p50, p99, max (us) and the count of the latencies; CPU us per message of each process."""
     us = np.array(lat, dtype=np.float64) / 1000.0
-    return float(np.percentile(us, 50)), float(np.percentile(us, 99)), float(us.max()), len(us), cpu_us
+    n = max(len(us), 1)
+    return {"p50": float(np.percentile(us, 50)), "p99": float(np.percentile(us, 99)), "max": float(us.max()),
+            "n": len(us), **{k: v / n * 1e6 for k, v in cpu_s.items()}}
 
 
-def latency(rate: int, seconds: float) -> tuple[float, float, float, int, float]:
-    """p50, p99, max in microseconds, the count, and the tickerplant's CPU us per message,
-    single-row messages at rate msgs/s."""
+def _start_subscriber(target, address: str, n: int):
+    ctx = mp.get_context("spawn")
+    ready, out = ctx.Event(), ctx.Queue()
+    proc = ctx.Process(target=target, args=(address, n, ready, out))
+    proc.start()
+    ready.wait(60)
+    return proc, out
+
+
+def latency(rate: int, seconds: float) -> dict:
+    """Single-row messages at rate msgs/s through the tickerplant (its Publisher and Subscriber)."""
     tp = TickerplantProcess("--durability", "group")
     try:
         n = int(rate * seconds)
-        ctx = mp.get_context("spawn")
-        ready, out = ctx.Event(), ctx.Queue()
-        proc = ctx.Process(target=_latency_subscriber, args=(tp.control, n, ready, out))
-        proc.start()
-        ready.wait(60)
+        proc, out = _start_subscriber(_latency_subscriber, tp.control, n)
         time.sleep(0.5)
         pub = Publisher("bench-lat", tp.ingest)
-        cpu0 = cpu_seconds(tp.proc.pid)
+        cpu0, pub0 = cpu_seconds(tp.proc.pid), time.process_time()
         _paced(lambda batch: pub.publish("quote", batch), rate, n)
         pub.flush(timeout=60)
-        cpu = cpu_seconds(tp.proc.pid) - cpu0
-        lat = out.get(timeout=120)
+        cpu, pub_cpu = cpu_seconds(tp.proc.pid) - cpu0, time.process_time() - pub0
+        lat, sub_cpu = out.get(timeout=120)
         proc.join(30)
         pub.close()
-        return _stats(lat, cpu / n * 1e6)
+        return _stats(lat, {"pub": pub_cpu, "mid": cpu, "sub": sub_cpu})
     finally:
         tp.close()
 
 
-def relay_latency(rate: int, seconds: float) -> tuple[float, float, float, int, float]:
-    """latency() through the bare relay instead of the tickerplant (CPU: the relay's)."""
+def relay_latency(rate: int, seconds: float) -> dict:
+    """latency() through the bare relay process instead of the tickerplant."""
     n = int(rate * seconds)
     ingest, pub = free_endpoint(), free_endpoint()
     ctx = mp.get_context("spawn")
     relay = ctx.Process(target=_relay, args=(ingest, pub), daemon=True)
     relay.start()
-    ready, out = ctx.Event(), ctx.Queue()
-    proc = ctx.Process(target=_relay_subscriber, args=(pub, n, ready, out))
-    proc.start()
+    proc, out = _start_subscriber(_raw_subscriber, pub, n)
     sock = zmq.Context.instance().socket(zmq.PUSH)
     try:
-        ready.wait(60)
         sock.connect(ingest)
         time.sleep(0.2)
-        cpu0 = cpu_seconds(relay.pid)
+        cpu0, pub0 = cpu_seconds(relay.pid), time.process_time()
         _paced(lambda batch: sock.send(pack(batch)), rate, n)
-        lat = out.get(timeout=120)
-        cpu = cpu_seconds(relay.pid) - cpu0
+        lat, sub_cpu = out.get(timeout=120)
+        cpu, pub_cpu = cpu_seconds(relay.pid) - cpu0, time.process_time() - pub0
         proc.join(30)
-        return _stats(lat, cpu / n * 1e6)
+        return _stats(lat, {"pub": pub_cpu, "mid": cpu, "sub": sub_cpu})
     finally:
         sock.close(0)
         relay.terminate()
+
+
+def direct_latency(rate: int, seconds: float) -> dict:
+    """The same messages from the publisher's PUB socket straight to the subscriber: one hop, no
+    process in between."""
+    n = int(rate * seconds)
+    sock = zmq.Context.instance().socket(zmq.PUB)
+    try:
+        sock.bind("tcp://127.0.0.1:0")
+        proc, out = _start_subscriber(_raw_subscriber, sock.getsockopt_string(zmq.LAST_ENDPOINT), n)
+        time.sleep(0.2)
+        pub0 = time.process_time()
+        _paced(lambda batch: sock.send(pack(batch)), rate, n)
+        lat, sub_cpu = out.get(timeout=120)
+        pub_cpu = time.process_time() - pub0
+        proc.join(30)
+        return _stats(lat, {"pub": pub_cpu, "sub": sub_cpu})
+    finally:
+        sock.close(0)
 
 
 def main() -> None:
@@ -178,15 +205,15 @@ def main() -> None:
         print(f"{rows:>10} {n // rows:>10} {rps:>12,.0f} {mps:>10,.0f}", flush=True)
     secs = 2.0 if QUICK else 10.0
     print(f"\nPublish latency, zero-latency mode, single-row messages for {secs:g} s each "
-          f"(publisher send -> subscriber callback, separate processes)")
+          f"(publisher send -> subscriber callback, separate processes); CPU us per message of the "
+          f"publisher, the process in the middle and the subscriber")
     print(f"{'path':<12} {'msgs/s':>8} {'messages':>10} {'p50 us':>10} {'p99 us':>10} {'max us':>10} "
-          f"{'hop CPU us/msg':>15}")
+          f"{'pub CPU':>8} {'mid CPU':>8} {'sub CPU':>8}")
     for rate in (1_000, 10_000):
-        for path, run in (("tickerplant", latency), ("bare relay", relay_latency)):
-            p50, p99, worst, count, cpu = run(rate, secs)
-            print(f"{path:<12} {rate:>8,} {count:>10} {p50:>10.0f} {p99:>10.0f} {worst:>10.0f} {cpu:>15.1f}",
-                  flush=True)
-
+        for path, run in (("tickerplant", latency), ("bare relay", relay_latency), ("direct hop", direct_latency)):
+            r = run(rate, secs)
+            print(f"{path:<12} {rate:>8,} {r['n']:>10} {r['p50']:>10.0f} {r['p99']:>10.0f} {r['max']:>10.0f} "
+                  f"{r['pub']:>8.1f} {r.get('mid', 0.0):>8.1f} {r['sub']:>8.1f}", flush=True)
 
 if __name__ == "__main__":
     main()
