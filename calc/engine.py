@@ -522,7 +522,7 @@ class MarginEngine:
             if col is None:
                 self._unmodelled(account, sym, name, e, abs(value), inst is None, rsym, quiet)
                 continue
-            u = value * self.volscale[name][col]
+            u = value * self.volscale[name].item(col)       # a float: numpy scalars slow what follows
             du = u - e.parts.get(sym, 0.0)
             if du:
                 e.parts[sym] = u
@@ -652,7 +652,8 @@ class MarginEngine:
                 self._issue(account, (account, "nan", name), f"margin of {account} under {name} is not finite "
                             f"(var {var}, es {es}, vm {vm}): withheld", name)
                 continue
-            self._open.discard((account, "nan", name))
+            if not quiet:
+                self._open.discard((account, "nan", name))
             rows.append(row)
         return rows
 
