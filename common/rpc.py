@@ -202,11 +202,12 @@ class AsyncRpcClient:
             send(frames[0], NOBLOCK | SNDMORE)
             for i in range(1, last + 1):
                 send(frames[i], SNDMORE if i < last else 0)
-        except zmq.Again:
-            busy = RpcError(f"busy: {len(self._pending)} requests already waiting for {self.endpoint}")
+        except zmq.ZMQError as e:            # the callers get the failure (not a log line and a timeout)
+            failure = RpcError(f"busy: {len(self._pending)} requests already waiting for {self.endpoint}"
+                               if isinstance(e, zmq.Again) else f"{self.endpoint}: {e}")
             for _, _, future in batch:
                 if not future.done():
-                    future.set_exception(busy)
+                    future.set_exception(failure)
             return
         self.messages += 1
         self._read()                     # a send can swallow the FD's edge for replies already in
