@@ -204,17 +204,22 @@ def test_kill_9_mid_session_then_resend_books_every_fill_once(stack):
     assert sum(r["qty"] for r in rows) == total * (total + 1) / 2
 
 
+def send_with_the_tickerplant_down(stack, oms, execids):
+    """kill -9 the tickerplant, send these executions, and wait until the feedhandler holds the session."""
+    stack.tp.kill9()
+    for execid in execids:
+        oms.send(er(execid))
+    wait_until(lambda: "holding the FIX session" in stack.fh.log_path.read_text(), timeout=60,
+               what="the feedhandler holding the session")
+
+
 def test_tickerplant_down_holds_the_session_and_loses_nothing(make_stack):
     stack = make_stack(fh_args=("--ack-timeout", "1"))
     oms = stack.initiator("OMS")
     for n in range(20):
         oms.send(er(f"T{n}"))
     booked(stack, 20)
-    stack.tp.kill9()
-    for n in range(20, 40):
-        oms.send(er(f"T{n}"))
-    wait_until(lambda: "holding the FIX session" in stack.fh.log_path.read_text(), timeout=60,
-               what="the feedhandler holding the session")
+    send_with_the_tickerplant_down(stack, oms, [f"T{n}" for n in range(20, 40)])
     stack.tp.start()
     rows = booked(stack, 40, timeout=120)
     assert sorted(r["execid"] for r in rows) == sorted(f"T{n}" for n in range(40))
@@ -243,11 +248,7 @@ def test_stopping_while_the_tickerplant_is_down_acknowledges_nothing(make_stack)
     oms = stack.initiator("OMS")
     oms.send(er("S0"))
     booked(stack, 1)
-    stack.tp.kill9()
-    for n in range(1, 10):
-        oms.send(er(f"S{n}"))
-    wait_until(lambda: "holding the FIX session" in stack.fh.log_path.read_text(), timeout=60,
-               what="the feedhandler holding the session")
+    send_with_the_tickerplant_down(stack, oms, [f"S{n}" for n in range(1, 10)])
     stack.fh.send_signal(signal.SIGTERM)
     assert stack.fh.wait(30) == 1                 # exits at once, the held message unacknowledged
     stack.tp.start()

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import socket
 import time
 import urllib.request
 
 import pandas as pd
 import pykx as kx
 import pytest
+from bench.harness import listening
 from conftest import Spawner, TickerplantProcess, _free_port, free_endpoint, pykx_connection, rpc_answer, wait_until
 
 
@@ -32,18 +32,10 @@ def stack(tmp_path_factory):
         spawn("gateway", "--port", port, "--http-port", http_port, "--rdb", rdb, "--calc", calc, "--control", control)
         wait_until(lambda: (s := rpc_answer(calc, "status")) and s["accounts"] >= 3, 120, what="calc ready")
         wait_until(lambda: rpc_answer(rdb, "count", table="account"), 60, what="rdb ready")
-        wait_until(lambda: _listening(http_port) and _listening(port), 60, what="gateway listening")
+        wait_until(lambda: listening(http_port) and listening(port), 60, what="gateway listening")
         yield port, http_port
     finally:
         spawn.close()
-
-
-def _listening(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
 
 
 def test_pykx_named_api_on_the_stack(stack):

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pykx as kx
 import pytest
+from bench.harness import listening
 from conftest import pykx_connection, wait_until
 
 from common.rpc import RpcServer
@@ -97,14 +98,7 @@ def start_gateway(spawn, free_port, standin, *extra):
     port, http_port = free_port(), free_port()
     spawn("gateway", "--port", port, "--http-port", http_port, "--rdb", standin.rdb.endpoint,
           "--calc", standin.calc.endpoint, *extra)
-
-    def up():
-        try:
-            socket.create_connection(("127.0.0.1", http_port), timeout=1).close()
-            return True
-        except OSError:
-            return False
-    wait_until(up, timeout=60, what="gateway listening")
+    wait_until(lambda: listening(http_port), timeout=60, what="gateway listening")
     return port, http_port
 
 
