@@ -150,14 +150,16 @@ class RiskModel:
         sigma = math.sqrt(max(e.sigma2, 0.0))
         return self.scale * sigma, self.es_scale * sigma
 
-    def contributions(self, e: Exposure, factor: float = 1.0) -> np.ndarray:
-        """Per column contributions summing to the model's measure times `factor` (ES contributions
-        for scenario models, Euler for parametric; rescaled by var/es when the measure is the other one)."""
+    def measures(self, e: Exposure, factor: float = 1.0) -> tuple[float, float, np.ndarray]:
+        """(var, es, per column contributions summing to the model's measure times `factor`): ES
+        contributions for scenario models (one tail selection for all three), Euler for parametric;
+        rescaled by var/es when the measure is the other one."""
         if self.is_scenario:
-            return kernels.tail_contributions(e.pnl, e.values, self.scenario_shocks, self.k, factor,
-                                              self.config.measure == "var")
+            return kernels.tail_measures(e.pnl, e.values, self.scenario_shocks, self.k, factor,
+                                         self.config.measure == "var")
+        var, es = self.var_es(e)
         scale = self.es_scale if self.config.measure == "es" else self.scale
-        return kernels.euler_contributions(e.values, e.cv, max(e.sigma2, 0.0), scale * factor)
+        return var, es, kernels.euler_contributions(e.values, e.cv, max(e.sigma2, 0.0), scale * factor)
 
     def standalone(self, col: int, u: float) -> float:
         """The margin of effective value u in column col held alone (for the liquidity add-on)."""
@@ -621,21 +623,33 @@ class MarginEngine:
     def margin(self, account: str, risk: AccountRisk | None = None, quiet: bool = False) -> list[dict]:
         """The account's margin rows, one per model (without time and seq); [] for an unknown account.
         A row that would not be finite is withheld (with an issue unless quiet)."""
+        return self.evaluate(account, risk, quiet)[0]
+
+    def evaluate(self, account: str, risk: AccountRisk | None = None, quiet: bool = False,
+                 top: int = 0) -> tuple[list[dict], list[tuple[str, float]]]:
+        """(margin rows as `margin`, the primary model's `top` drivers as `drivers`; none for top 0),
+        the primary model's VaR, ES and contributions from one evaluation (one tail selection)."""
         acct = self.book.accounts.get(account)
         if acct is None:
-            return []
+            return [], []
         risk = risk or self._fresh(account)
         vm = risk.vm
         owed = max(0.0, -vm)
         collateral = acct.collateral
-        rows = []
-        for name, e in risk.models.items():
+        rows, drivers = [], []
+        for i, (name, e) in enumerate(risk.models.items()):
             if name == SPAN_MODEL:
                 var = es = math.nan
                 im = (risk.span.initial() if risk.span is not None else 0.0) + e.unmodelled_total
+                if top and i == 0:
+                    drivers = self._span_drivers(risk, top)
             else:
                 model = self.models[name]
-                var, es = model.var_es(e)
+                if top and i == 0:                      # the primary model
+                    var, es, contributions = model.measures(e, 1.0 + model.config.apc_buffer)
+                    drivers = self._ranked(e, model, contributions, top)
+                else:
+                    var, es = model.var_es(e)
                 base = max(0.0, var if model.config.measure == "var" else es)
                 if model.config.apc_buffer:
                     base = apc_buffer(base, model.config.apc_buffer)
@@ -655,7 +669,7 @@ class MarginEngine:
             if not quiet:
                 self._open.discard((account, "nan", name))
             rows.append(row)
-        return rows
+        return rows, drivers
 
     def drivers(self, account: str, model: str | None = None, risk: AccountRisk | None = None,
                 top: int | None = None) -> list[tuple[str, float]]:
@@ -667,42 +681,46 @@ class MarginEngine:
         columns, columns shared by several instruments, and positions with an add-on or charge. A
         position outside them is the only one in its column and has no add-on, so its contribution
         is its column's, below every top column's: the result is exact."""
-        names = self.model_names(account)
-        if not names:
-            raise LookupError(f"unknown account {account}")
-        name = model or names[0]
-        if name not in names:
-            raise LookupError(f"account {account} has no model {name} (models: {names})")
-        risk = risk or self._fresh(account)
+        risk = risk or self.account_risk(account)
+        name = model or next(iter(risk.models), None)
+        if name not in risk.models:
+            raise LookupError(f"account {account} has no model {name} (models: {list(risk.models)})")
         if name == SPAN_MODEL:
             return self._span_drivers(risk, top)
         e, m = risk.models[name], self.models[name]
-        col_contrib = m.contributions(e, 1.0 + m.config.apc_buffer)
+        return self._ranked(e, m, m.measures(e, 1.0 + m.config.apc_buffer)[2], top)
+
+    def _ranked(self, e: Exposure, m: RiskModel, col_contrib: np.ndarray, top: int | None) -> list[tuple[str, float]]:
+        """`drivers` from the model's per column contributions: each column's split among its instruments."""
         if top is None or top >= len(m.syms):
             columns = np.flatnonzero(e.values)
+            columns = columns[np.argsort(-col_contrib[columns], kind="stable")]
         else:
             columns = kernels.largest(col_contrib, top)
-        mapped, syms = self.mapped, m.syms
-        candidates = {sym for c in columns.tolist() for sym in mapped.get(syms[c], ())}
-        for hs in self.shared:
-            candidates.update(mapped[hs])
-        addons = e.addons
-        if addons:
-            candidates.update(addons)
-        else:
-            addons = {}                  # (a what-if's fork holds an Overlay: skip its lookups)
-        out: dict[str, float] = {}
+        mapped, syms, shared = self.mapped, m.syms, self.shared
+        ranked = []                             # by column, largest first
+        for c in columns.tolist():
+            if syms[c] not in shared:           # the column's one instrument: its whole contribution
+                contribution = col_contrib.item(c)
+                ranked.extend((sym, contribution) for sym in mapped.get(syms[c], ()))
+        addons, unmodelled = e.addons, e.unmodelled
+        if not (shared or addons or unmodelled):
+            ranked = [(s, c) for s, c in ranked if c]
+            return ranked if top is None else ranked[:top]
+        out = dict(ranked)
+        candidates = [sym for hs in shared for sym in mapped[hs]]
+        candidates.extend(addons)
         parts, values, index, risk_sym = e.parts, e.values, m.index, self.risk_sym
         for sym in candidates:
             u = parts.get(sym)
             if u:
                 col = index[risk_sym[sym]]
                 total = values.item(col)
-                out[sym] = col_contrib.item(col) * (u / total if total else 0.0) + addons.get(sym, 0.0)
-        if e.unmodelled:
-            for sym, charge in e.unmodelled.items():
-                if charge:
-                    out[sym] = out.get(sym, 0.0) + charge
+                share = u / total if total and risk_sym[sym] in shared else 1.0
+                out[sym] = col_contrib.item(col) * share + addons.get(sym, 0.0)
+        for sym, charge in unmodelled.items():
+            if charge:
+                out[sym] = out.get(sym, 0.0) + charge
         ranked = sorted([(s, float(c)) for s, c in out.items() if c], key=_CONTRIBUTION, reverse=True)
         return ranked if top is None else ranked[:top]
 

@@ -226,15 +226,18 @@ def es_contributions(values, scenario_shocks, tail, scale=1.0):
 
 
 @njit(cache=True)
-def tail_contributions(pnl, values, scenario_shocks, k, scale, to_var):
-    """``es_contributions`` over the k worst scenarios of ``pnl``, in one call; with ``to_var`` they
-    are rescaled by VaR / ES, so that they sum to VaR x scale instead of ES x scale."""
+def tail_measures(pnl, values, scenario_shocks, k, scale, to_var):
+    """(VaR, ES, contributions) over the k worst scenarios of ``pnl``, in one call (one tail
+    selection): the contributions are ``es_contributions`` x ``scale``, rescaled by VaR / ES with
+    ``to_var`` so that they sum to VaR x scale instead of ES x scale. A P&L that is not finite gives
+    NaN VaR and ES and zero contributions."""
+    if not _all_finite(pnl):
+        return np.nan, np.nan, np.zeros(values.size)
     tail = worst_scenarios(pnl, k)
-    if to_var:
-        var, es = tail_var_es(pnl, tail)
-        if es != 0.0:
-            scale = scale * var / es
-    return es_contributions(values, scenario_shocks, tail, scale)
+    var, es = tail_var_es(pnl, tail)
+    if to_var and es != 0.0:
+        scale = scale * var / es
+    return var, es, es_contributions(values, scenario_shocks, tail, scale)
 
 
 @njit(cache=True)

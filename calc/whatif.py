@@ -14,6 +14,7 @@ reset replaces it): a burst of pre-trade checks between two events pays for the 
 from __future__ import annotations
 
 import math
+import operator
 
 from calc.engine import SPAN_MODEL, MarginEngine
 from calc.state import AccountRisk, Holding
@@ -41,8 +42,11 @@ def _trades(trades: dict) -> list[tuple[str, float, float]]:
     return out
 
 
+_compared = operator.itemgetter(*COMPARED)
+
+
 def _pick(row: dict) -> dict:
-    return {k: row[k] for k in COMPARED}
+    return dict(zip(COMPARED, _compared(row)))
 
 
 class BeforeCache:
@@ -94,7 +98,8 @@ def what_if(engine: MarginEngine, account: str, trades: dict, stress: str | None
         h.fill_cost += qty * price
     for sym, h in overlay.items():
         engine.revalue_holding(account, sym, h, risk, quiet=True)
-    after_rows = engine.margin(account, risk=risk, quiet=True)
+    top = engine.config.alerts.top_drivers if top is None else top
+    after_rows, drivers = engine.evaluate(account, risk=risk, quiet=True, top=top)
     if len(after_rows) != len(before_rows) or not after_rows:
         raise ValueError(f"what-if: the margin of {account} is not computable after these trades")
     models = {}
@@ -102,8 +107,6 @@ def what_if(engine: MarginEngine, account: str, trades: dict, stress: str | None
         bb, aa = _pick(b), _pick(a)
         models[b["model"]] = {"before": bb, "after": aa, "delta": {k: aa[k] - bb[k] for k in COMPARED}}
     primary = models[before_rows[0]["model"]]
-    top = engine.config.alerts.top_drivers if top is None else top
-    drivers = engine.drivers(account, risk=risk, top=top) if top else []
     out = {"account": account, "model": before_rows[0]["model"], **primary, "models": models,
            "drivers": {"sym": [s for s, _ in drivers], "contribution": [c for _, c in drivers]}}
     scenario = stress if stress is not None else engine.config.alerts.stress_scenario

@@ -68,11 +68,16 @@ def test_scenario_pnl_and_es_contributions_match_numpy():
     scaled = kernels.es_contributions(values, np.ascontiguousarray(shocks.T), tail, 1.25)
     np.testing.assert_allclose(scaled, 1.25 * contrib, rtol=1e-12)
     var, es = kernels.var_es(pnl, k)
-    fused_es = kernels.tail_contributions(pnl, values, np.ascontiguousarray(shocks.T), k, 1.25, False)
-    np.testing.assert_allclose(fused_es, scaled, rtol=1e-12)
-    fused_var = kernels.tail_contributions(pnl, values, np.ascontiguousarray(shocks.T), k, 1.25, True)
+    fused = kernels.tail_measures(pnl, values, np.ascontiguousarray(shocks.T), k, 1.25, False)
+    assert fused[:2] == (var, es)
+    np.testing.assert_allclose(fused[2], scaled, rtol=1e-12)
+    fused_var = kernels.tail_measures(pnl, values, np.ascontiguousarray(shocks.T), k, 1.25, True)[2]
     assert fused_var.sum() == pytest.approx(1.25 * var, rel=1e-12)
     np.testing.assert_allclose(fused_var, scaled * var / es, rtol=1e-12)
+    broken = pnl.copy()
+    broken[3] = np.nan
+    nan_var, nan_es, zero = kernels.tail_measures(broken, values, np.ascontiguousarray(shocks.T), k, 1.0, True)
+    assert np.isnan(nan_var) and np.isnan(nan_es) and not zero.any()
 
 
 def test_largest_is_a_stable_descending_top_n():
