@@ -8,7 +8,9 @@ one trade for the demo fund for a fixed time; every client process, the gateway 
 same machine, so the figures include the client cost.
 
 Baselines in the same run: `calc rpc` (the what-if straight to calc over ZeroMQ, no gateway: the
-backend's share) and `pykx ping` (an empty query: the PyKX client and the gateway, no backend).
+backend's share), `pykx ping` (an empty query: the PyKX client and the gateway, no backend) and
+`pykx floor` (`positions[FUND1]`: the same hops as a what-if, PyKX -> gateway -> calc over ZeroMQ and
+back, with next to no work in calc; no what-if can beat this round trip on the same machine).
 
 Each row also gives the CPU time per request of calc, of the gateway and of the client processes
 (user + system, from /proc and the clients' process_time): on a shared 2-core machine this is the
@@ -119,6 +121,11 @@ def _pykx_ping_worker(port: int, clients: int, seconds: float, start_at: float, 
     _pykx_worker(port, clients, seconds, start_at, out, query=("",))
 
 
+def _pykx_floor_worker(port: int, clients: int, seconds: float, start_at: float, out) -> None:
+    """positions[FUND1]: a what-if's hops with next to no work in calc (the round trip's floor)."""
+    _pykx_worker(port, clients, seconds, start_at, out, query=("positions", TRADE[0]))
+
+
 def _calc_worker(endpoint: str, clients: int, seconds: float, start_at: float, out) -> None:
     """The same what-if straight to calc over ZeroMQ (no gateway): the backend's share."""
     trades = {"sym": [TRADE[1]], "qty": np.array([TRADE[2]]), "price": np.array([TRADE[3]])}
@@ -188,6 +195,7 @@ def main() -> None:
         try:
             rows = []
             runs = [("calc rpc", _calc_worker, stack.calc, (1, 10)), ("pykx ping", _pykx_ping_worker, stack.port, (1, 10)),
+                    ("pykx floor", _pykx_floor_worker, stack.port, (1, 10)),
                     ("pykx ipc", _pykx_worker, stack.port, CLIENTS), ("http json", _http_worker, stack.http_port, CLIENTS)]
             servers = {k: stack.pids[k] for k in ("calc", "gateway")}
             for name, worker, port, counts in runs:
