@@ -700,12 +700,14 @@ class MarginEngine:
         mapped, syms, shared = self.mapped, m.syms, self.shared
         ranked = []                             # by column, largest first
         for c in columns.tolist():
-            if syms[c] not in shared:           # the column's one instrument: its whole contribution
+            hs = syms[c]
+            if hs not in shared:                # the column's one instrument: its whole contribution
                 contribution = col_contrib.item(c)
-                ranked.extend((sym, contribution) for sym in mapped.get(syms[c], ()))
+                if contribution:
+                    for sym in mapped.get(hs, ()):
+                        ranked.append((sym, contribution))
         addons, unmodelled = e.addons, e.unmodelled
         if not (shared or addons or unmodelled):
-            ranked = [(s, c) for s, c in ranked if c]
             return ranked if top is None else ranked[:top]
         out = dict(ranked)
         candidates = [sym for hs in shared for sym in mapped[hs]]
