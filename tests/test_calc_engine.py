@@ -245,3 +245,23 @@ def test_stress_reuses_its_stressed_correlation_and_matches_a_fresh_evaluation(e
     fresh = engine.stress("FUND1", "tech_crash")
     assert cached["loss"] == pytest.approx(fresh["loss"], rel=1e-12)
     assert cached["drivers"] == fresh["drivers"]
+
+
+def test_drivers_of_a_book_without_shared_columns_rank_the_columns_directly():
+    """One instrument per history column and no add-ons (the benchmark's book): the drivers are the
+    ES contributions of the positions, largest first, computed here with numpy from the tail."""
+    from bench.bench_calc import engine_for, synthetic_history
+    rng = np.random.default_rng(3)
+    engine = engine_for(synthetic_history(rng), ["ACC"], rng)
+    assert not engine.shared
+    rows, top5 = engine.evaluate("ACC", top=5)
+    every = engine.drivers("ACC")
+    assert top5 == every[:5] == engine.drivers("ACC", top=5)
+    assert sum(c for _, c in every) == pytest.approx(rows[0]["im"], rel=1e-9)
+    e, m = engine.account_risk("ACC").models["hs"], engine.models["hs"]
+    tail = np.argsort(e.pnl, kind="stable")[:m.k]
+    contributions = -e.values * m.shocks[:, tail].mean(axis=1)
+    contributions *= rows[0]["im"] / contributions.sum()          # to the model's measure
+    order = np.argsort(-contributions, kind="stable")
+    assert [s for s, _ in every] == [m.syms[i] for i in order if contributions[i]]
+    np.testing.assert_allclose([c for _, c in every], contributions[order][contributions[order] != 0], rtol=1e-9)
