@@ -78,6 +78,12 @@ MARGIN_FIELDS = ("im", "vm", "requirement", "collateral", "excess", "call", "var
 SPAN_MODEL = "span"             # accounts whose `model` is span are margined by calc.span, not VaR
 STRESS_CACHE_SIZE = 4096        # stressed correlations kept (per model, scenario and set of held columns)
 _CONTRIBUTION = operator.itemgetter(1)   # of a (sym, contribution) pair: drivers rank by it, stably
+_NO_ROWS, _NO_DVALUES = np.empty(0, dtype=np.int64), np.empty(0)   # no pending P&L changes
+
+
+def _pending(e: Exposure) -> tuple[np.ndarray, np.ndarray]:
+    """A fork's pending P&L changes as the kernels take them: (history columns, value changes)."""
+    return np.array(e.pending_rows, dtype=np.int64), np.array(e.pending_dvalues)
 
 
 @dataclass(frozen=True)
@@ -138,28 +144,37 @@ class RiskModel:
             e.sigma2 = kernels.quadratic_form(e.values, e.cv)
 
     def change(self, e: Exposure, col: int, dvalue: float) -> None:
-        """Incremental update for a change of the effective value of column `col`."""
-        if self.is_scenario:
+        """Incremental update for a change of the effective value of column `col` (on a fork's
+        scenario P&L: kept pending, see `Exposure`)."""
+        if not self.is_scenario:
+            e.sigma2 = kernels.parametric_update(e.cv, self.cov, col, dvalue, e.sigma2)
+        elif e.pending_rows is None:
             kernels.apply_value_change(e.pnl, self.shocks, col, dvalue)
         else:
-            e.sigma2 = kernels.parametric_update(e.cv, self.cov, col, dvalue, e.sigma2)
+            e.pending_rows.append(col)
+            e.pending_dvalues.append(dvalue)
 
     def var_es(self, e: Exposure) -> tuple[float, float]:
         if self.is_scenario:
+            if e.pending_rows:
+                return kernels.whatif_var_es(e.pnl, self.shocks, *_pending(e), self.k)
             return kernels.var_es(e.pnl, self.k)
         sigma = math.sqrt(max(e.sigma2, 0.0))
         return self.scale * sigma, self.es_scale * sigma
 
-    def measures(self, e: Exposure, factor: float = 1.0) -> tuple[float, float, np.ndarray]:
-        """(var, es, per column contributions summing to the model's measure times `factor`): ES
-        contributions for scenario models (one tail selection for all three), Euler for parametric;
-        rescaled by var/es when the measure is the other one."""
+    def measures(self, e: Exposure, factor: float = 1.0, top: int = 0) -> tuple[float, float, np.ndarray, np.ndarray]:
+        """(var, es, per column contributions summing to the model's measure times `factor`, the
+        columns of the `top` largest contributions, largest first): ES contributions for scenario
+        models (one kernel call and one tail selection for all four), Euler for parametric; rescaled
+        by var/es when the measure is the other one."""
         if self.is_scenario:
-            return kernels.tail_measures(e.pnl, e.values, self.scenario_shocks, self.k, factor,
-                                         self.config.measure == "var")
+            rows, dvalues = _pending(e) if e.pending_rows else (_NO_ROWS, _NO_DVALUES)
+            return kernels.tail_measures(e.pnl, self.shocks, rows, dvalues, e.values, self.scenario_shocks, self.k,
+                                         factor, self.config.measure == "var", top)
         var, es = self.var_es(e)
         scale = self.es_scale if self.config.measure == "es" else self.scale
-        return var, es, kernels.euler_contributions(e.values, e.cv, max(e.sigma2, 0.0), scale * factor)
+        contributions = kernels.euler_contributions(e.values, e.cv, max(e.sigma2, 0.0), scale * factor)
+        return var, es, contributions, kernels.largest(contributions, top)
 
     def standalone(self, col: int, u: float) -> float:
         """The margin of effective value u in column col held alone (for the liquidity add-on)."""
@@ -646,8 +661,8 @@ class MarginEngine:
             else:
                 model = self.models[name]
                 if top and i == 0:                      # the primary model
-                    var, es, contributions = model.measures(e, 1.0 + model.config.apc_buffer)
-                    drivers = self._ranked(e, model, contributions, top)
+                    var, es, contributions, columns = model.measures(e, 1.0 + model.config.apc_buffer, top)
+                    drivers = self._ranked(e, model, contributions, columns, top)
                 else:
                     var, es = model.var_es(e)
                 base = max(0.0, var if model.config.measure == "var" else es)
@@ -688,15 +703,17 @@ class MarginEngine:
         if name == SPAN_MODEL:
             return self._span_drivers(risk, top)
         e, m = risk.models[name], self.models[name]
-        return self._ranked(e, m, m.measures(e, 1.0 + m.config.apc_buffer)[2], top)
+        wanted = top if top is not None and top < len(m.syms) else 0     # else _ranked orders them all
+        _, _, contributions, columns = m.measures(e, 1.0 + m.config.apc_buffer, wanted)
+        return self._ranked(e, m, contributions, columns, top)
 
-    def _ranked(self, e: Exposure, m: RiskModel, col_contrib: np.ndarray, top: int | None) -> list[tuple[str, float]]:
-        """`drivers` from the model's per column contributions: each column's split among its instruments."""
+    def _ranked(self, e: Exposure, m: RiskModel, col_contrib: np.ndarray, columns: np.ndarray,
+                top: int | None) -> list[tuple[str, float]]:
+        """`drivers` from the model's per column contributions and the columns of the `top` largest
+        (`RiskModel.measures`): each column's split among its instruments."""
         if top is None or top >= len(m.syms):
             columns = np.flatnonzero(e.values)
             columns = columns[np.argsort(-col_contrib[columns], kind="stable")]
-        else:
-            columns = kernels.largest(col_contrib, top)
         mapped, syms, shared = self.mapped, m.syms, self.shared
         ranked = []                             # by column, largest first
         for c in columns.tolist():

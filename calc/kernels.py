@@ -132,6 +132,8 @@ def _top_by_insertion(x, n, sign):
     Ties: the earliest index first. sign -1.0 gives the n smallest of x, smallest first."""
     vals = np.empty(n)
     idx = np.empty(n, dtype=np.int64)
+    if n <= 0:
+        return idx
     m = 0
     for j in range(x.size):
         v = sign * x[j]
@@ -196,15 +198,24 @@ def var_es(pnl, k):
 
 
 @njit(cache=True)
+def _after(pnl, shocks, rows, dvalues):
+    """The P&L after value changes ``dvalues`` of instruments ``rows``: a changed copy, or ``pnl``
+    itself when there are none (``pnl`` is never changed)."""
+    if rows.size == 0:
+        return pnl
+    trial = pnl.copy()
+    for j in range(rows.size):
+        apply_value_change(trial, shocks, rows[j], dvalues[j])
+    return trial
+
+
+@njit(cache=True)
 def whatif_var_es(pnl, shocks, rows, dvalues, k):
     """(VaR, ES) after value changes ``dvalues`` of instruments ``rows``, on a copy: ``pnl`` is unchanged.
 
     The pre-trade what-if: O(S * len(rows)) for the copy and updates plus the O(S) selection.
     """
-    trial = pnl.copy()
-    for j in range(rows.size):
-        apply_value_change(trial, shocks, rows[j], dvalues[j])
-    return var_es(trial, k)
+    return var_es(_after(pnl, shocks, rows, dvalues), k)
 
 
 @njit(cache=True)
@@ -226,18 +237,23 @@ def es_contributions(values, scenario_shocks, tail, scale=1.0):
 
 
 @njit(cache=True)
-def tail_measures(pnl, values, scenario_shocks, k, scale, to_var):
-    """(VaR, ES, contributions) over the k worst scenarios of ``pnl``, in one call (one tail
-    selection): the contributions are ``es_contributions`` x ``scale``, rescaled by VaR / ES with
-    ``to_var`` so that they sum to VaR x scale instead of ES x scale. A P&L that is not finite gives
-    NaN VaR and ES and zero contributions."""
+def tail_measures(pnl, shocks, rows, dvalues, values, scenario_shocks, k, scale, to_var, top):
+    """(VaR, ES, contributions, top columns) over the k worst scenarios of the P&L ``pnl`` after value
+    changes ``dvalues`` of rows ``rows`` (empty: the P&L as it is; ``pnl`` itself is never changed),
+    in one call and one tail selection. ``values`` are the values after the changes. The
+    contributions are ``es_contributions`` x ``scale``, rescaled by VaR / ES with ``to_var`` so that
+    they sum to VaR x scale instead of ES x scale; the top columns are the indices of the ``top``
+    largest contributions, largest first (as ``largest``). A P&L that is not finite gives NaN VaR
+    and ES, zero contributions and no top columns."""
+    pnl = _after(pnl, shocks, rows, dvalues)
     if not _all_finite(pnl):
-        return np.nan, np.nan, np.zeros(values.size)
+        return np.nan, np.nan, np.zeros(values.size), np.empty(0, dtype=np.int64)
     tail = worst_scenarios(pnl, k)
     var, es = tail_var_es(pnl, tail)
     if to_var and es != 0.0:
         scale = scale * var / es
-    return var, es, es_contributions(values, scenario_shocks, tail, scale)
+    contributions = es_contributions(values, scenario_shocks, tail, scale)
+    return var, es, contributions, _top_by_insertion(contributions, min(top, values.size), 1.0)
 
 
 @njit(cache=True)

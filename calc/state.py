@@ -143,11 +143,15 @@ class Book:
 
 
 
-@dataclass
+@dataclass(slots=True)
 class Exposure:
     """One account under one risk model, kept incrementally: the effective value per universe column
     (value x intraday vol scale, summed over the instruments mapped to the column), and the scenario
-    P&L vector (scenario models) or cv = C @ values with sigma2 = values' C values (parametric)."""
+    P&L vector (scenario models) or cv = C @ values with sigma2 = values' C values (parametric).
+
+    A fork (what-if) shares the live P&L vector and never writes to it: its changes to it stay
+    pending (`pending_rows`, `pending_dvalues`: history column and effective value change) for the
+    kernels to apply to a scratch copy when they evaluate it. None on a live exposure."""
     values: np.ndarray
     pnl: np.ndarray | None = None
     cv: np.ndarray | None = None
@@ -157,13 +161,19 @@ class Exposure:
     unmodelled: dict[str, float] = field(default_factory=dict)   # instrument -> |value| charged in full
     addon_total: float = 0.0
     unmodelled_total: float = 0.0
+    pending_rows: list[int] | None = None
+    pending_dvalues: list[float] | None = None
 
     def fork(self) -> Exposure:
-        """A copy to change freely while this one stays unchanged (what-if): arrays copied, dicts as
-        copy-on-write `Overlay`s (O(changes), not O(positions))."""
-        return Exposure(self.values.copy(), None if self.pnl is None else self.pnl.copy(),
-                        None if self.cv is None else self.cv.copy(), self.sigma2, Overlay(self.parts),
-                        Overlay(self.addons), Overlay(self.unmodelled), self.addon_total, self.unmodelled_total)
+        """A copy to change freely while this one stays unchanged (what-if): values and cv copied, the
+        P&L vector shared with its changes pending, dicts as copy-on-write `Overlay`s (O(changes),
+        not O(positions))."""
+        rows = dvalues = None
+        if self.pnl is not None:
+            rows, dvalues = list(self.pending_rows or ()), list(self.pending_dvalues or ())
+        return Exposure(self.values.copy(), self.pnl, None if self.cv is None else self.cv.copy(), self.sigma2,
+                        Overlay(self.parts), Overlay(self.addons), Overlay(self.unmodelled), self.addon_total,
+                        self.unmodelled_total, rows, dvalues)
 
 
 _ABSENT = object()

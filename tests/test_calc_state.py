@@ -166,7 +166,10 @@ def test_a_forked_account_risk_changes_without_touching_the_original():
     fork = live.fork()
     e = fork.models["m"]
     e.values[0] += 1.0
-    e.pnl[1] = 0.0
+    assert e.pnl is live.models["m"].pnl and e.pending_rows == [] and live.models["m"].pending_rows is None
+    e.pending_rows.append(1)                            # a fork's P&L changes wait for the kernels
+    e.pending_dvalues.append(-4.0)
+    assert fork.fork().models["m"].pending_rows == [1] and live.models["m"].pending_rows is None
     e.parts["Y"] = 2.0
     fork.vm_parts["X"] = 0.0
     assert live.models["m"].values.tolist() == [1.0, 2.0] and live.models["m"].pnl.tolist() == [3.0, 4.0]

@@ -68,16 +68,42 @@ def test_scenario_pnl_and_es_contributions_match_numpy():
     scaled = kernels.es_contributions(values, np.ascontiguousarray(shocks.T), tail, 1.25)
     np.testing.assert_allclose(scaled, 1.25 * contrib, rtol=1e-12)
     var, es = kernels.var_es(pnl, k)
-    fused = kernels.tail_measures(pnl, values, np.ascontiguousarray(shocks.T), k, 1.25, False)
+    scenario_shocks, none, no_change = np.ascontiguousarray(shocks.T), np.empty(0, dtype=np.int64), np.empty(0)
+    fused = kernels.tail_measures(pnl, shocks, none, no_change, values, scenario_shocks, k, 1.25, False, 3)
     assert fused[:2] == (var, es)
     np.testing.assert_allclose(fused[2], scaled, rtol=1e-12)
-    fused_var = kernels.tail_measures(pnl, values, np.ascontiguousarray(shocks.T), k, 1.25, True)[2]
-    assert fused_var.sum() == pytest.approx(1.25 * var, rel=1e-12)
-    np.testing.assert_allclose(fused_var, scaled * var / es, rtol=1e-12)
+    assert fused[3].tolist() == np.argsort(-scaled, kind="stable")[:3].tolist()
+    fused_var = kernels.tail_measures(pnl, shocks, none, no_change, values, scenario_shocks, k, 1.25, True, 0)
+    assert fused_var[2].sum() == pytest.approx(1.25 * var, rel=1e-12) and fused_var[3].size == 0
+    np.testing.assert_allclose(fused_var[2], scaled * var / es, rtol=1e-12)
     broken = pnl.copy()
     broken[3] = np.nan
-    nan_var, nan_es, zero = kernels.tail_measures(broken, values, np.ascontiguousarray(shocks.T), k, 1.0, True)
-    assert np.isnan(nan_var) and np.isnan(nan_es) and not zero.any()
+    nan_var, nan_es, zero, no_top = kernels.tail_measures(broken, shocks, none, no_change, values, scenario_shocks, k,
+                                                          1.0, True, 5)
+    assert np.isnan(nan_var) and np.isnan(nan_es) and not zero.any() and no_top.size == 0
+
+
+def test_tail_measures_after_value_changes_equal_a_recompute_and_leave_the_pnl_alone():
+    rng = np.random.default_rng(11)
+    n, s = 40, 500
+    shocks = rng.normal(0, 0.02, (n, s))
+    values = rng.normal(0, 1e6, n)
+    pnl = kernels.scenario_pnl(values, shocks)
+    before = pnl.copy()
+    rows, dvalues = np.array([7, 30, 7]), np.array([3e6, -2e6, 5e5])
+    after = values.copy()
+    np.add.at(after, rows, dvalues)
+    k = kernels.tail_count(s, 0.975)
+    var, es, contrib, top = kernels.tail_measures(pnl, shocks, rows, dvalues, after, np.ascontiguousarray(shocks.T),
+                                                  k, 1.0, False, 4)
+    np.testing.assert_array_equal(pnl, before)
+    loss = -(after @ shocks)
+    tail = np.argsort(-loss, kind="stable")[:k]
+    assert var == pytest.approx(loss[tail].min(), rel=1e-12) and es == pytest.approx(loss[tail].mean(), rel=1e-12)
+    reference = -after * shocks[:, tail].mean(axis=1)
+    np.testing.assert_allclose(contrib, reference, rtol=1e-9, atol=1e-6)
+    assert top.tolist() == np.argsort(-reference, kind="stable")[:4].tolist()
+    assert (var, es) == kernels.whatif_var_es(pnl, shocks, rows, dvalues, k)
 
 
 def test_largest_is_a_stable_descending_top_n():
@@ -87,6 +113,7 @@ def test_largest_is_a_stable_descending_top_n():
         assert kernels.largest(x, n).tolist() == np.argsort(-x, kind="stable")[:n].tolist()
     assert kernels.largest(np.array([1.0, 3.0, 3.0, 2.0]), 2).tolist() == [1, 2]
     assert kernels.largest(np.zeros(0), 5).tolist() == []
+    assert kernels.largest(np.array([2.0, 1.0]), 0).tolist() == []
 
 
 def test_parametric_kernels_match_numpy_and_euler_sums_to_var():
