@@ -1,7 +1,8 @@
 """Pre-trade what-if: the margin of an account before and after hypothetical trades, computed with
-the live engine's own incremental update applied to a fork of the account's state (O(S) per trade
-and model, plus copies of the O(S) P&L vectors; dicts are copy-on-write overlays); the engine's
-state is never changed.
+the live engine's own incremental update applied to a fork of the account's state; the engine's
+state is never changed. A fork copies the O(N) values, shares the live scenario P&L vectors and keeps
+its changes to them pending until one kernel call per model applies them to a scratch copy and
+evaluates it (O(S) per trade and model); dicts are copy-on-write overlays.
 
 Trades: `{"sym": [...], "qty": [...], "price": [...]}`, qty signed (buy > 0), price NaN or absent =
 the current mark. A trade booked at a price away from the mark changes vm at once (like a fill).
@@ -45,24 +46,23 @@ def _trades(trades: dict) -> list[tuple[str, float, float]]:
 _compared = operator.itemgetter(*COMPARED)
 
 
-def _pick(row: dict) -> dict:
-    return dict(zip(COMPARED, _compared(row)))
-
-
 class BeforeCache:
-    """The "before" side of what-ifs per account (margin rows, stress results by scenario), valid
-    while `engine.seq` and the account's live AccountRisk object are unchanged."""
+    """The "before" side of what-ifs per account (each model's name and COMPARED values, stress
+    results by scenario), valid while `engine.seq` and the account's live AccountRisk object are
+    unchanged."""
 
     def __init__(self):
-        self._entries: dict[str, tuple[AccountRisk, int, list[dict], dict[str, dict]]] = {}
+        self._entries: dict[str, tuple[AccountRisk, int, list[tuple[str, tuple]], dict[str, dict]]] = {}
 
     def _entry(self, engine: MarginEngine, account: str, live: AccountRisk):
         entry = self._entries.get(account)
         if entry is None or entry[0] is not live or entry[1] != engine.seq:
-            entry = self._entries[account] = (live, engine.seq, engine.margin(account, risk=live, quiet=True), {})
+            rows = engine.margin(account, risk=live, quiet=True)
+            entry = self._entries[account] = (live, engine.seq, [(r["model"], _compared(r)) for r in rows], {})
         return entry
 
-    def margin(self, engine: MarginEngine, account: str, live: AccountRisk) -> list[dict]:
+    def margin(self, engine: MarginEngine, account: str, live: AccountRisk) -> list[tuple[str, tuple]]:
+        """(model, its COMPARED values) per margin row of the live state."""
         return self._entry(engine, account, live)[2]
 
     def stress(self, engine: MarginEngine, account: str, live: AccountRisk, scenario: str) -> dict:
@@ -103,11 +103,12 @@ def what_if(engine: MarginEngine, account: str, trades: dict, stress: str | None
     if len(after_rows) != len(before_rows) or not after_rows:
         raise ValueError(f"what-if: the margin of {account} is not computable after these trades")
     models = {}
-    for b, a in zip(before_rows, after_rows):
-        bb, aa = _pick(b), _pick(a)
-        models[b["model"]] = {"before": bb, "after": aa, "delta": {k: aa[k] - bb[k] for k in COMPARED}}
-    primary = models[before_rows[0]["model"]]
-    out = {"account": account, "model": before_rows[0]["model"], **primary, "models": models,
+    for (name, b), row in zip(before_rows, after_rows):
+        a = _compared(row)
+        models[name] = {"before": dict(zip(COMPARED, b)), "after": dict(zip(COMPARED, a)),
+                        "delta": dict(zip(COMPARED, map(operator.sub, a, b)))}
+    primary = before_rows[0][0]
+    out = {"account": account, "model": primary, **models[primary], "models": models,
            "drivers": {"sym": [s for s, _ in drivers], "contribution": [c for _, c in drivers]}}
     scenario = stress if stress is not None else engine.config.alerts.stress_scenario
     if scenario and out["model"] != SPAN_MODEL:
