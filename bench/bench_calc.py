@@ -9,6 +9,10 @@ In process (synthetic history of 500 instruments, 1,000 one-day historical scena
 - what-if: one hypothetical trade on a copy (calc.whatif: before / after / delta), with and without
   the top-5 drivers after; "cold" computes the before side too (an input arrived since the last
   what-if), "warm" reuses it from calc's BeforeCache (no input since: a burst of pre-trade checks);
+- what-if floor: the after side's one kernel call (kernels.tail_measures with the trade pending) with
+  its inputs ready: the least any what-if costs;
+- host floor: the same pure-Python work every call, sized to the warm what-if's p50: the p99 this
+  host gives any computation of that length (VM interruptions, not our code);
 - start-up full revaluation of 1,000 accounts x 500 positions (engine.build_risk per account).
 The numpy reference keeps a values vector too and recomputes ``values @ shocks`` + ``np.partition``
 per event (what a non-incremental engine pays).
@@ -31,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.harness import latencies_us
+from calc import kernels
 from calc.config import parse_config
 from calc.engine import MarginEngine
 from calc.whatif import BeforeCache, what_if
@@ -107,6 +112,22 @@ def numpy_full(values: np.ndarray, shocks: np.ndarray, k: int) -> tuple[float, f
     return float(worst.min()), float(worst.mean())
 
 
+def _spin(n: int) -> int:
+    x = 0
+    for i in range(n):
+        x += i
+    return x
+
+
+def fixed_work_us(target_us: float, events: int) -> np.ndarray:
+    """Latencies of the same pure-Python work, sized to take ~target_us at the median: what this host
+    adds to a computation of that length (its p99 over its p50) whatever the computation is."""
+    n = 1000
+    for _ in range(3):                  # the cost per step depends a little on n: size it in steps
+        n = max(1, round(n * target_us / float(np.percentile(latencies_us(lambda e: _spin(n), 1000), 50))))
+    return latencies_us(lambda e: _spin(n), events)
+
+
 def in_process(rng) -> list[tuple]:
     history = synthetic_history(rng)
     engine = engine_for(history, ["ACC"], rng)
@@ -150,7 +171,15 @@ def in_process(rng) -> list[tuple]:
     def whatif_warm_bare(e):
         what_if(engine, "ACC", whatif_trades[e], stress="", top=0, cache=before)
 
-    values = engine.account_risk("ACC").models["hs"].values.copy()
+    live = engine.account_risk("ACC").models["hs"]
+    columns = np.array([model.index[syms[i]] for i in picks], dtype=np.int64)
+    dvalues = qtys * np.array([engine.book.mark(syms[i]) for i in picks])
+
+    def kernel_floor(e):
+        kernels.tail_measures(live.pnl, model.shocks, columns[e:e + 1], dvalues[e:e + 1], live.values,
+                              model.scenario_shocks, model.k, 1.0, False, 5)
+
+    values = live.values.copy()
     prices = np.array([engine.book.mark(s) for s in syms])
 
     def numpy_fill(e):
@@ -165,8 +194,13 @@ def in_process(rng) -> list[tuple]:
                ("what-if, 1 trade: before/after/delta (engine, warm)", latencies_us(whatif_warm_bare, max(EVENTS // 4, 500))),
                ("what-if, 1 trade: before/after/delta + top-5 drivers (engine, warm)",
                 latencies_us(whatif_warm, max(EVENTS // 4, 500))),
+               ("what-if floor: its one kernel call alone (kernels.tail_measures, the trade pending)",
+                latencies_us(kernel_floor, max(EVENTS // 4, 500))),
                ("fill -> VaR/ES, plain numpy full recompute", latencies_us(numpy_fill, max(EVENTS // 4, 500)))]
     assert engine.check_drift() < 1e-9
+    warm = float(np.percentile(results[5][1], 50))
+    results.append(("host floor: fixed Python work lasting the warm what-if's p50 (same work every call)",
+                    fixed_work_us(warm, max(EVENTS // 4, 500))))
     rows = [(name, len(t), np.percentile(t, 50), np.percentile(t, 99)) for name, t in results]
     accounts = [f"A{i:04d}" for i in range(ACCOUNTS_FULL)]
     big = engine_for(history, accounts, rng)
