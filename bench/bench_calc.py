@@ -124,8 +124,8 @@ def fixed_work_us(target_us: float, events: int) -> np.ndarray:
     adds to a computation of that length (its p99 over its p50) whatever the computation is."""
     n = 1000
     for _ in range(3):                  # the cost per step depends a little on n: size it in steps
-        n = max(1, round(n * target_us / float(np.percentile(latencies_us(lambda e: _spin(n), 1000), 50))))
-    return latencies_us(lambda e: _spin(n), events)
+        n = max(1, round(n * target_us / float(np.percentile(latencies_us(lambda e, n=n: _spin(n), 1000), 50))))
+    return latencies_us(lambda e, n=n: _spin(n), events)
 
 
 def in_process(rng) -> list[tuple]:
