@@ -82,8 +82,17 @@ _NO_ROWS, _NO_DVALUES = np.empty(0, dtype=np.int64), np.empty(0)   # no pending 
 
 
 def _pending(e: Exposure) -> tuple[np.ndarray, np.ndarray]:
-    """A fork's pending P&L changes as the kernels take them: (history columns, value changes)."""
+    """A fork's pending P&L changes as the kernels take them: (history columns, value changes);
+    empty for a live exposure or a fork with none."""
+    if not e.pending_rows:
+        return _NO_ROWS, _NO_DVALUES
     return np.array(e.pending_rows, dtype=np.int64), np.array(e.pending_dvalues)
+
+
+def _selected(top: int | None, m: RiskModel) -> int:
+    """How many top columns `RiskModel.measures` selects for `top` drivers: none when all are asked
+    for (None, or as many as the model has columns); `_ranked` then orders every held column."""
+    return top if top is not None and top < len(m.syms) else 0
 
 
 @dataclass(frozen=True)
@@ -168,8 +177,7 @@ class RiskModel:
         models (one kernel call and one tail selection for all four), Euler for parametric; rescaled
         by var/es when the measure is the other one."""
         if self.is_scenario:
-            rows, dvalues = _pending(e) if e.pending_rows else (_NO_ROWS, _NO_DVALUES)
-            return kernels.tail_measures(e.pnl, self.shocks, rows, dvalues, e.values, self.scenario_shocks, self.k,
+            return kernels.tail_measures(e.pnl, self.shocks, *_pending(e), e.values, self.scenario_shocks, self.k,
                                          factor, self.config.measure == "var", top)
         var, es = self.var_es(e)
         scale = self.es_scale if self.config.measure == "es" else self.scale
@@ -661,7 +669,8 @@ class MarginEngine:
             else:
                 model = self.models[name]
                 if top and i == 0:                      # the primary model
-                    var, es, contributions, columns = model.measures(e, 1.0 + model.config.apc_buffer, top)
+                    var, es, contributions, columns = model.measures(e, 1.0 + model.config.apc_buffer,
+                                                                     _selected(top, model))
                     drivers = self._ranked(e, model, contributions, columns, top)
                 else:
                     var, es = model.var_es(e)
@@ -703,8 +712,7 @@ class MarginEngine:
         if name == SPAN_MODEL:
             return self._span_drivers(risk, top)
         e, m = risk.models[name], self.models[name]
-        wanted = top if top is not None and top < len(m.syms) else 0     # else _ranked orders them all
-        _, _, contributions, columns = m.measures(e, 1.0 + m.config.apc_buffer, wanted)
+        _, _, contributions, columns = m.measures(e, 1.0 + m.config.apc_buffer, _selected(top, m))
         return self._ranked(e, m, contributions, columns, top)
 
     def _ranked(self, e: Exposure, m: RiskModel, col_contrib: np.ndarray, columns: np.ndarray,
