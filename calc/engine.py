@@ -67,6 +67,7 @@ from calc.state import (
     Holding,
     Instrument,
     valid_price,
+    variation_margin,
 )
 from calc.stress import evaluate_stress, stressed_correlation
 from common.defaults import REPO_ROOT
@@ -519,8 +520,7 @@ class MarginEngine:
         for account in self.book.holders.get(sym, ()):
             self._mark_stale(account)
 
-    def revalue_holding(self, account: str, sym: str, h: Holding, risk: AccountRisk, incremental: bool = True,
-                 quiet: bool = False) -> None:
+    def revalue_holding(self, account: str, sym: str, h: Holding, risk: AccountRisk, quiet: bool = False) -> None:
         """Brings the holding's value, vm and add-ons into every model of the account (O(S) each).
         quiet: raise no issues (a what-if on a copy)."""
         book = self.book
@@ -533,8 +533,7 @@ class MarginEngine:
         else:
             value = vm = 0.0
             if qty and not quiet:
-                self._issue(account, (account, "noprice", sym), f"no price for {sym}: the position of {qty} is "
-                            "valued at 0 until a quote or settlement arrives")
+                self._no_price(account, sym, qty)
         risk.vm += vm - risk.vm_parts.get(sym, 0.0)
         risk.vm_parts[sym] = vm
         rsym = self.risk_sym.get(sym)
@@ -552,17 +551,26 @@ class MarginEngine:
             if du:
                 e.parts[sym] = u
                 e.values[col] += du
-                if incremental:
-                    model.change(e, col, du)
-            participation = model.config.liquidity_participation
-            if participation > 0 and inst is not None and math.isfinite(inst.adv) and inst.adv > 0:
-                addon = position_liquidity_addon(qty, inst.adv, model.standalone(col, u), model.config.horizon_days,
-                                                 participation)
-                e.addon_total += addon - e.addons.get(sym, 0.0)
-                if addon:
-                    e.addons[sym] = addon
-                else:
-                    e.addons.pop(sym, None)
+                model.change(e, col, du)
+            if model.config.liquidity_participation > 0:
+                self._liquidity(e, model, sym, inst, qty, col, u)
+
+    def _no_price(self, account: str, sym: str, qty: float) -> None:
+        self._issue(account, (account, "noprice", sym), f"no price for {sym}: the position of {qty} is "
+                    "valued at 0 until a quote or settlement arrives")
+
+    @staticmethod
+    def _liquidity(e: Exposure, model: RiskModel, sym: str, inst: Instrument | None, qty: float, col: int,
+                   u: float) -> None:
+        """The position's liquidity add-on under the model (effective value u in column col)."""
+        if inst is not None and math.isfinite(inst.adv) and inst.adv > 0:
+            addon = position_liquidity_addon(qty, inst.adv, model.standalone(col, u), model.config.horizon_days,
+                                             model.config.liquidity_participation)
+            e.addon_total += addon - e.addons.get(sym, 0.0)
+            if addon:
+                e.addons[sym] = addon
+            else:
+                e.addons.pop(sym, None)
 
     def _span_position(self, account: str, sym: str, qty: float, charge: float, risk: AccountRisk, e: Exposure,
                        unknown: bool, quiet: bool) -> None:
@@ -592,18 +600,52 @@ class MarginEngine:
                     f"{why}: model {model} charges the position its full value {charge:,.0f}", model)
 
     def build_risk(self, account: str) -> AccountRisk:
-        """A full revaluation of the account from its holdings (nothing incremental)."""
+        """A full revaluation of the account from its holdings, nothing incremental: values and vm of
+        all holdings as arrays, each model's column values by one bincount, its P&L (or C @ values) by
+        one kernel call; positions without a price, without a model column or with an add-on go through
+        the same helpers as `revalue_holding`. `check_drift` compares the incremental state with it."""
         names = self.model_names(account)
+        holdings = self.book.holdings.get(account, {})
         if names == [SPAN_MODEL]:
             risk = AccountRisk({SPAN_MODEL: Exposure(np.zeros(0))},
                                span=SpanAccount(self.span.params, account) if self.span else None)
-        else:
-            risk = AccountRisk({n: self.models[n].new_exposure() for n in names})
-        for sym, h in self.book.holdings.get(account, {}).items():
-            self.revalue_holding(account, sym, h, risk, incremental=False)
+            for sym, h in holdings.items():
+                self.revalue_holding(account, sym, h, risk)
+            return risk
+        risk = AccountRisk({n: self.models[n].new_exposure() for n in names})
+        syms, held = list(holdings), list(holdings.values())
+        book, instruments = self.book, self.book.instruments
+        insts = [instruments.get(s) for s in syms]
+        marks = np.array(book.marks(syms, held))
+        mults = np.array([i.multiplier if i else 1.0 for i in insts])
+        settled_qty, fill_qty = np.array([h.settled_qty for h in held]), np.array([h.fill_qty for h in held])
+        qty = settled_qty + fill_qty
+        priced = np.isfinite(marks)
+        mark = np.where(priced, marks, 0.0)
+        value = qty * mark * mults
+        vm = np.where(priced, variation_margin(settled_qty, np.array([h.settled_price for h in held]), fill_qty,
+                                               np.array([h.fill_cost for h in held]), mark, mults), 0.0)
+        for i in np.flatnonzero(~priced & (qty != 0)).tolist():
+            self._no_price(account, syms[i], qty.item(i))
+        risk.vm_parts = dict(zip(syms, vm.tolist()))
+        risk.vm = float(vm.sum())
+        rsyms = [self.risk_sym.get(s) for s in syms]
         for name, e in risk.models.items():
-            if name != SPAN_MODEL:
-                self.models[name].revalue(e)
+            model = self.models[name]
+            index = model.index
+            cols = np.array([index.get(r, -1) if r else -1 for r in rsyms], dtype=np.int64)
+            modelled = np.flatnonzero(cols >= 0)
+            u = np.zeros(len(syms))
+            u[modelled] = value[modelled] * self.volscale[name][cols[modelled]]
+            e.values = np.bincount(cols[modelled], weights=u[modelled], minlength=len(model.syms)).astype(np.float64)
+            nonzero = np.flatnonzero(u).tolist()
+            e.parts = dict(zip([syms[i] for i in nonzero], u[nonzero].tolist()))
+            for i in np.flatnonzero(cols < 0).tolist():
+                self._unmodelled(account, syms[i], name, e, abs(value.item(i)), insts[i] is None, rsyms[i], False)
+            if model.config.liquidity_participation > 0:
+                for i in nonzero:
+                    self._liquidity(e, model, syms[i], insts[i], qty.item(i), cols.item(i), u.item(i))
+            model.revalue(e)
         return risk
 
     def _fresh(self, account: str) -> AccountRisk:

@@ -56,6 +56,11 @@ class Account:
         return self.posted + self.movements
 
 
+def variation_margin(settled_qty, settled_price, fill_qty, fill_cost, mark, multiplier):
+    """vm of holdings at `mark` (floats, or numpy arrays of several holdings)."""
+    return multiplier * (settled_qty * (mark - settled_price) + fill_qty * mark - fill_cost)
+
+
 @dataclass
 class Holding:
     settled_qty: float = 0.0
@@ -68,7 +73,7 @@ class Holding:
         return self.settled_qty + self.fill_qty
 
     def vm(self, mark: float, multiplier: float) -> float:
-        return multiplier * (self.settled_qty * (mark - self.settled_price) + self.fill_qty * mark - self.fill_cost)
+        return variation_margin(self.settled_qty, self.settled_price, self.fill_qty, self.fill_cost, mark, multiplier)
 
     def copy(self) -> Holding:
         return Holding(self.settled_qty, self.settled_price, self.fill_qty, self.fill_cost)
@@ -100,6 +105,11 @@ class Book:
         if holding is not None and holding.settled_qty and valid_price(holding.settled_price):
             return holding.settled_price
         return self.last_fill.get(sym, math.nan)
+
+    def marks(self, syms: list[str], holdings: list[Holding]) -> list[float]:
+        """`mark` of each (sym, holding) pair; the last quote prices looked up in one pass."""
+        last = self.last.get
+        return [p if (p := last(s)) is not None else self.mark(s, h) for s, h in zip(syms, holdings)]
 
     def multiplier(self, sym: str) -> float:
         inst = self.instruments.get(sym)

@@ -8,6 +8,7 @@ import pytest
 
 from calc.config import load_config
 from calc.engine import SPAN_MODEL, MarginEngine
+from calc.state import AccountRisk
 from calc.whatif import BeforeCache, what_if
 from common.history import load_history
 from feedhandlers.refdata.loader import load_refdata
@@ -80,6 +81,56 @@ def test_incremental_equals_full_recompute_after_10000_fills_and_ticks(engine):
             assert incremental[key][f] == pytest.approx(row[f], rel=1e-9, abs=1e-6), (key, f)
 
 
+def refdata_rows(history, table: str, rows: dict[str, dict]) -> dict:
+    """Rows of a reference data table: the demo's first row of it with each sym's changed fields."""
+    first = load_refdata(history=history)[table]
+    out = {k: np.repeat(v[:1], len(rows)) for k, v in first.items()}
+    for i, (sym, changed) in enumerate(rows.items()):
+        out["sym"][i] = sym
+        for k, v in changed.items():
+            out[k][i] = v
+    return out
+
+
+def test_full_revaluation_equals_revaluing_holding_by_holding(engine, history):
+    """build_risk (arrays for the whole book) against the incremental path run one holding at a time
+    from an empty state: the same numbers, dicts and alerts, on a book with a column shared by two
+    instruments, liquidity add-ons, a position without a price and one the reference data lacks."""
+    engine.apply("instrument", refdata_rows(history, "instrument", {
+        "AAPL.X": {"underlying": "AAPL"},                 # shares the AAPL column with FUND1's AAPL
+        "WMT": {"adv": 20_000.0},                         # thin: a liquidity add-on under fhs
+        "NOPX": {"underlying": "XOM"}}), 50)              # modelled, but never priced
+    engine.apply("position", {"time": np.array([T0] * 4), "account": np.array(["FUND1"] * 4, dtype=object),
+                              "sym": np.array(["AAPL.X", "WMT", "NOPX", "ZZZ"], dtype=object),
+                              "qty": np.array([-30_000.0, 250_000.0, 500.0, 1_000.0]),
+                              "price": np.array([170.0, 45.0, math.nan, 12.5])}, 51)
+    engine.take_issues()
+    engine._open.clear()
+    full = engine.build_risk("FUND1")
+    full_issues = sorted(i.text for i in engine.take_issues())
+    engine._open.clear()
+    stepwise = AccountRisk({n: engine.models[n].new_exposure() for n in engine.model_names("FUND1")})
+    for sym, h in engine.book.holdings["FUND1"].items():
+        engine.revalue_holding("FUND1", sym, h, stepwise)
+    assert sorted(i.text for i in engine.take_issues()) == full_issues
+    assert any("no price for NOPX" in t for t in full_issues) and any("ZZZ is not in the reference" in t
+                                                                      for t in full_issues)
+    assert "AAPL" in engine.shared and full.models["fhs"].addons and full.models["param"].unmodelled
+    assert full.vm == pytest.approx(stepwise.vm, rel=1e-12) and full.vm_parts == pytest.approx(stepwise.vm_parts)
+    for name, e in full.models.items():
+        s = stepwise.models[name]
+        assert e.parts == s.parts and e.unmodelled == s.unmodelled and e.addons == pytest.approx(s.addons)
+        assert e.addon_total == pytest.approx(s.addon_total) and e.unmodelled_total == pytest.approx(s.unmodelled_total)
+        np.testing.assert_allclose(e.values, s.values, rtol=1e-12)
+        for a, b in ((e.pnl, s.pnl), (e.cv, s.cv)):
+            if a is not None:
+                np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-6)
+        assert e.sigma2 == pytest.approx(s.sigma2, rel=1e-9)
+    engine.apply("account", refdata_rows(history, "account", {"EMPTY": {}}), 52)     # no holdings yet
+    for e in engine.build_risk("EMPTY").models.values():
+        assert e.values.dtype == np.float64 and not e.values.any() and not e.parts
+
+
 def snapshot(e):
     risk = {a: (r.vm, {n: (x.values.copy(), None if x.pnl is None else x.pnl.copy(),
                            None if x.cv is None else x.cv.copy(), x.sigma2, dict(x.parts)) for n, x in r.models.items()})
@@ -146,7 +197,7 @@ def test_whatif_before_cache_is_reused_only_while_the_state_is_unchanged(engine)
     assert what_if(engine, "FUND1", trades, cache=cache)["before"]["vm"] == pytest.approx(moved["before"]["vm"] + 1)
 
 
-def test_bad_input_raises_alerts_and_never_a_nan_margin(engine):
+def test_bad_input_raises_alerts_and_never_a_nan_margin(engine, history):
     margins(engine)
     engine.take_issues()
     before = margins(engine)
@@ -166,10 +217,7 @@ def test_bad_input_raises_alerts_and_never_a_nan_margin(engine):
     fund2 = {r["model"]: r for r in engine.margin("FUND2")}
     assert fund2["param"]["im"] == pytest.approx(before[("FUND2", "param")]["im"] + 20_000.0)
     # an instrument without price history (no underlying either)
-    inst = load_refdata(history=load_history())["instrument"]
-    new = {k: v[:1].copy() for k, v in inst.items()}
-    new["sym"][:] = "NEWCO"
-    engine.apply("instrument", new, 203)
+    engine.apply("instrument", refdata_rows(history, "instrument", {"NEWCO": {}}), 203)
     engine.apply("fill", fills(["NEWCO"], ["FUND3"], [-100.0], [50.0], ["X2"]), 204)
     texts = [i.text for i in engine.take_issues() if i.account == "FUND3"]
     assert any("no usable price history for NEWCO" in t and "5,000" in t for t in texts)
