@@ -637,7 +637,8 @@ class MarginEngine:
             modelled = np.flatnonzero(cols >= 0)
             u = np.zeros(len(syms))
             u[modelled] = value[modelled] * self.volscale[name][cols[modelled]]
-            e.values = np.bincount(cols[modelled], weights=u[modelled], minlength=len(model.syms)).astype(np.float64)
+            column_values = np.bincount(cols[modelled], weights=u[modelled], minlength=len(model.syms))
+            e.values = column_values.astype(np.float64, copy=False)    # int64 when nothing is modelled
             nonzero = np.flatnonzero(u).tolist()
             e.parts = dict(zip([syms[i] for i in nonzero], u[nonzero].tolist()))
             for i in np.flatnonzero(cols < 0).tolist():
