@@ -16,6 +16,9 @@ In process (synthetic history of 500 instruments, 1,000 one-day historical scena
   our code), so the longest computation whose p99 stays within a target;
 - host interruptions: a loop reading the clock for a second counts the gaps of over 5 us (the CPU
   taken away) and their median length;
+- host speed phases: the warm what-if, its kernel call alone and fixed Python work, run call by call
+  in turn for a few seconds, each one's p50 per quarter second: when all three slow down together
+  in the same windows, the machine is running slower, not our code;
 - start-up full revaluation of 1,000 accounts x 500 positions (engine.build_risk per account).
 The numpy reference keeps a values vector too and recomputes ``values @ shocks`` + ``np.partition``
 per event (what a non-incremental engine pays).
@@ -122,13 +125,19 @@ def _spin(n: int) -> int:
     return x
 
 
-def fixed_work_us(target_us: float, events: int) -> np.ndarray:
-    """Latencies of the same pure-Python work, sized to take ~target_us at the median: what this host
-    adds to a computation of that length (its p99 over its p50) whatever the computation is."""
+def fixed_work_steps(target_us: float) -> int:
+    """The number of `_spin` steps that takes ~target_us at the median."""
     n = 1000
     for _ in range(3):                  # the cost per step depends a little on n: size it in steps
         n = max(1, round(n * target_us / float(np.percentile(latencies_us(lambda e, n=n: _spin(n), 1000), 50))))
-    return latencies_us(lambda e, n=n: _spin(n), events)
+    return n
+
+
+def fixed_work_us(target_us: float, events: int) -> np.ndarray:
+    """Latencies of the same pure-Python work, sized to take ~target_us at the median: what this host
+    adds to a computation of that length (its p99 over its p50) whatever the computation is."""
+    n = fixed_work_steps(target_us)
+    return latencies_us(lambda e: _spin(n), events)
 
 
 def host_gaps(seconds: float = 1.0, gap_us: float = 5.0) -> tuple[float, float, float]:
@@ -148,7 +157,31 @@ def host_gaps(seconds: float = 1.0, gap_us: float = 5.0) -> tuple[float, float, 
     return len(lost) / (elapsed / 1e6), float(np.median(lost)) if len(lost) else 0.0, float(lost.sum() / elapsed)
 
 
-def in_process(rng) -> list[tuple]:
+def speed_phases(paths: dict, seconds: float = 6.0, window: float = 0.25) -> list[tuple[str, float, float, float, float]]:
+    """Runs `paths` (name -> step(e)) call by call in turn for `seconds`; per `window` seconds each
+    one's p50. Returns (name, the fastest window's p50, the median window's, the slowest window's,
+    the share of windows over 1.5x the fastest) per path."""
+    steps = list(paths.values())
+    clock = time.perf_counter_ns
+    windows = []
+    e = 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        lat: list[list[int]] = [[] for _ in steps]
+        close = time.monotonic() + window
+        while time.monotonic() < close:
+            for step, out in zip(steps, lat):
+                t0 = clock()
+                step(e)
+                out.append(clock() - t0)
+            e += 1
+        windows.append([np.percentile(out, 50) / 1e3 for out in lat])
+    p50s = np.array(windows)
+    return [(name, p50s[:, i].min(), float(np.median(p50s[:, i])), p50s[:, i].max(),
+             float(np.mean(p50s[:, i] > 1.5 * p50s[:, i].min()))) for i, name in enumerate(paths)]
+
+
+def in_process(rng) -> tuple[list[tuple], list[tuple]]:
     history = synthetic_history(rng)
     engine = engine_for(history, ["ACC"], rng)
     model = engine.models["hs"]
@@ -223,6 +256,11 @@ def in_process(rng) -> list[tuple]:
         results.append((f"host floor: the same fixed Python work every call, p50 sized to {what}",
                         fixed_work_us(target, max(EVENTS // 4, 500))))
     rows = [(name, len(t), np.percentile(t, 50), np.percentile(t, 99)) for name, t in results]
+    spin = fixed_work_steps(20.0)
+    events = len(whatif_trades)
+    phases = speed_phases({"what-if + top-5 drivers (warm)": lambda e: whatif_warm(e % events),
+                           "its kernel call alone": lambda e: kernel_floor(e % events),
+                           "fixed Python work (20 us alone)": lambda e: _spin(spin)})
     accounts = [f"A{i:04d}" for i in range(ACCOUNTS_FULL)]
     big = engine_for(history, accounts, rng)
     t0 = time.perf_counter()
@@ -231,7 +269,7 @@ def in_process(rng) -> list[tuple]:
     full = time.perf_counter() - t0
     rows.append((f"start-up full revaluation, {ACCOUNTS_FULL} accounts x {N} positions (engine, total)", 1,
                  full * 1e6, full * 1e6))
-    return rows
+    return rows, phases
 
 
 def _until_row(sub, arrivals: list[int], received: int) -> int:
@@ -308,7 +346,7 @@ def end_to_end() -> list[tuple]:
 
 def main() -> None:
     rng = np.random.default_rng(3)
-    rows = in_process(rng)
+    rows, phases = in_process(rng)
     rows += end_to_end()
     print(f"calc engine latency ({N} positions, {S} scenarios, 99%; the machine is shared, figures indicative)")
     print(f"{'path':<86} {'events':>7} {'p50 us':>10} {'p99 us':>10}")
@@ -317,6 +355,10 @@ def main() -> None:
     per_s, median, share = host_gaps()
     print(f"host interruptions: {per_s:,.0f} gaps of over 5 us per second, median {median:.1f} us, "
           f"{share:.1%} of the time")
+    print("host speed phases: p50 per quarter second of each path, run call by call in turn")
+    print(f"{'path':<40} {'fastest':>9} {'median':>9} {'slowest':>9} {'windows over 1.5x the fastest':>31}")
+    for name, fastest, median_p50, slowest, slow in phases:
+        print(f"{name:<40} {fastest:>9.1f} {median_p50:>9.1f} {slowest:>9.1f} {slow:>31.0%}")
     print("targets: fill p99 <= 100 us, what-if <= 50 us, end to end (FIX fill in) p99 <= 10 ms")
 
 
