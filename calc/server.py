@@ -260,8 +260,19 @@ class CalcServer:
 
     # ---- RPC ops (docs/protocol.md) --------------------------------------------------------------
     def _accounts_arg(self, req: dict) -> list[str]:
+        """The requested accounts, each once in request order (all of the book's for none); a
+        request naming more distinct accounts than the book holds is refused, so the work of a
+        margin query is bounded by the book, never by the length of the list a client sent."""
         accounts = req.get("accounts")
-        return sorted(self.engine.book.accounts) if accounts is None else list(accounts)
+        if accounts is None:
+            return sorted(self.engine.book.accounts)
+        if not isinstance(accounts, (list, tuple)) or not all(isinstance(a, str) for a in accounts):
+            raise ValueError("type: accounts must be a list of account names")
+        unique = list(dict.fromkeys(accounts))
+        if len(unique) > max(len(self.engine.book.accounts), 1):
+            raise ValueError(f"limit: {len(unique)} distinct accounts asked for, the book holds "
+                             f"{len(self.engine.book.accounts)}")
+        return unique
 
     def _op_margin(self, req: dict) -> dict:
         rows = []
