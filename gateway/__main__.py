@@ -19,6 +19,7 @@ from common.defaults import (
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    from gateway.qscan import Limits
     from gateway.users import DEFAULT_USERS
     p = argparse.ArgumentParser(prog="python -m gateway",
                                 description="margintick gateway: kdb+ IPC server for q / PyKX clients and an HTTP "
@@ -33,8 +34,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--control", default=TP_CONTROL,
                    help="tickerplant control endpoint for subscriptions, '' = none (default %(default)s)")
     p.add_argument("--timeout", type=float, default=10.0, help="per-request backend timeout, s (default %(default)s)")
-    p.add_argument("--max-message-mb", type=float, default=64.0,
-                   help="largest kdb+ message accepted, MB (default %(default)s)")
+    p.add_argument("--max-message-mb", type=float, default=16.0,
+                   help="largest kdb+ message accepted (also once decompressed), MB (default %(default)s)")
+    p.add_argument("--max-depth", type=int, default=Limits.depth,
+                   help="deepest nesting of lists / dictionaries / tables in a kdb+ request (default %(default)s)")
+    p.add_argument("--max-items", type=int, default=Limits.items,
+                   help="longest list in a kdb+ request; char and byte vectors: the message size (default %(default)s)")
     p.add_argument("--compress", choices=("remote", "always", "never"), default="remote",
                    help="compress replies over 2000 bytes: to clients on other hosts (kdb+ behaviour), "
                         "always, or never (default %(default)s)")
@@ -49,6 +54,7 @@ async def serve(args) -> None:
     from gateway.http import HttpApi
     from gateway.hub import Hub
     from gateway.ipc import IpcServer
+    from gateway.qscan import Limits
     from gateway.users import Users
 
     log = logging.getLogger("gateway")
@@ -56,7 +62,8 @@ async def serve(args) -> None:
     users = Users.load(args.users)
     api = Api(AsyncRpcClient(args.rdb, args.timeout), AsyncRpcClient(args.calc, args.timeout), args.timeout)
     hub = Hub(live=bool(args.control))
-    ipc = IpcServer(api, users, hub, int(args.max_message_mb * (1 << 20)), args.compress)
+    ipc = IpcServer(api, users, hub, int(args.max_message_mb * (1 << 20)), args.compress,
+                    limits=Limits(depth=args.max_depth, items=args.max_items))
     port = await ipc.start(args.host, args.port)
     http = None
     if args.http_port >= 0:
@@ -83,6 +90,8 @@ async def serve(args) -> None:
 def main(argv=None) -> int:
     args = parse_args(argv)
     setup_logging(args.log_level)
+    from gateway.ratelog import install
+    install()
     asyncio.run(serve(args))
     return 0
 

@@ -8,11 +8,20 @@ with a q-style text (`'access: ...`, `'type: ...`, `'timeout: ...`) and an HTTP 
 margin (every model of each account, as of calc's last event), whatif, positions, drivers, stress,
 scenarios come from calc; alerts from the rdb `alert` table; q-sql strings go to the rdb `qsql` op;
 the desk of an account (for desk entitlements) from the rdb `account` table.
+
+Arguments are bounded before anything is asked of a backend: account lists are de-duplicated and
+at most `MAX_ACCOUNTS` distinct names (each checked against the user's entitlements), a basket at
+most `MAX_TRADES` trades, numbers finite and within range. `Api.slot(user)` bounds each user's
+requests in progress (`MAX_RUNNING` at once, `MAX_WAITING` queued behind them, beyond that a
+'limit error, HTTP 429), so one user's burst cannot take every backend slot from the others.
 """
 from __future__ import annotations
 
+import asyncio
 import math
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -24,6 +33,10 @@ from gateway.qcodec import NULL_LONG, ColumnDict, KeyedTable, TypedVector, schem
 from gateway.users import User
 
 DESK_REFRESH_S = 1.0
+MAX_ACCOUNTS = 1_000            # distinct accounts in one request
+MAX_TRADES = 1_000              # trades in one what-if basket
+MAX_RUNNING, MAX_WAITING = 32, 256      # per user: requests in progress, and queued behind them
+_INT64 = 2**63
 
 
 class ApiError(Exception):
@@ -48,7 +61,10 @@ def _names(value, what: str) -> list[str] | None:
     if isinstance(value, str):
         return [value]
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return [v for v in value if v]
+        names = list(dict.fromkeys(v for v in value if v))
+        if len(names) > MAX_ACCOUNTS:
+            raise ApiError(f"limit: {len(names)} distinct {what} in one request, at most {MAX_ACCOUNTS}")
+        return names
     raise ApiError(f"type: {what} must be a symbol or a list of symbols")
 
 
@@ -67,9 +83,14 @@ def _number(value, what: str, allow_null: bool = False) -> float:
         if allow_null:
             return math.nan
         raise ApiError(f"type: {what} must not be null")
-    v = float(value)
+    try:
+        v = float(value)
+    except OverflowError:
+        raise ApiError(f"type: {what} is out of range") from None
     if math.isnan(v) and not allow_null:
         raise ApiError(f"type: {what} must not be null")
+    if math.isinf(v):
+        raise ApiError(f"type: {what} must be finite")
     return v
 
 
@@ -85,6 +106,8 @@ def trades_from(sym, qty=None, price=None) -> dict:
         prices = list(np.atleast_1d(sym.get("price", [None] * len(syms))))
         if not (len(syms) == len(qtys) == len(prices)) or not syms:
             raise ApiError("length: trades columns must be non-empty and of equal length")
+        if len(syms) > MAX_TRADES:
+            raise ApiError(f"limit: a basket of {len(syms)} trades, at most {MAX_TRADES}")
     else:
         syms, qtys, prices = [sym], [qty], [price]
     # plain lists: a one-trade request packs and unpacks in a third of the time numpy arrays take
@@ -98,7 +121,7 @@ def _since(value):
         return value or None
     if isinstance(value, np.datetime64):
         return None if np.isnat(value) else int(value.astype("datetime64[ns]").view(np.int64))
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and -_INT64 <= value < _INT64:
         return int(value)
     raise ApiError("type: since must be a timestamp")
 
@@ -117,6 +140,27 @@ class Api:
         self.qtypes = schema_qtypes(load_schemas())
         self._desks: dict[str, str] = {}
         self._desks_at = 0.0
+        self._slots: dict[str, asyncio.Semaphore] = {}
+        self._queued: dict[str, int] = {}
+
+    @asynccontextmanager
+    async def slot(self, user: User) -> AsyncIterator[None]:
+        """One of the user's `MAX_RUNNING` request slots; 'limit (429) with `MAX_WAITING` already queued."""
+        slots = self._slots.get(user.name)
+        if slots is None:
+            slots = self._slots[user.name] = asyncio.Semaphore(MAX_RUNNING)
+        queued = self._queued.get(user.name, 0)
+        if slots.locked() and queued >= MAX_WAITING:
+            raise ApiError(f"limit: user {user.name} has {MAX_RUNNING + queued} requests in progress", 429)
+        self._queued[user.name] = queued + 1
+        try:
+            await slots.acquire()
+        finally:
+            self._queued[user.name] -= 1
+        try:
+            yield
+        finally:
+            slots.release()
 
     async def _call(self, client: AsyncRpcClient, op: str, **args) -> dict:
         try:
@@ -224,4 +268,5 @@ class Api:
                 args = []
             else:
                 raise ApiError(f"rank: {name} takes {arity[0]}..{arity[1]} arguments, got {len(args)}")
-        return await getattr(self, name)(user, *args)
+        async with self.slot(user):
+            return await getattr(self, name)(user, *args)

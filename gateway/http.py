@@ -5,6 +5,13 @@ Same users and entitlements as the kdb+ port: HTTP Basic (user:password) or `Aut
 Tables are JSON arrays of row objects, timestamps ISO-8601 with nanoseconds, NaN as null.
 GET /stream is a server-sent-events stream: `event: margin|alert`, `data: [rows]`; a client that
 cannot keep up (more than `SSE_QUEUE` batches waiting) is disconnected.
+
+Limits: a connection that has not sent a whole request head within `HEADER_TIMEOUT_S` (slow
+clients included) or stays idle that long between requests is closed; a body must arrive within
+`BODY_TIMEOUT_S` (408), be at most `MAX_BODY` bytes (413, refused from its Content-Length before
+any of it is read) and JSON nested at most `MAX_JSON_DEPTH` levels; each user has at most
+api.MAX_RUNNING requests in progress (429 beyond api.MAX_WAITING queued). Every error, including
+aiohttp's own protocol-level 400s and 405s (with their `Allow` header), is a JSON `{"error": ...}`.
 """
 from __future__ import annotations
 
@@ -12,7 +19,9 @@ import asyncio
 import base64
 import binascii
 import json
+import logging
 import math
+import re
 
 import numpy as np
 from aiohttp import web
@@ -25,6 +34,12 @@ from gateway.users import Users
 
 SSE_QUEUE = 1000
 SSE_KEEPALIVE_S = 15.0
+HEADER_TIMEOUT_S = 10.0          # for a request head, and for the next request on an idle connection
+BODY_TIMEOUT_S = 10.0
+MAX_BODY = 1 << 20
+MAX_JSON_DEPTH = 16
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+log = logging.getLogger("gateway.http")
 
 
 def jsonable(value):
@@ -63,27 +78,53 @@ def _error(status: int, text: str, headers=None) -> web.Response:
     return web.json_response({"error": text}, status=status, headers=headers)
 
 
+def json_depth(body: bytes) -> int:
+    """How deeply the arrays / objects of a JSON text nest (strings skipped), without parsing it."""
+    brackets = np.frombuffer(_JSON_STRING.sub(b"", body), dtype=np.uint8)
+    steps = np.isin(brackets, (ord("["), ord("{"))).astype(np.int64) - np.isin(brackets, (ord("]"), ord("}")))
+    return int(np.cumsum(steps).max(initial=0))
+
+
+class _Handler(web.RequestHandler):
+    """aiohttp's connection handler, with its protocol-level errors (a request it cannot parse,
+    500 for an exception no handler caught) as JSON rather than plain text."""
+
+    def handle_error(self, request, status=500, exc=None, message=None):
+        super().handle_error(request, status, exc, message)      # logs, refuses after a partial reply
+        text = "fail: the gateway could not answer this request (the error is logged)" if status >= 500 \
+            else f"bad request: {(message or 'malformed HTTP').splitlines()[0]}"
+        response = _error(status, text)
+        response.force_close()
+        return response
+
+
 class HttpApi:
     def __init__(self, api: Api, users: Users, hub: Hub):
         self.api = api
         self.users = users
         self.hub = hub
-        self.app = web.Application(middlewares=[self._json_errors, self._auth], client_max_size=1 << 20)
+        self.app = web.Application(middlewares=[self._json_errors, self._auth], client_max_size=MAX_BODY)
         self.app.add_routes([
             web.get("/openapi.json", self.openapi), web.get("/margin", self.margin),
             web.post("/whatif", self.whatif), web.get("/positions", self.positions),
             web.get("/drivers", self.drivers), web.get("/stress", self.stress),
             web.get("/alerts", self.alerts), web.get("/stream", self.stream)])
         self.runner: web.AppRunner | None = None
+        self.server: asyncio.AbstractServer | None = None
 
     async def start(self, host: str, port: int) -> int:
-        self.runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        self.runner = web.AppRunner(self.app, handle_signals=False)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, host, port)
-        await site.start()
-        return site._server.sockets[0].getsockname()[1]
+        loop = asyncio.get_running_loop()
+        # aiohttp closes a connection idle (no whole request head) for keepalive_timeout
+        self.server = await loop.create_server(
+            lambda: _Handler(self.runner.server, loop=loop, keepalive_timeout=HEADER_TIMEOUT_S, access_log=None),
+            host, port)
+        return self.server.sockets[0].getsockname()[1]
 
     async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
         if self.runner is not None:
             await self.runner.cleanup()
 
@@ -95,7 +136,11 @@ class HttpApi:
         except web.HTTPException as e:
             if e.status < 400:
                 raise
-            return _error(e.status, e.reason)
+            allow = {"Allow": e.headers["Allow"]} if "Allow" in e.headers else None
+            response = _error(e.status, e.reason, allow)
+            if e.status == 413:                  # the rest of the body was not read
+                response.force_close()
+            return response
 
     @web.middleware
     async def _auth(self, request: web.Request, handler):
@@ -118,9 +163,15 @@ class HttpApi:
                           {"WWW-Authenticate": 'Basic realm="margintick"'})
         request["user"] = user
         try:
-            return await handler(request)
+            if request.path == "/stream":                    # long-lived: not one of the user's slots
+                return await handler(request)
+            async with self.api.slot(user):
+                return await handler(request)
         except ApiError as e:
-            return _error(e.status, e.text)
+            response = _error(e.status, e.text)
+            if e.status in (408, 413):           # the body was not read: the connection cannot go on
+                response.force_close()
+            return response
 
     @staticmethod
     def _query(request: web.Request, name: str, required: bool = False) -> str | None:
@@ -158,17 +209,33 @@ class HttpApi:
                                        self._query(request, "scenario"))
         return web.json_response(jsonable(result.value))
 
-    async def whatif(self, request):
+    @staticmethod
+    async def _json_body(request: web.Request):
+        """The request's JSON body, within the size, time and depth limits (module docstring)."""
+        if request.content_length is not None and request.content_length > MAX_BODY:
+            raise ApiError(f"limit: a body of {request.content_length} bytes, at most {MAX_BODY}", 413)
         try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            async with asyncio.timeout(BODY_TIMEOUT_S):
+                raw = await request.read()
+        except TimeoutError:
+            raise ApiError(f"timeout: the body did not arrive within {BODY_TIMEOUT_S:g}s", 408) from None
+        if json_depth(raw) > MAX_JSON_DEPTH:
+            raise ApiError(f"json: nested deeper than {MAX_JSON_DEPTH} levels")
+        try:
+            return json.loads(raw)
+        except (ValueError, RecursionError):        # JSONDecodeError, UnicodeDecodeError
             raise ApiError("json: the body must be a JSON object") from None
+
+    async def whatif(self, request):
+        body = await self._json_body(request)
         if not isinstance(body, dict):
             raise ApiError("json: the body must be a JSON object")
         unknown = set(body) - {"account", "trades", "sym", "qty", "price"}
         if unknown:
             raise ApiError(f"json: unknown fields {sorted(unknown)}")
         trades = body.get("trades")
+        if "trades" in body and set(body) & {"sym", "qty", "price"}:
+            raise ApiError("json: give either trades or sym, qty and price, not both")
         if trades is not None:
             if not isinstance(trades, list) or not all(isinstance(t, dict) for t in trades):
                 raise ApiError("json: trades must be a list of {sym, qty, price}")

@@ -13,6 +13,12 @@ does); connections are independent tasks, so a slow query holds only its own cli
 backend call has a timeout. `.u.sub[table; syms]` answers (table; empty table) and then pushes
 async (`upd; table; rows) messages like a kdb+ tickerplant; a subscriber whose unsent data passes
 `max_push_backlog` bytes is disconnected rather than allowed to grow the gateway's memory.
+
+Limits (docs/gateway.md, "Limits"): a message over `max_message_bytes` (also once decompressed) gets
+'limit and the connection is closed; every request is checked by gateway.qscan (types, nesting
+depth, list lengths, UTF-8 symbols, exact size) before PyKX deserialises it; each user has at most
+api.MAX_RUNNING requests in progress. Every error a client sees is q-style text; an unexpected
+failure is logged (rate-limited, gateway.ratelog) and answered with 'fail, never Python's text.
 """
 from __future__ import annotations
 
@@ -26,7 +32,7 @@ import pykx as kx
 from gateway.api import Api, ApiError
 from gateway.compression import MIN_COMPRESS_BYTES, compress, decompress
 from gateway.hub import SUBSCRIBABLE, Hub
-from gateway.qcall import Answer, QSyntaxError, read
+from gateway.qcall import Answer, Call, QSyntaxError, read
 from gateway.qcodec import (
     ASYNC,
     NULL_LONG,
@@ -38,6 +44,7 @@ from gateway.qcodec import (
     message,
     table,
 )
+from gateway.qscan import Limits, ScanError, check
 from gateway.users import User, Users
 
 log = logging.getLogger("gateway.ipc")
@@ -88,8 +95,8 @@ class Connection:
 
 
 class IpcServer:
-    def __init__(self, api: Api, users: Users, hub: Hub, max_message_bytes: int = 64 << 20,
-                 compress_mode: str = "remote", max_push_backlog: int = 64 << 20):
+    def __init__(self, api: Api, users: Users, hub: Hub, max_message_bytes: int = 16 << 20,
+                 compress_mode: str = "remote", max_push_backlog: int = 64 << 20, limits: Limits = Limits()):
         if compress_mode not in ("remote", "always", "never"):
             raise ValueError("compress_mode must be remote, always or never")
         self.api = api
@@ -98,6 +105,7 @@ class IpcServer:
         self.max_message_bytes = max_message_bytes
         self.compress_mode = compress_mode
         self.max_push_backlog = max_push_backlog
+        self.limits = limits
         self.connections: set[Connection] = set()
         self.served = 0
         self.errors = 0
@@ -184,34 +192,43 @@ class IpcServer:
             await self._handle(conn, msgtype, header + body, compressed == 1)
 
     # ---- requests ---------------------------------------------------------------------------------
+    def _request(self, msg: bytes, compressed: bool) -> Call | Answer:
+        """What a message asks for: decompressed, checked (gateway.qscan), deserialised, read."""
+        if compressed:
+            try:
+                msg = decompress(msg, self.max_message_bytes)
+            except ValueError as e:
+                raise ApiError(f"badmsg: {e}") from None
+        check(msg, self.limits)
+        try:
+            request = kx.deserialize(msg)
+        except Exception:                          # noqa: BLE001 - PyKX validates; any failure is bad input
+            raise ApiError("badmsg: not a valid kdb+ message") from None
+        try:
+            return read(request, Api.FUNCTIONS)
+        except QSyntaxError:
+            raise
+        except Exception:                          # noqa: BLE001 - a value PyKX cannot give back as Python
+            raise ApiError("type: the request holds a value the gateway cannot read") from None
+
     async def _handle(self, conn: Connection, msgtype: int, msg: bytes, compressed: bool) -> None:
         try:
-            if compressed:
-                try:
-                    msg = decompress(msg, self.max_message_bytes)
-                except ValueError as e:
-                    raise ApiError(f"badmsg: {e}") from None
-            try:
-                request = kx.deserialize(msg)
-            except Exception as e:                 # noqa: BLE001 - PyKX validates; any failure is bad input
-                raise ApiError(f"badmsg: not a valid kdb+ message ({e})") from None
-            reply = message(await self._evaluate(conn, request))
+            reply = message(await self._evaluate(conn, self._request(msg, compressed)))
             self.served += 1
-        except (ApiError, QSyntaxError, QTypeError) as e:
+        except (ApiError, QSyntaxError, QTypeError, ScanError) as e:
             self.errors += 1
             reply = error_message(getattr(e, "text", None) or str(e))
-        except Exception as e:
+        except Exception:
             self.errors += 1
-            log.exception("%s: request failed", conn.peer)
-            reply = error_message(f"{type(e).__name__}: {e}")
+            log.exception("%s (%s): request failed", conn.peer, conn.user.name)
+            reply = error_message("fail: the gateway could not answer this request (the error is logged)")
         if msgtype == SYNC:
             conn.send(reply)
             await conn.writer.drain()
         elif reply[8] == 0x80:
             log.info("%s (%s): async message failed: %s", conn.peer, conn.user.name, reply[9:-1].decode())
 
-    async def _evaluate(self, conn: Connection, request) -> bytes:
-        item = read(request, Api.FUNCTIONS)
+    async def _evaluate(self, conn: Connection, item: Call | Answer) -> bytes:
         if isinstance(item, Answer):
             return encode(item.value)
         if item.name == ".u.sub":

@@ -1,9 +1,17 @@
-"""The OpenAPI 3 description of the gateway's HTTP JSON API (served at GET /openapi.json)."""
+"""The OpenAPI 3 description of the gateway's HTTP JSON API (served at GET /openapi.json).
 
-_ACCOUNT = {"name": "account", "in": "query", "required": True, "schema": {"type": "string"}}
+It states the limits the server enforces (non-empty names, at most 1,000 trades in a basket, no
+unknown fields) and every error status it gives, so a client generated from it, or a fuzzer
+checking the server against it (tests/test_gateway_fuzz.py), sees the server as it is.
+"""
+from gateway.api import MAX_TRADES
+
+_NAME = {"type": "string", "minLength": 1}
+_ACCOUNT = {"name": "account", "in": "query", "required": True, "schema": _NAME}
 _ERROR = {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 _ROWS = {"description": "rows", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Rows"}}}}
-_ERRORS = {"400": _ERROR, "401": _ERROR, "403": _ERROR, "504": _ERROR}
+_ERRORS = {"400": _ERROR, "401": _ERROR, "403": _ERROR, "405": _ERROR, "408": _ERROR, "413": _ERROR,
+           "429": _ERROR, "500": _ERROR, "504": _ERROR}
 
 OPENAPI = {
     "openapi": "3.0.3",
@@ -18,13 +26,18 @@ OPENAPI = {
             "Error": {"type": "object", "required": ["error"],
                       "properties": {"error": {"type": "string", "example": "access: user trader1 is not entitled to account FUND2"}}},
             "Rows": {"type": "array", "items": {"type": "object"}},
-            "Trade": {"type": "object", "required": ["sym", "qty"],
-                      "properties": {"sym": {"type": "string"}, "qty": {"type": "number", "description": "signed, buy > 0"},
+            "Trade": {"type": "object", "required": ["sym", "qty"], "additionalProperties": False,
+                      "properties": {"sym": _NAME, "qty": {"type": "number", "description": "signed, buy > 0"},
                                      "price": {"type": "number", "nullable": True, "description": "null: last price"}}},
-            "WhatIf": {"type": "object", "required": ["account"],
-                       "properties": {"account": {"type": "string"},
-                                      "trades": {"type": "array", "items": {"$ref": "#/components/schemas/Trade"}},
-                                      "sym": {"type": "string"}, "qty": {"type": "number"},
+            "WhatIf": {"type": "object", "additionalProperties": False,
+                       "description": "one trade (sym, qty, price) or a basket (trades)",
+                       "oneOf": [{"required": ["account", "trades"],
+                                  "not": {"anyOf": [{"required": [f]} for f in ("sym", "qty", "price")]}},
+                                 {"required": ["account", "sym", "qty"], "not": {"required": ["trades"]}}],
+                       "properties": {"account": _NAME,
+                                      "trades": {"type": "array", "minItems": 1, "maxItems": MAX_TRADES,
+                                                 "items": {"$ref": "#/components/schemas/Trade"}},
+                                      "sym": _NAME, "qty": {"type": "number"},
                                       "price": {"type": "number", "nullable": True}}},
             "WhatIfResult": {"type": "object", "properties": {
                 "before": {"type": "object"}, "after": {"type": "object"}, "delta": {"type": "object"},

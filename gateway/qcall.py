@@ -60,15 +60,19 @@ def _atom(text: str):
         raise QSyntaxError(f"parse: cannot read argument {text.strip()[:40]!r}")
     kind, tok = m.lastgroup, m.group(m.lastgroup)
     if kind == "str":
-        return bytes(tok[1:-1], "utf-8").decode("unicode_escape")
+        try:
+            return bytes(tok[1:-1], "utf-8").decode("unicode_escape")
+        except UnicodeDecodeError:
+            raise QSyntaxError(f"parse: bad escape in string {tok[:40]!r}") from None
     if kind == "syms":
         syms = tok.split("`")[1:]
         return syms[0] if len(syms) == 1 else syms
-    if kind == "ts":
+    if kind in ("ts", "date"):
         day, _, clock = tok.partition("D")
-        return np.datetime64(day.replace(".", "-") + ("T" + clock if clock else ""), "ns")
-    if kind == "date":
-        return np.datetime64(tok.replace(".", "-"), "ns")
+        try:
+            return np.datetime64(day.replace(".", "-") + ("T" + clock if clock else ""), "ns")
+        except ValueError:
+            raise QSyntaxError(f"parse: bad timestamp {tok[:40]!r}") from None
     if kind == "null":
         return {"0N": None, "0Nj": None, "0Nf": math.nan, "0n": math.nan, "0w": math.inf, "-0w": -math.inf}[tok]
     if kind == "bool":
@@ -76,7 +80,10 @@ def _atom(text: str):
         return bits[0] if len(bits) == 1 else bits
     if tok.endswith("f") or "." in tok or "e" in tok:
         return float(tok.rstrip("f"))
-    return int(tok.rstrip("j"))
+    value = int(tok.rstrip("j"))
+    if not -2**63 < value < 2**63:
+        raise QSyntaxError(f"limit: {tok[:40]} does not fit in a long")
+    return value
 
 
 def _split_args(text: str) -> list[str]:

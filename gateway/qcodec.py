@@ -15,6 +15,13 @@ type against `kx.serialize` byte for byte and decode replies with the real PyKX 
 (column -> q type name as in q/schema.q) deciding symbol vs string columns; dicts become symbol-keyed
 dictionaries (float vector values when all values are floats); str -> symbol, bytes -> string,
 float -> float, int -> long, bool -> boolean, None -> (::), numpy datetime64 -> timestamp.
+
+Symbols are NUL terminated, so a value holding a NUL, or a str that is not valid Unicode (lone
+surrogates, e.g. bytes decoded with surrogateescape), could make a message no client decodes. The
+rule: in a symbol a NUL is written as the four visible characters `\000` (q's escape for it) and an
+unencodable character as its Python backslash escape (`\udcff`); strings (char vectors) are counted
+and keep their NULs, with the same escape for unencodable characters. So every reply decodes,
+whatever a feed booked and journaled.
 """
 from __future__ import annotations
 
@@ -64,15 +71,27 @@ def _vector(qtype: int, n: int) -> bytes:
     return struct.pack("<bBi", qtype, 0, n)
 
 
+def _symbol(value) -> bytes:
+    """One symbol's bytes (without its NUL), escaped by the rule in the module docstring."""
+    return ("" if value is None else str(value)).encode("utf-8", "backslashreplace").replace(b"\0", b"\\000")
+
+
 def _symbols(values) -> bytes:
-    parts = [str(v).encode() if v is not None else b"" for v in values]
-    return _vector(11, len(parts)) + b"\0".join(parts) + b"\0" if parts else _vector(11, 0)
+    if not len(values):
+        return _vector(11, 0)
+    try:
+        body = b"\0".join([str(v).encode() if v is not None else b"" for v in values])
+    except UnicodeEncodeError:
+        body = None
+    if body is None or body.count(b"\0") != len(values) - 1:       # a value held a NUL or no UTF-8 form
+        body = b"\0".join([_symbol(v) for v in values])
+    return _vector(11, len(values)) + body + b"\0"
 
 
 def _strings(values) -> bytes:
     out = [_vector(0, len(values))]
     for v in values:
-        raw = v if isinstance(v, (bytes, bytearray)) else ("" if v is None else str(v)).encode()
+        raw = v if isinstance(v, (bytes, bytearray)) else ("" if v is None else str(v)).encode("utf-8", "backslashreplace")
         out.append(_vector(10, len(raw)) + bytes(raw))
     return b"".join(out)
 
@@ -192,7 +211,7 @@ def encode(value, qtypes: dict | None = None) -> bytes:
     if kind is float:
         return _FLOAT_ATOM(-9, value)
     if kind is str:
-        return b"\xf5" + value.encode() + b"\0"
+        return b"\xf5" + (_symbol(value) if "\0" in value or not value.isascii() else value.encode()) + b"\0"
     if kind is dict:
         return table(value, qtypes) if is_batch(value) else _dictionary(value, qtypes)
     if value is None:
@@ -210,11 +229,13 @@ def encode(value, qtypes: dict | None = None) -> bytes:
     if isinstance(value, (bool, np.bool_)):
         return struct.pack("<bB", -1, bool(value))
     if isinstance(value, (int, np.integer)):
+        if not -2**63 <= value < 2**63:
+            raise QTypeError(f"type: {value} does not fit in a long")
         return struct.pack("<bq", -7, int(value))
     if isinstance(value, (float, np.floating)):
         return struct.pack("<bd", -9, float(value))
     if isinstance(value, str):
-        return b"\xf5" + value.encode() + b"\0"
+        return b"\xf5" + _symbol(value) + b"\0"
     if isinstance(value, (bytes, bytearray)):
         return _vector(10, len(value)) + bytes(value)
     if isinstance(value, np.datetime64):

@@ -1,7 +1,7 @@
 """The gateway's check of a kdb+ IPC request before anything deserialises it.
 
 `check(msg, limits)` walks the serialized bytes of a whole (uncompressed) message iteratively, with
-an explicit stack and no recursion, and raises `ScanError` (q-style text: 'limit / 'type / 'length /
+an explicit stack and no recursion, and raises `ScanError` (q-style text: 'limit / 'type /
 'badmsg) unless the message is one the gateway will read:
 
 - only data types: atoms and vectors of the basic types (boolean .. time, symbols, strings), general
@@ -92,18 +92,17 @@ def check(msg: bytes, limits: Limits = Limits()) -> None:
             pos += 5
             if attr > 4 or n < 0:
                 raise ScanError(f"badmsg: bad list header (attribute {attr}, count {n})")
+            # the least an item takes: 2 bytes in a general list, 1 (its NUL) in a symbol vector
+            if n * (2 if t == _GENERAL else _VECTOR.get(t, 1)) > end - pos:
+                raise ScanError(f"badmsg: a list of {n} items cannot fit in the message")
             if n > limits.items and t not in _BYTES_BOUNDED:
                 raise ScanError(f"limit: a list of {n} items is over the gateway's limit of {limits.items}")
             if t == _GENERAL:
-                if n * 2 > end - pos:          # every object takes at least 2 bytes
-                    raise ScanError(f"length: a list of {n} items cannot fit in the message")
                 if n:
                     if len(pending) >= limits.depth:
                         raise ScanError(f"limit: nested deeper than {limits.depth} levels")
                     pending.append(n)
             elif t == _SYMBOLS:
-                if n > end - pos:
-                    raise ScanError(f"length: {n} symbols cannot fit in the message")
                 pos = _symbols_end(msg, pos, end, n)
             else:
                 pos += n * _VECTOR[t]
