@@ -228,11 +228,12 @@ def in_process(rng) -> tuple[list[tuple], list[tuple]]:
 
     live = engine.account_risk("ACC").models["hs"]
     columns = np.array([model.index[syms[i]] for i in picks], dtype=np.int64)
-    dvalues = qtys * np.array([engine.book.mark(syms[i]) for i in picks])
+    olds = live.values[columns]
+    news = olds + qtys * np.array([engine.book.mark(syms[i]) for i in picks])
 
     def kernel_floor(e):
-        kernels.tail_measures(live.pnl, model.shocks, columns[e:e + 1], dvalues[e:e + 1], live.values,
-                              model.scenario_shocks, model.k, 1.0, False, 5)
+        kernels.tail_measures(live.pnl, live.hi, live.lo, model.shocks, columns[e:e + 1], olds[e:e + 1],
+                              news[e:e + 1], live.values, model.scenario_shocks, model.k, 1.0, False, 5)
 
     values = live.values.copy()
     prices = np.array([engine.book.mark(s) for s in syms])

@@ -52,15 +52,20 @@ def main() -> None:
     cols = rng.integers(0, N, EVENTS)
     dvalues = rng.normal(0, 1e5, EVENTS)
 
-    pnl = kernels.scenario_pnl(values, shocks)
-    cv = kernels.covariance_product(cov, values)
-    state = {"sigma2": kernels.quadratic_form(values, cv)}
+    hi, lo, pnl = kernels.exact_product(values, shocks)
+    cv_hi, cv_lo, cv = kernels.exact_product(values, cov)
     v_np = values.copy()
     one_row = np.zeros(1, dtype=np.int64)
-    one_dv = np.zeros(1)
+    one_old, one_new = np.zeros(1), np.zeros(1)
+
+    def move(e, acc_hi, acc_lo, out, matrix):        # the engine's exact update of one column (calc.exact)
+        i = cols[e]
+        old = values[i]
+        values[i] = old + dvalues[e]
+        kernels.exact_move(acc_hi, acc_lo, out, matrix, i, old, values[i])
 
     def numba_fill(e):
-        kernels.apply_value_change(pnl, shocks, cols[e], dvalues[e])
+        move(e, hi, lo, pnl, shocks)
         kernels.var_es(pnl, k)
 
     def numpy_fill(e):
@@ -68,14 +73,14 @@ def main() -> None:
         numpy_var_es(v_np @ shocks, k)
 
     def numba_drivers(e):
-        kernels.apply_value_change(pnl, shocks, cols[e], dvalues[e])
+        move(e, hi, lo, pnl, shocks)
         tail = kernels.worst_scenarios(pnl, k)
         kernels.tail_var_es(pnl, tail)
         kernels.es_contributions(values, shocks_by_scenario, tail)
 
     def numba_parametric(e):
-        state["sigma2"] = kernels.parametric_update(cv, cov, cols[e], dvalues[e], state["sigma2"])
-        np.sqrt(max(state["sigma2"], 0.0))
+        move(e, cv_hi, cv_lo, cv, cov)
+        np.sqrt(max(kernels.quadratic_form(values, cv), 0.0))
 
     def numpy_parametric(e):
         v_np[cols[e]] += dvalues[e]
@@ -83,8 +88,9 @@ def main() -> None:
 
     def numba_whatif(e):
         one_row[0] = cols[e]
-        one_dv[0] = dvalues[e]
-        kernels.whatif_var_es(pnl, shocks, one_row, one_dv, k)
+        one_old[0] = values[cols[e]]
+        one_new[0] = one_old[0] + dvalues[e]
+        kernels.whatif_var_es(pnl, hi, lo, shocks, one_row, one_old, one_new, k)
 
     def numpy_whatif(e):
         trial = v_np.copy()

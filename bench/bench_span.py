@@ -49,10 +49,13 @@ def numpy_state(p: CompiledParams, idx: np.ndarray, qty: np.ndarray) -> SpanStat
     vec = np.zeros((n_cc, 16))
     np.add.at(vec, cc, qty[:, None] * p.risk[idx])
     short = np.maximum(-qty, 0.0)
-    return SpanState(vec, np.bincount(p.contract_slot[idx], qty * p.delta[idx], len(p.slot_cc)),
-                     np.bincount(cc, short * (p.kind[idx] == CALL), n_cc),
-                     np.bincount(cc, short * (p.kind[idx] == PUT), n_cc),
-                     np.bincount(cc, qty * p.option_value[idx], n_cc))
+    state = SpanState(n_cc, len(p.slot_cc))
+    state.vec[:] = vec
+    state.slot_delta[:] = np.bincount(p.contract_slot[idx], qty * p.delta[idx], len(p.slot_cc))
+    state.short_calls[:] = np.bincount(cc, short * (p.kind[idx] == CALL), n_cc)
+    state.short_puts[:] = np.bincount(cc, short * (p.kind[idx] == PUT), n_cc)
+    state.nov[:] = np.bincount(cc, qty * p.option_value[idx], n_cc)
+    return state
 
 
 def _form(available, consume, legs):

@@ -46,6 +46,7 @@ import numpy as np
 from calc import kernels
 from calc.addons import apc_buffer, position_liquidity_addon, standalone_parametric
 from calc.config import ConfigError, EngineConfig, ModelConfig, load_model_set
+from calc.exact import ExactSum
 from calc.covariance import (
     NotPositiveSemidefinite,
     check_covariance,
@@ -79,15 +80,15 @@ MARGIN_FIELDS = ("im", "vm", "requirement", "collateral", "excess", "call", "var
 SPAN_MODEL = "span"             # accounts whose `model` is span are margined by calc.span, not VaR
 STRESS_CACHE_SIZE = 4096        # stressed correlations kept (per model, scenario and set of held columns)
 _CONTRIBUTION = operator.itemgetter(1)   # of a (sym, contribution) pair: drivers rank by it, stably
-_NO_ROWS, _NO_DVALUES = np.empty(0, dtype=np.int64), np.empty(0)   # no pending P&L changes
+_NO_ROWS, _NO_VALUES = np.empty(0, dtype=np.int64), np.empty(0)   # no pending P&L changes
 
 
-def _pending(e: Exposure) -> tuple[np.ndarray, np.ndarray]:
-    """A fork's pending P&L changes as the kernels take them: (history columns, value changes);
-    empty for a live exposure or a fork with none."""
+def _pending(e: Exposure) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A fork's pending P&L changes as the kernels take them: (history columns, their values before,
+    after); empty for a live exposure or a fork with none."""
     if not e.pending_rows:
-        return _NO_ROWS, _NO_DVALUES
-    return np.array(e.pending_rows, dtype=np.int64), np.array(e.pending_dvalues)
+        return _NO_ROWS, _NO_VALUES, _NO_VALUES
+    return np.array(e.pending_rows, dtype=np.int64), np.array(e.pending_olds), np.array(e.pending_news)
 
 
 def _selected(top: int | None, m: RiskModel) -> int:
@@ -141,33 +142,38 @@ class RiskModel:
 
     def new_exposure(self) -> Exposure:
         n = len(self.syms)
+        m = self.shocks.shape[1] if self.is_scenario else n
+        hi, lo, value = np.zeros(m), np.zeros(m), np.zeros(m)
         if self.is_scenario:
-            return Exposure(np.zeros(n), pnl=np.zeros(self.shocks.shape[1]))
-        return Exposure(np.zeros(n), cv=np.zeros(n))
+            return Exposure(np.zeros(n), pnl=value, hi=hi, lo=lo)
+        return Exposure(np.zeros(n), cv=value, hi=hi, lo=lo)
 
     def revalue(self, e: Exposure) -> None:
-        """Full revaluation of the exposure's risk state from its values."""
+        """Full revaluation of the exposure's risk state from its values (exact sums, calc.exact)."""
         if self.is_scenario:
-            e.pnl = kernels.scenario_pnl(e.values, self.shocks)
+            e.hi, e.lo, e.pnl = kernels.exact_product(e.values, self.shocks)
         else:
-            e.cv = kernels.covariance_product(self.cov, e.values)
+            e.hi, e.lo, e.cv = kernels.exact_product(e.values, self.cov)
             e.sigma2 = kernels.quadratic_form(e.values, e.cv)
 
-    def change(self, e: Exposure, col: int, dvalue: float) -> None:
-        """Incremental update for a change of the effective value of column `col` (on a fork's
-        scenario P&L: kept pending, see `Exposure`)."""
+    def change(self, e: Exposure, col: int, old: float, new: float) -> None:
+        """Incremental update for the effective value of column `col` going from `old` to `new`,
+        exact (calc.exact); e.values[col] is `new` already. On a fork's scenario P&L it is kept
+        pending (see `Exposure`)."""
         if not self.is_scenario:
-            e.sigma2 = kernels.parametric_update(e.cv, self.cov, col, dvalue, e.sigma2)
+            kernels.exact_move(e.hi, e.lo, e.cv, self.cov, col, old, new)
+            e.sigma2 = kernels.quadratic_form(e.values, e.cv)
         elif e.pending_rows is None:
-            kernels.apply_value_change(e.pnl, self.shocks, col, dvalue)
+            kernels.exact_move(e.hi, e.lo, e.pnl, self.shocks, col, old, new)
         else:
             e.pending_rows.append(col)
-            e.pending_dvalues.append(dvalue)
+            e.pending_olds.append(old)
+            e.pending_news.append(new)
 
     def var_es(self, e: Exposure) -> tuple[float, float]:
         if self.is_scenario:
             if e.pending_rows:
-                return kernels.whatif_var_es(e.pnl, self.shocks, *_pending(e), self.k)
+                return kernels.whatif_var_es(e.pnl, e.hi, e.lo, self.shocks, *_pending(e), self.k)
             return kernels.var_es(e.pnl, self.k)
         sigma = math.sqrt(max(e.sigma2, 0.0))
         return self.scale * sigma, self.es_scale * sigma
@@ -178,7 +184,7 @@ class RiskModel:
         models (one kernel call and one tail selection for all four), Euler for parametric; rescaled
         by var/es when the measure is the other one."""
         if self.is_scenario:
-            return kernels.tail_measures(e.pnl, self.shocks, *_pending(e), e.values, self.scenario_shocks, self.k,
+            return kernels.tail_measures(e.pnl, e.hi, e.lo, self.shocks, *_pending(e), e.values, self.scenario_shocks, self.k,
                                          factor, self.config.measure == "var", top)
         var, es = self.var_es(e)
         scale = self.es_scale if self.config.measure == "es" else self.scale
@@ -323,8 +329,8 @@ class MarginEngine:
         sym = r["sym"]
         old = self.book.accounts.get(sym)
         self.book.accounts[sym] = Account(sym, r["desk"], r["ccp"], r["model"], r["ccy"], r["collateral"],
-                                          old.movements if old else 0.0, r["buffer"], r["threshold"], r["callpct"],
-                                          r["imjump"], r["imjumpmins"])
+                                          old.moved if old else ExactSum(), r["buffer"], r["threshold"],
+                                          r["callpct"], r["imjump"], r["imjumpmins"])
         self._open.discard((sym, "account"))
         self.stale.add(sym)
         self.dirty.add(sym)
@@ -433,7 +439,7 @@ class MarginEngine:
             self._issue(account, (account, "collateral", r["ref"]), f"collateral movement {r['ref']} of "
                         f"{r['amount']} for unknown account {account}: ignored")
             return
-        acct.movements += r["amount"]
+        acct.moved.add(r["amount"])
         self.dirty.add(account)
 
     def _load_span(self, path: str) -> bool:
@@ -534,7 +540,7 @@ class MarginEngine:
             value = vm = 0.0
             if qty and not quiet:
                 self._no_price(account, sym, qty)
-        risk.vm += vm - risk.vm_parts.get(sym, 0.0)
+        risk.vm_sum.replace(risk.vm_parts.get(sym, 0.0), vm)
         risk.vm_parts[sym] = vm
         rsym = self.risk_sym.get(sym)
         for name, e in risk.models.items():
@@ -547,13 +553,23 @@ class MarginEngine:
                 self._unmodelled(account, sym, name, e, abs(value), inst is None, rsym, quiet)
                 continue
             u = value * self.volscale[name].item(col)       # a float: numpy scalars slow what follows
-            du = u - e.parts.get(sym, 0.0)
-            if du:
-                e.parts[sym] = u
-                e.values[col] += du
-                model.change(e, col, du)
+            if u != e.parts.get(sym, 0.0):
+                if u:
+                    e.parts[sym] = u
+                else:
+                    del e.parts[sym]
+                old = e.values.item(col)
+                new = self._column_value(e, rsym) if rsym in self.shared else u
+                e.values[col] = new
+                model.change(e, col, old, new)
             if model.config.liquidity_participation > 0:
                 self._liquidity(e, model, sym, inst, qty, col, u)
+
+    def _column_value(self, e: Exposure, rsym: str) -> float:
+        """The effective value of a history column several instruments are mapped to: the exactly
+        rounded sum of their parts (the same whatever order they changed in)."""
+        parts = e.parts
+        return math.fsum(parts.get(sym, 0.0) for sym in sorted(self.mapped[rsym]))
 
     def _no_price(self, account: str, sym: str, qty: float) -> None:
         self._issue(account, (account, "noprice", sym), f"no price for {sym}: the position of {qty} is "
@@ -566,7 +582,7 @@ class MarginEngine:
         if inst is not None and math.isfinite(inst.adv) and inst.adv > 0:
             addon = position_liquidity_addon(qty, inst.adv, model.standalone(col, u), model.config.horizon_days,
                                              model.config.liquidity_participation)
-            e.addon_total += addon - e.addons.get(sym, 0.0)
+            e.addon_sum.replace(e.addons.get(sym, 0.0), addon)
             if addon:
                 e.addons[sym] = addon
             else:
@@ -579,13 +595,12 @@ class MarginEngine:
         if j is None:
             self._unmodelled(account, sym, SPAN_MODEL, e, charge, unknown, None, quiet)
             return
-        dq = qty - risk.span.qty.get(j, 0.0)
-        if dq:
-            risk.span.fill(sym, dq)
+        if qty != risk.span.qty.get(j, 0.0):
+            risk.span.hold(sym, qty)
 
     def _unmodelled(self, account: str, sym: str, model: str, e: Exposure, charge: float, unknown: bool,
                     rsym: str | None, quiet: bool) -> None:
-        e.unmodelled_total += charge - e.unmodelled.get(sym, 0.0)
+        e.unmodelled_sum.replace(e.unmodelled.get(sym, 0.0), charge)
         e.unmodelled[sym] = charge
         if not charge or quiet:
             return
@@ -628,7 +643,7 @@ class MarginEngine:
         for i in np.flatnonzero(~priced & (qty != 0)).tolist():
             self._no_price(account, syms[i], qty.item(i))
         risk.vm_parts = dict(zip(syms, vm.tolist()))
-        risk.vm = float(vm.sum())
+        risk.vm_sum = ExactSum.of(risk.vm_parts.values())
         rsyms = [self.risk_sym.get(s) for s in syms]
         for name, e in risk.models.items():
             model = self.models[name]
@@ -641,6 +656,10 @@ class MarginEngine:
             e.values = column_values.astype(np.float64, copy=False)    # int64 when nothing is modelled
             nonzero = np.flatnonzero(u).tolist()
             e.parts = dict(zip([syms[i] for i in nonzero], u[nonzero].tolist()))
+            for rsym in self.shared:
+                col = index.get(rsym)
+                if col is not None:
+                    e.values[col] = self._column_value(e, rsym)
             for i in np.flatnonzero(cols < 0).tolist():
                 self._unmodelled(account, syms[i], name, e, abs(value.item(i)), insts[i] is None, rsyms[i], False)
             if model.config.liquidity_participation > 0:

@@ -17,10 +17,15 @@ mean of the k largest losses (the k worst scenarios, the "tail"). Both are raw n
 that gains in every tail scenario has a negative VaR; flooring at zero is the caller's choice.
 A P&L vector holding NaN or inf gives NaN VaR and ES: callers treat that as a data error.
 
-Incremental use (O(S) per event): a fill or a price move of instrument i changes its value by
-``dvalue``; the P&L moves by ``dvalue * shocks[i]`` (``apply_value_change``) because P&L is linear in
-the position value. The parametric sigma keeps ``cv = cov @ values`` and updates it in O(N)
-(``parametric_update``).
+Incremental use (O(S) per event): a fill or a price move of instrument i changes its value; the
+P&L moves by ``(new - old) * shocks[i]`` because P&L is linear in the position value, and the
+parametric model's ``cv = cov @ values`` by ``(new - old) * cov[i]`` (O(N)). The live engine keeps
+those vectors as exact sums (``exact_product``, ``exact_move``; the scheme in calc.exact): each
+term ``values[i] * matrix[i, j]`` is split into a ``hi`` part on a 2^-8 grid and a ``lo`` part on a
+2^-40 grid, summed into two vectors, and moving row i from ``old`` to ``new`` subtracts exactly the
+old terms and adds the new ones, so the vector ``hi + lo`` is a function of the current values only
+(the same after a restart's full revaluation as after a day of updates). ``scenario_pnl`` and
+``covariance_product`` are the plain products, for calc.models.
 """
 import math
 
@@ -56,12 +61,47 @@ def scenario_pnl(values, shocks):
     return pnl
 
 
+HI_GRID = 2.0 ** -8         # calc.exact: a term's hi part is a multiple of this
+LO_GRID = 2.0 ** -40        # and its lo part (the rest, |rest| <= HI_GRID / 2) a multiple of this
+
+
+@njit(cache=True, inline="always")
+def split(t):
+    """(hi, lo): t rounded to the 2^-8 grid, and the rest (exact) rounded to the 2^-40 grid."""
+    hi = np.rint(t * 256.0) * HI_GRID
+    return hi, np.rint((t - hi) * 1099511627776.0) * LO_GRID
+
+
 @njit(cache=True)
-def apply_value_change(pnl, shocks, i, dvalue):
-    """In place: ``pnl += dvalue * shocks[i]`` for a value change of instrument i (fill or tick)."""
-    row = shocks[i]
-    for j in range(pnl.size):
-        pnl[j] += dvalue * row[j]
+def exact_product(values, matrix):
+    """(hi, lo, hi + lo) of ``values @ matrix`` summed exactly (see the module docstring): the
+    engine's scenario P&L (matrix = shocks) or cov @ values (matrix = cov, symmetric); zero values
+    are skipped (O(nnz * M))."""
+    n, m = matrix.shape
+    hi = np.zeros(m)
+    lo = np.zeros(m)
+    for i in range(n):
+        v = values[i]
+        if v != 0.0:
+            row = matrix[i]
+            for j in range(m):
+                h, l = split(v * row[j])
+                hi[j] += h
+                lo[j] += l
+    return hi, lo, hi + lo
+
+
+@njit(cache=True)
+def exact_move(hi, lo, out, matrix, i, old, new):
+    """In place: the value of row i goes from ``old`` to ``new``; its old terms leave ``hi`` / ``lo``
+    exactly and its new ones enter; ``out = hi + lo`` (O(M))."""
+    row = matrix[i]
+    for j in range(hi.size):
+        h0, l0 = split(old * row[j])
+        h1, l1 = split(new * row[j])
+        hi[j] = (hi[j] - h0) + h1
+        lo[j] = (lo[j] - l0) + l1
+        out[j] = hi[j] + lo[j]
 
 
 @njit(cache=True)
@@ -198,24 +238,27 @@ def var_es(pnl, k):
 
 
 @njit(cache=True)
-def _after(pnl, shocks, rows, dvalues):
-    """The P&L after value changes ``dvalues`` of instruments ``rows``: a changed copy, or ``pnl``
-    itself when there are none (``pnl`` is never changed)."""
+def _after(pnl, hi, lo, shocks, rows, olds, news):
+    """The P&L (exact sums ``hi`` / ``lo``, value ``pnl``) after rows ``rows`` move from values
+    ``olds`` to ``news`` (``exact_move`` on copies), or ``pnl`` itself when there are none; nothing
+    passed in is changed."""
     if rows.size == 0:
         return pnl
+    trial_hi = hi.copy()
+    trial_lo = lo.copy()
     trial = pnl.copy()
     for j in range(rows.size):
-        apply_value_change(trial, shocks, rows[j], dvalues[j])
+        exact_move(trial_hi, trial_lo, trial, shocks, rows[j], olds[j], news[j])
     return trial
 
 
 @njit(cache=True)
-def whatif_var_es(pnl, shocks, rows, dvalues, k):
-    """(VaR, ES) after value changes ``dvalues`` of instruments ``rows``, on a copy: ``pnl`` is unchanged.
+def whatif_var_es(pnl, hi, lo, shocks, rows, olds, news, k):
+    """(VaR, ES) after rows ``rows`` move from ``olds`` to ``news``, on copies (see ``_after``).
 
-    The pre-trade what-if: O(S * len(rows)) for the copy and updates plus the O(S) selection.
+    The pre-trade what-if: O(S * len(rows)) for the copies and updates plus the O(S) selection.
     """
-    return var_es(_after(pnl, shocks, rows, dvalues), k)
+    return var_es(_after(pnl, hi, lo, shocks, rows, olds, news), k)
 
 
 @njit(cache=True)
@@ -237,15 +280,15 @@ def es_contributions(values, scenario_shocks, tail, scale=1.0):
 
 
 @njit(cache=True)
-def tail_measures(pnl, shocks, rows, dvalues, values, scenario_shocks, k, scale, to_var, top):
-    """(VaR, ES, contributions, top columns) over the k worst scenarios of the P&L ``pnl`` after value
-    changes ``dvalues`` of rows ``rows`` (empty: the P&L as it is; ``pnl`` itself is never changed),
-    in one call and one tail selection. ``values`` are the values after the changes. The
+def tail_measures(pnl, hi, lo, shocks, rows, olds, news, values, scenario_shocks, k, scale, to_var, top):
+    """(VaR, ES, contributions, top columns) over the k worst scenarios of the P&L after rows
+    ``rows`` move from ``olds`` to ``news`` (none: the P&L ``pnl`` as it is; see ``_after``), in
+    one call and one tail selection. ``values`` are the values after the changes. The
     contributions are ``es_contributions`` x ``scale``, rescaled by VaR / ES with ``to_var`` so that
     they sum to VaR x scale instead of ES x scale; the top columns are the indices of the ``top``
     largest contributions, largest first (as ``largest``). A P&L that is not finite gives NaN VaR
     and ES, zero contributions and no top columns."""
-    pnl = _after(pnl, shocks, rows, dvalues)
+    pnl = _after(pnl, hi, lo, shocks, rows, olds, news)
     if not _all_finite(pnl):
         return np.nan, np.nan, np.zeros(values.size), np.empty(0, dtype=np.int64)
     tail = worst_scenarios(pnl, k)
@@ -284,17 +327,6 @@ def quadratic_form(values, cv):
     for i in range(values.size):
         total += values[i] * cv[i]
     return total
-
-
-@njit(cache=True)
-def parametric_update(cv, cov, i, dvalue, sigma2):
-    """O(N) update for a value change of instrument i: updates ``cv`` in place, returns the new
-    dollar variance ``sigma2 + 2 dvalue cv[i] + dvalue^2 cov[i, i]`` (cv taken before the update)."""
-    new_sigma2 = sigma2 + dvalue * (2.0 * cv[i] + dvalue * cov[i, i])
-    row = cov[i]
-    for j in range(cv.size):
-        cv[j] += dvalue * row[j]
-    return new_sigma2
 
 
 @njit(cache=True)

@@ -15,12 +15,13 @@ the day's vm is then paid and vm restarts from zero.
 """
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from calc.exact import ExactSum
 
 
 @dataclass
@@ -44,7 +45,7 @@ class Account:
     model: str = "var"
     ccy: str = ""
     posted: float = 0.0             # account.collateral: the balance when the account row was loaded
-    movements: float = 0.0          # sum of intraday `collateral` movements since
+    moved: ExactSum = field(default_factory=ExactSum)   # intraday `collateral` movements since
     buffer: float = 0.0
     threshold: float = math.inf
     callpct: float = math.inf
@@ -52,8 +53,12 @@ class Account:
     imjumpmins: float = 0.0
 
     @property
+    def movements(self) -> float:
+        return self.moved.value
+
+    @property
     def collateral(self) -> float:
-        return self.posted + self.movements
+        return self.posted + self.moved.value
 
 
 def variation_margin(settled_qty, settled_price, fill_qty, fill_cost, mark, multiplier):
@@ -61,22 +66,49 @@ def variation_margin(settled_qty, settled_price, fill_qty, fill_cost, mark, mult
     return multiplier * (settled_qty * (mark - settled_price) + fill_qty * mark - fill_cost)
 
 
-@dataclass
 class Holding:
-    settled_qty: float = 0.0
-    settled_price: float = 0.0
-    fill_qty: float = 0.0
-    fill_cost: float = 0.0
+    """One account's position in one instrument: the settled part and the day's fills, their
+    quantity and cost (sum of qty * price) kept as exact sums (calc.exact), so that a fill and its
+    cancel leave the holding exactly as it was."""
+    __slots__ = ("settled_qty", "settled_price", "_fill_qty", "_fill_cost")
+
+    def __init__(self, settled_qty: float = 0.0, settled_price: float = 0.0):
+        self.settled_qty, self.settled_price = settled_qty, settled_price
+        self._fill_qty, self._fill_cost = ExactSum(), ExactSum()
+
+    @property
+    def fill_qty(self) -> float:
+        return self._fill_qty.value
+
+    @property
+    def fill_cost(self) -> float:
+        return self._fill_cost.value
 
     @property
     def qty(self) -> float:
-        return self.settled_qty + self.fill_qty
+        return self.settled_qty + self._fill_qty.value
+
+    def add(self, qty: float, price: float) -> None:
+        """A fill (or a reversal: negated qty) of qty at price."""
+        self._fill_qty.add(qty)
+        self._fill_cost.add(qty * price)
+
+    def settle(self, price: float) -> None:
+        """Settlement at price: the whole position becomes the settled part, the fills restart."""
+        self.settled_qty, self.settled_price = self.qty, price
+        self._fill_qty, self._fill_cost = ExactSum(), ExactSum()
 
     def vm(self, mark: float, multiplier: float) -> float:
         return variation_margin(self.settled_qty, self.settled_price, self.fill_qty, self.fill_cost, mark, multiplier)
 
     def copy(self) -> Holding:
-        return Holding(self.settled_qty, self.settled_price, self.fill_qty, self.fill_cost)
+        h = Holding(self.settled_qty, self.settled_price)
+        h._fill_qty, h._fill_cost = self._fill_qty.copy(), self._fill_cost.copy()
+        return h
+
+    def __repr__(self) -> str:
+        return (f"Holding(settled_qty={self.settled_qty!r}, settled_price={self.settled_price!r}, "
+                f"fill_qty={self.fill_qty!r}, fill_cost={self.fill_cost!r})")
 
 
 def valid_price(p: float) -> bool:
@@ -133,8 +165,7 @@ class Book:
     def add_fill(self, account: str, sym: str, qty: float, price: float) -> Holding:
         """A fill (or a cancel's reversal) at `price`; a valid price becomes the sym's last fill price."""
         h = self.holding(account, sym)
-        h.fill_qty += qty
-        h.fill_cost += qty * price
+        h.add(qty, price)
         if valid_price(price):
             self.last_fill[sym] = price
         return h
@@ -143,9 +174,7 @@ class Book:
         """Settlement of `sym`: every holding restarts its vm from `price`."""
         self.settle[sym] = price
         for account in self.holders.get(sym, ()):
-            h = self.holdings[account][sym]
-            h.settled_qty, h.settled_price = h.qty, price
-            h.fill_qty = h.fill_cost = 0.0
+            self.holdings[account][sym].settle(price)
 
     def positions(self, account: str) -> dict[str, float]:
         """Non-zero positions of an account, sym -> qty."""
@@ -155,35 +184,51 @@ class Book:
 
 @dataclass(slots=True)
 class Exposure:
-    """One account under one risk model, kept incrementally: the effective value per universe column
-    (value x intraday vol scale, summed over the instruments mapped to the column), and the scenario
-    P&L vector (scenario models) or cv = C @ values with sigma2 = values' C values (parametric).
+    """One account under one risk model, kept incrementally and exactly (calc.exact): the effective
+    value per universe column (value x intraday vol scale of the instruments mapped to the column,
+    their exactly rounded sum), and the scenario P&L vector (scenario models) or cv = C @ values with
+    sigma2 = values' C values (parametric), each held as exact sums ``hi`` / ``lo`` with its value.
 
-    A fork (what-if) shares the live P&L vector and never writes to it: its changes to it stay
-    pending (`pending_rows`, `pending_dvalues`: history column and effective value change) for the
-    kernels to apply to a scratch copy when they evaluate it. None on a live exposure."""
+    A fork (what-if) shares the live P&L vectors and never writes to them: its changes stay pending
+    (`pending_rows`, `pending_olds`, `pending_news`: history column, its value before and after) for
+    the kernels to apply to scratch copies when they evaluate it. None on a live exposure."""
     values: np.ndarray
     pnl: np.ndarray | None = None
     cv: np.ndarray | None = None
+    hi: np.ndarray | None = None                                 # exact sums of pnl or cv (calc.exact)
+    lo: np.ndarray | None = None
     sigma2: float = 0.0
     parts: dict[str, float] = field(default_factory=dict)        # instrument -> its share of values[col]
     addons: dict[str, float] = field(default_factory=dict)       # instrument -> liquidity add-on
     unmodelled: dict[str, float] = field(default_factory=dict)   # instrument -> |value| charged in full
-    addon_total: float = 0.0
-    unmodelled_total: float = 0.0
+    addon_sum: ExactSum = field(default_factory=ExactSum)
+    unmodelled_sum: ExactSum = field(default_factory=ExactSum)
     pending_rows: list[int] | None = None
-    pending_dvalues: list[float] | None = None
+    pending_olds: list[float] | None = None
+    pending_news: list[float] | None = None
+
+    @property
+    def addon_total(self) -> float:
+        return self.addon_sum.value
+
+    @property
+    def unmodelled_total(self) -> float:
+        return self.unmodelled_sum.value
 
     def fork(self) -> Exposure:
         """A copy to change freely while this one stays unchanged (what-if): values and cv copied, the
-        P&L vector shared with its changes pending, dicts as copy-on-write `Overlay`s (O(changes),
+        P&L vectors shared with its changes pending, dicts as copy-on-write `Overlay`s (O(changes),
         not O(positions))."""
-        rows = dvalues = None
+        rows = olds = news = None
+        hi, lo, cv = self.hi, self.lo, self.cv
         if self.pnl is not None:
-            rows, dvalues = list(self.pending_rows or ()), list(self.pending_dvalues or ())
-        return Exposure(self.values.copy(), self.pnl, None if self.cv is None else self.cv.copy(), self.sigma2,
-                        Overlay(self.parts), Overlay(self.addons), Overlay(self.unmodelled), self.addon_total,
-                        self.unmodelled_total, rows, dvalues)
+            rows, olds, news = (list(self.pending_rows or ()), list(self.pending_olds or ()),
+                                list(self.pending_news or ()))
+        elif cv is not None:
+            hi, lo, cv = hi.copy(), lo.copy(), cv.copy()
+        return Exposure(self.values.copy(), self.pnl, cv, hi, lo, self.sigma2, Overlay(self.parts),
+                        Overlay(self.addons), Overlay(self.unmodelled), self.addon_sum.copy(),
+                        self.unmodelled_sum.copy(), rows, olds, news)
 
 
 _ABSENT = object()
@@ -246,14 +291,16 @@ class AccountRisk:
     the full-value charges of positions SPAN cannot price)."""
     models: dict[str, Exposure] = field(default_factory=dict)
     vm_parts: dict[str, float] = field(default_factory=dict)
-    vm: float = 0.0
+    vm_sum: ExactSum = field(default_factory=ExactSum)
     span: object | None = None
+
+    @property
+    def vm(self) -> float:
+        return self.vm_sum.value
 
     def fork(self) -> AccountRisk:
         """A copy to change freely while this one stays unchanged (what-if; see `Exposure.fork`); a
         SpanAccount is copied sharing its parameters."""
-        span = None
-        if self.span is not None:
-            span = copy.copy(self.span)
-            span.state, span.n_held, span.qty = self.span.state.copy(), self.span.n_held.copy(), dict(self.span.qty)
-        return AccountRisk({n: e.fork() for n, e in self.models.items()}, Overlay(self.vm_parts), self.vm, span)
+        span = None if self.span is None else self.span.copy()
+        return AccountRisk({n: e.fork() for n, e in self.models.items()}, Overlay(self.vm_parts), self.vm_sum.copy(),
+                           span)

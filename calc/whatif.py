@@ -94,8 +94,7 @@ def what_if(engine: MarginEngine, account: str, trades: dict, stress: str | None
             price = book.mark(sym, h)
             if not math.isfinite(price):
                 raise ValueError(f"what-if: no price for {sym}; give one")
-        h.fill_qty += qty
-        h.fill_cost += qty * price
+        h.add(qty, price)
     for sym, h in overlay.items():
         engine.revalue_holding(account, sym, h, risk, quiet=True)
     top = engine.config.alerts.top_drivers if top is None else top

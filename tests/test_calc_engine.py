@@ -193,7 +193,7 @@ def test_whatif_before_cache_is_reused_only_while_the_state_is_unchanged(engine)
     assert moved == what_if(engine, "FUND1", trades)
     assert moved["before"]["im"] != first["before"]["im"] and moved["stress"]["before"] != first["stress"]["before"]
     engine.risk["FUND1"] = engine.build_risk("FUND1")              # a reset (drift check) at the same seq
-    engine.risk["FUND1"].vm += 1.0                                 # ... that the cached before must not hide
+    engine.risk["FUND1"].vm_sum.add(1.0)                           # ... that the cached before must not hide
     assert what_if(engine, "FUND1", trades, cache=cache)["before"]["vm"] == pytest.approx(moved["before"]["vm"] + 1)
 
 

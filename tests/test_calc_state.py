@@ -9,6 +9,7 @@ import pytest
 
 from calc.config import ConfigError, parse_config
 from calc.engine import MarginEngine, RiskModel
+from calc.exact import ExactSum
 from calc.state import AccountRisk, Exposure, Overlay
 from common.history import History
 
@@ -162,13 +163,14 @@ def test_overlay_is_a_copy_on_write_view_that_never_changes_its_base():
 
 def test_a_forked_account_risk_changes_without_touching_the_original():
     live = AccountRisk({"m": Exposure(np.array([1.0, 2.0]), pnl=np.array([3.0, 4.0]), parts={"X": 1.0})},
-                       vm_parts={"X": 5.0}, vm=5.0)
+                       vm_parts={"X": 5.0}, vm_sum=ExactSum(5.0))
     fork = live.fork()
     e = fork.models["m"]
     e.values[0] += 1.0
     assert e.pnl is live.models["m"].pnl and e.pending_rows == [] and live.models["m"].pending_rows is None
     e.pending_rows.append(1)                            # a fork's P&L changes wait for the kernels
-    e.pending_dvalues.append(-4.0)
+    e.pending_olds.append(2.0)
+    e.pending_news.append(-2.0)
     assert fork.fork().models["m"].pending_rows == [1] and live.models["m"].pending_rows is None
     e.parts["Y"] = 2.0
     fork.vm_parts["X"] = 0.0

@@ -52,6 +52,18 @@ def test_var_es_of_non_finite_pnl_is_nan():
     assert np.isnan(var) and np.isnan(es)
 
 
+def pending_moves(values, rows, dvalues):
+    """A what-if's pending changes as the kernels take them: (rows, value before, value after), a
+    row changed twice moving on from its first change."""
+    now, olds, news = dict(), [], []
+    for r, d in zip(rows, dvalues):
+        old = now.get(r, values[r])
+        now[r] = old + d
+        olds.append(old)
+        news.append(now[r])
+    return np.array(rows, dtype=np.int64), np.array(olds), np.array(news)
+
+
 def test_scenario_pnl_and_es_contributions_match_numpy():
     rng = np.random.default_rng(1)
     n, s = 50, 400
@@ -69,17 +81,20 @@ def test_scenario_pnl_and_es_contributions_match_numpy():
     np.testing.assert_allclose(scaled, 1.25 * contrib, rtol=1e-12)
     var, es = kernels.var_es(pnl, k)
     scenario_shocks, none, no_change = np.ascontiguousarray(shocks.T), np.empty(0, dtype=np.int64), np.empty(0)
-    fused = kernels.tail_measures(pnl, shocks, none, no_change, values, scenario_shocks, k, 1.25, False, 3)
+    hi, lo, _ = kernels.exact_product(values, shocks)
+    fused = kernels.tail_measures(pnl, hi, lo, shocks, none, no_change, no_change, values, scenario_shocks, k, 1.25,
+                                  False, 3)
     assert fused[:2] == (var, es)
     np.testing.assert_allclose(fused[2], scaled, rtol=1e-12)
     assert fused[3].tolist() == np.argsort(-scaled, kind="stable")[:3].tolist()
-    fused_var = kernels.tail_measures(pnl, shocks, none, no_change, values, scenario_shocks, k, 1.25, True, 0)
+    fused_var = kernels.tail_measures(pnl, hi, lo, shocks, none, no_change, no_change, values, scenario_shocks, k, 1.25,
+                                      True, 0)
     assert fused_var[2].sum() == pytest.approx(1.25 * var, rel=1e-12) and fused_var[3].size == 0
     np.testing.assert_allclose(fused_var[2], scaled * var / es, rtol=1e-12)
     broken = pnl.copy()
     broken[3] = np.nan
-    nan_var, nan_es, zero, no_top = kernels.tail_measures(broken, shocks, none, no_change, values, scenario_shocks, k,
-                                                          1.0, True, 5)
+    nan_var, nan_es, zero, no_top = kernels.tail_measures(broken, hi, lo, shocks, none, no_change, no_change, values,
+                                                          scenario_shocks, k, 1.0, True, 5)
     assert np.isnan(nan_var) and np.isnan(nan_es) and not zero.any() and no_top.size == 0
 
 
@@ -88,22 +103,24 @@ def test_tail_measures_after_value_changes_equal_a_recompute_and_leave_the_pnl_a
     n, s = 40, 500
     shocks = rng.normal(0, 0.02, (n, s))
     values = rng.normal(0, 1e6, n)
-    pnl = kernels.scenario_pnl(values, shocks)
-    before = pnl.copy()
-    rows, dvalues = np.array([7, 30, 7]), np.array([3e6, -2e6, 5e5])
+    hi, lo, pnl = kernels.exact_product(values, shocks)
+    before = (hi.copy(), lo.copy(), pnl.copy())
+    rows, olds, news = pending_moves(values, [7, 30, 7], [3e6, -2e6, 5e5])
     after = values.copy()
-    np.add.at(after, rows, dvalues)
+    after[rows] = news
     k = kernels.tail_count(s, 0.975)
-    var, es, contrib, top = kernels.tail_measures(pnl, shocks, rows, dvalues, after, np.ascontiguousarray(shocks.T),
-                                                  k, 1.0, False, 4)
-    np.testing.assert_array_equal(pnl, before)
+    var, es, contrib, top = kernels.tail_measures(pnl, hi, lo, shocks, rows, olds, news, after,
+                                                  np.ascontiguousarray(shocks.T), k, 1.0, False, 4)
+    for kept, was in zip((hi, lo, pnl), before):
+        np.testing.assert_array_equal(kept, was)
     loss = -(after @ shocks)
     tail = np.argsort(-loss, kind="stable")[:k]
     assert var == pytest.approx(loss[tail].min(), rel=1e-12) and es == pytest.approx(loss[tail].mean(), rel=1e-12)
     reference = -after * shocks[:, tail].mean(axis=1)
     np.testing.assert_allclose(contrib, reference, rtol=1e-9, atol=1e-6)
     assert top.tolist() == np.argsort(-reference, kind="stable")[:4].tolist()
-    assert (var, es) == kernels.whatif_var_es(pnl, shocks, rows, dvalues, k)
+    assert (var, es) == kernels.whatif_var_es(pnl, hi, lo, shocks, rows, olds, news, k)
+    assert (var, es) == kernels.var_es(kernels.exact_product(after, shocks)[2], k)   # exactly the booked trades
 
 
 def test_largest_is_a_stable_descending_top_n():
@@ -150,15 +167,18 @@ def test_stress_loss_matches_numpy_and_contributions_sum_to_the_loss():
     assert flat[0] == 0.0 and flat[1] == 0.0 and not flat[2].any()
 
 
-def test_incremental_equals_full_recompute_after_10000_updates():
+def test_exact_incremental_state_equals_a_full_recompute_bit_for_bit_after_10000_updates():
+    """The engine's vectors (calc.exact): after 10,000 fills and ticks, and after moving every value
+    back, the incrementally kept P&L and cv are the full recompute's to the last bit, and within
+    1e-12 of plain numpy."""
     rng = np.random.default_rng(3)
     n, s = 200, 1000
     shocks = rng.normal(0, 0.02, (n, s))
     cov = np.cov(rng.normal(0, 0.01, (500, n)), rowvar=False)
     values = np.zeros(n)
-    pnl = kernels.scenario_pnl(values, shocks)
-    cv = kernels.covariance_product(cov, values)
-    sigma2 = 0.0
+    pnl_hi, pnl_lo, pnl = kernels.exact_product(values, shocks)
+    cv_hi, cv_lo, cv = kernels.exact_product(values, cov)
+    start = [a.copy() for a in (pnl_hi, pnl_lo, pnl, cv_hi, cv_lo, cv)]
     k = kernels.tail_count(s, 0.99)
     for _ in range(10_000):
         i = int(rng.integers(n))
@@ -166,18 +186,25 @@ def test_incremental_equals_full_recompute_after_10000_updates():
             dvalue = float(rng.normal(0, 1e3)) * float(rng.uniform(10, 500))
         else:                       # a tick: the position's value rescales with the price
             dvalue = values[i] * float(rng.normal(0, 0.01))
-        values[i] += dvalue
-        kernels.apply_value_change(pnl, shocks, i, dvalue)
-        sigma2 = kernels.parametric_update(cv, cov, i, dvalue, sigma2)
-    full_pnl = kernels.scenario_pnl(values, shocks)
-    assert np.abs(pnl - full_pnl).max() <= 1e-9 * np.abs(full_pnl).max()
-    full_cv = cov @ values
-    assert np.abs(cv - full_cv).max() <= 1e-9 * np.abs(full_cv).max()
-    assert sigma2 == pytest.approx(values @ cov @ values, rel=1e-9)
+        old, values[i] = values[i], values[i] + dvalue
+        kernels.exact_move(pnl_hi, pnl_lo, pnl, shocks, i, old, values[i])
+        kernels.exact_move(cv_hi, cv_lo, cv, cov, i, old, values[i])
+    for kept, full in zip((pnl_hi, pnl_lo, pnl, cv_hi, cv_lo, cv),
+                          (*kernels.exact_product(values, shocks), *kernels.exact_product(values, cov))):
+        np.testing.assert_array_equal(kept, full)
+    full_pnl, full_cv = values @ shocks, cov @ values
+    assert np.abs(pnl - full_pnl).max() <= 1e-12 * np.abs(full_pnl).max()
+    assert np.abs(cv - full_cv).max() <= 1e-12 * np.abs(full_cv).max()
+    assert kernels.quadratic_form(values, cv) == pytest.approx(values @ cov @ values, rel=1e-12)
     var, es = kernels.var_es(pnl, k)
     ref_var, ref_es = numpy_var_es(full_pnl, k)
-    assert var == pytest.approx(ref_var, rel=1e-9)
-    assert es == pytest.approx(ref_es, rel=1e-9)
+    assert var == pytest.approx(ref_var, rel=1e-12)
+    assert es == pytest.approx(ref_es, rel=1e-12)
+    for i in np.flatnonzero(values).tolist():                   # everything closed: exactly where it started
+        kernels.exact_move(pnl_hi, pnl_lo, pnl, shocks, i, values[i], 0.0)
+        kernels.exact_move(cv_hi, cv_lo, cv, cov, i, values[i], 0.0)
+    for kept, was in zip((pnl_hi, pnl_lo, pnl, cv_hi, cv_lo, cv), start):
+        np.testing.assert_array_equal(kept, was)
 
 
 def test_batch_var_es_matches_per_row_numpy():
@@ -210,14 +237,13 @@ def test_whatif_leaves_pnl_unchanged_and_matches_full_recompute():
     rng = np.random.default_rng(6)
     shocks = rng.normal(0, 0.02, (30, 500))
     values = rng.normal(0, 1e6, 30)
-    pnl = kernels.scenario_pnl(values, shocks)
+    hi, lo, pnl = kernels.exact_product(values, shocks)
     before = pnl.copy()
-    rows = np.array([3, 17, 3])
-    dvalues = np.array([2e5, -4e5, 1e5])
-    var, es = kernels.whatif_var_es(pnl, shocks, rows, dvalues, 5)
+    rows, olds, news = pending_moves(values, [3, 17, 3], [2e5, -4e5, 1e5])
+    var, es = kernels.whatif_var_es(pnl, hi, lo, shocks, rows, olds, news, 5)
     np.testing.assert_array_equal(pnl, before)
     after = values.copy()
-    np.add.at(after, rows, dvalues)
+    after[rows] = news
     ref_var, ref_es = numpy_var_es(after @ shocks, 5)
     assert var == pytest.approx(ref_var, rel=1e-12)
     assert es == pytest.approx(ref_es, rel=1e-12)

@@ -6,8 +6,6 @@ and sorted by month, so a tier is a slot range). Spreads become leg tables sorte
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from . import kernels
@@ -15,18 +13,27 @@ from .model import FUTURE, N_SCENARIOS, SOM_MAX_SIDE, SpanParams
 from .riskarray import ScanInputs, scan_inputs
 
 
-@dataclass
 class SpanState:
-    """The numeric state of one portfolio (see calc.span.kernels)."""
-    vec: np.ndarray
-    slot_delta: np.ndarray
-    short_calls: np.ndarray
-    short_puts: np.ndarray
-    nov: np.ndarray
+    """The numeric state of one portfolio (see calc.span.kernels): vec (C, 16), slot_delta (slots),
+    short_calls, short_puts and nov (C), views into one flat vector `value`, kept as the exact sums
+    `hi` + `lo` of their terms (calc.exact)."""
+    __slots__ = ("n_cc", "n_slots", "value", "hi", "lo", "vec", "slot_delta", "short_calls", "short_puts", "nov")
 
-    def copy(self) -> "SpanState":
-        return SpanState(*(a.copy() for a in (self.vec, self.slot_delta, self.short_calls, self.short_puts,
-                                              self.nov)))
+    def __init__(self, n_cc: int, n_slots: int, value: np.ndarray | None = None, hi: np.ndarray | None = None,
+                 lo: np.ndarray | None = None):
+        size = n_cc * N_SCENARIOS + n_slots + 3 * n_cc
+        self.n_cc, self.n_slots = n_cc, n_slots
+        self.value = np.zeros(size) if value is None else value
+        self.hi = np.zeros(size) if hi is None else hi
+        self.lo = np.zeros(size) if lo is None else lo
+        a = n_cc * N_SCENARIOS
+        b = a + n_slots
+        self.vec = self.value[:a].reshape(n_cc, N_SCENARIOS)
+        self.slot_delta = self.value[a:b]
+        self.short_calls, self.short_puts, self.nov = (self.value[b + i * n_cc:b + (i + 1) * n_cc] for i in range(3))
+
+    def copy(self) -> SpanState:
+        return SpanState(self.n_cc, self.n_slots, self.value.copy(), self.hi.copy(), self.lo.copy())
 
 
 class CompiledParams:
@@ -129,21 +136,23 @@ class CompiledParams:
 
     # ---- state and requirement -----------------------------------------------------------------
     def empty_state(self) -> SpanState:
-        n_cc = len(self.cc_codes)
-        return SpanState(np.zeros((n_cc, N_SCENARIOS)), np.zeros(len(self.slot_cc)), np.zeros(n_cc),
-                         np.zeros(n_cc), np.zeros(n_cc))
+        return SpanState(len(self.cc_codes), len(self.slot_cc))
 
     def state_of(self, idx: np.ndarray, qty: np.ndarray) -> SpanState:
         state = self.empty_state()
         kernels.aggregate(np.asarray(qty, dtype=np.float64), np.asarray(idx, dtype=np.int64), self.risk,
                           self.delta, self.contract_cc, self.contract_slot, self.kind, self.option_value,
-                          state.vec, state.slot_delta, state.short_calls, state.short_puts, state.nov)
+                          state.value, state.hi, state.lo, state.n_cc, state.n_slots)
         return state
 
     def apply(self, state: SpanState, j: int, q_old: float, q_new: float) -> None:
         kernels.apply_change(j, q_old, q_new, self.risk, self.delta, self.contract_cc, self.contract_slot,
-                             self.kind, self.option_value, state.vec, state.slot_delta, state.short_calls,
-                             state.short_puts, state.nov)
+                             self.kind, self.option_value, state.value, state.hi, state.lo, state.n_cc, state.n_slots)
+
+    def moved(self, state: SpanState, j: int, q: float, old_risk: np.ndarray, old_delta: float) -> None:
+        """Held contract j (qty q) got new risk arrays / delta (`reprice`, `revol`): its terms move."""
+        kernels.reprice(j, q, old_risk, old_delta, self.risk, self.delta, self.contract_cc, self.contract_slot,
+                        state.value, state.hi, state.lo, state.n_cc)
 
     def breakdown(self, state: SpanState) -> np.ndarray:
         """out[C, kernels.N_OUT]: the SPAN breakdown per combined commodity."""

@@ -2,8 +2,9 @@
 
 The state of a portfolio is, per combined commodity c: vec[c, 16] (sum of qty x risk array),
 short_calls[c], short_puts[c], nov[c] (net option value of premium-style options), and per
-contract-month slot s: slot_delta[s] (sum of qty x composite delta x delta scaling factor). A fill
-changes one row of vec, one slot and the counts: O(16). `requirement` turns the state into the
+contract-month slot s: slot_delta[s] (sum of qty x composite delta x delta scaling factor), all
+kept as exact sums of their terms (calc.exact) in one flat layout (calc.span.compiled.SpanState). A
+fill changes one row of vec, one slot and the counts: O(16). `requirement` turns the state into the
 breakdown per combined commodity.
 """
 from __future__ import annotations
@@ -11,47 +12,60 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from calc.kernels import split
+
 # columns of the breakdown returned by `requirement`
 SCAN, INTRA, SPOT, INTER, SOM, RISK, NOV, MAINT, INIT, ACTIVE, NET_DELTA = range(11)
 N_OUT = 11
 CALL, PUT = 1, 2
 
 
-@njit(cache=True)
-def aggregate(qty, idx, risk, delta, contract_cc, contract_slot, kind, option_value, vec, slot_delta,
-              short_calls, short_puts, nov):
-    """Add positions (qty[i] of contract idx[i]) into the state arrays, in place."""
-    n_s = risk.shape[1]
-    for i in range(qty.shape[0]):
-        j = idx[i]
-        q = qty[i]
-        c = contract_cc[j]
-        for k in range(n_s):
-            vec[c, k] += q * risk[j, k]
-        slot_delta[contract_slot[j]] += q * delta[j]
-        nov[c] += q * option_value[j]
-        if q < 0.0:
-            if kind[j] == CALL:
-                short_calls[c] -= q
-            elif kind[j] == PUT:
-                short_puts[c] -= q
+@njit(cache=True, inline="always")
+def _move(value, hi, lo, at, old, new):
+    """State entry `at` loses the term `old` and gains `new`, exactly (calc.exact)."""
+    h0, l0 = split(old)
+    h1, l1 = split(new)
+    hi[at] = (hi[at] - h0) + h1
+    lo[at] = (lo[at] - l0) + l1
+    value[at] = hi[at] + lo[at]
 
 
 @njit(cache=True)
-def apply_change(j, q_old, q_new, risk, delta, contract_cc, contract_slot, kind, option_value, vec, slot_delta,
-                 short_calls, short_puts, nov):
-    """Position in contract j goes from q_old to q_new: O(16) update of the state, in place."""
-    dq = q_new - q_old
+def apply_change(j, q_old, q_new, risk, delta, contract_cc, contract_slot, kind, option_value, value, hi, lo,
+                 n_cc, n_slots):
+    """Position in contract j goes from q_old to q_new: its terms leave the state and the new ones
+    enter it (the flat layout of `SpanState`), O(16)."""
     c = contract_cc[j]
-    for k in range(risk.shape[1]):
-        vec[c, k] += dq * risk[j, k]
-    slot_delta[contract_slot[j]] += dq * delta[j]
-    nov[c] += dq * option_value[j]
-    short_change = max(-q_new, 0.0) - max(-q_old, 0.0)
+    n_s = risk.shape[1]
+    for k in range(n_s):
+        _move(value, hi, lo, c * n_s + k, q_old * risk[j, k], q_new * risk[j, k])
+    at = n_cc * n_s
+    _move(value, hi, lo, at + contract_slot[j], q_old * delta[j], q_new * delta[j])
+    at += n_slots
     if kind[j] == CALL:
-        short_calls[c] += short_change
+        _move(value, hi, lo, at + c, max(-q_old, 0.0), max(-q_new, 0.0))
     elif kind[j] == PUT:
-        short_puts[c] += short_change
+        _move(value, hi, lo, at + n_cc + c, max(-q_old, 0.0), max(-q_new, 0.0))
+    _move(value, hi, lo, at + 2 * n_cc + c, q_old * option_value[j], q_new * option_value[j])
+
+
+@njit(cache=True)
+def aggregate(qty, idx, risk, delta, contract_cc, contract_slot, kind, option_value, value, hi, lo, n_cc, n_slots):
+    """Add positions (qty[i] of contract idx[i]) into the state, in place."""
+    for i in range(qty.shape[0]):
+        apply_change(idx[i], 0.0, qty[i], risk, delta, contract_cc, contract_slot, kind, option_value, value, hi, lo,
+                     n_cc, n_slots)
+
+
+@njit(cache=True)
+def reprice(j, q, old_risk, old_delta, risk, delta, contract_cc, contract_slot, value, hi, lo, n_cc):
+    """Contract j (held: q) got a new risk array and delta (old_risk, old_delta before): its terms
+    in the state move from the old ones to the new, exactly."""
+    c = contract_cc[j]
+    n_s = risk.shape[1]
+    for k in range(n_s):
+        _move(value, hi, lo, c * n_s + k, q * old_risk[k], q * risk[j, k])
+    _move(value, hi, lo, n_cc * n_s + contract_slot[j], q * old_delta, q * delta[j])
 
 
 @njit(cache=True)

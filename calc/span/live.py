@@ -46,12 +46,25 @@ class SpanAccount:
     # ---- per event ---------------------------------------------------------------------------
     def fill(self, sym: str, qty: float) -> float:
         """Book a fill (signed qty) and return the new initial margin."""
-        j, old, new = self._apply(self.state, self.n_held, self.qty.get, sym, qty)
-        if new == 0.0:
+        j = self._contract(sym)
+        return self.hold(sym, self.qty.get(j, 0.0) + _finite(sym, qty))
+
+    def hold(self, sym: str, qty: float) -> float:
+        """Set the position in `sym` to `qty` and return the new initial margin."""
+        j = self._contract(sym)
+        self._set(self.state, self.n_held, j, self.qty.get(j, 0.0), _finite(sym, qty))
+        if qty == 0.0:
             self.qty.pop(j, None)
         else:
-            self.qty[j] = new
+            self.qty[j] = float(qty)
         return self.initial()
+
+    def copy(self) -> SpanAccount:
+        """A copy sharing the parameters, to change freely (what-if)."""
+        out = SpanAccount.__new__(SpanAccount)
+        out.account, out.params, out.qty = self.account, self.params, dict(self.qty)
+        out.state, out.n_held = self.state.copy(), self.n_held.copy()
+        return out
 
     def initial(self) -> float:
         """Initial margin of the current state (one kernel call)."""
@@ -60,14 +73,10 @@ class SpanAccount:
     def on_reprice(self, rows: np.ndarray, old_risk: np.ndarray, old_delta: np.ndarray) -> None:
         """Contracts `rows` got new risk arrays / deltas in the shared params: move the state by
         qty x (new - old) for the ones held."""
-        p = self.params
         for r, j in enumerate(rows.tolist()):
             q = self.qty.get(j)
-            if q is None:
-                continue
-            c = p.contract_cc[j]
-            self.state.vec[c] += q * (p.risk[j] - old_risk[r])
-            self.state.slot_delta[p.contract_slot[j]] += q * (p.delta[j] - old_delta[r])
+            if q is not None:
+                self.params.moved(self.state, j, q, old_risk[r], old_delta.item(r))
 
     def reprice(self, sym: str, price: float) -> None:
         """A new futures price for an account that is the only user of its params."""
@@ -111,24 +120,19 @@ class SpanAccount:
             raise KeyError(f"instrument {sym!r} is not in the SPAN parameter file {self.params.params.source!r}")
         return j
 
-    def _apply(self, state: SpanState, n_held: np.ndarray, qty_of, sym: str, qty: float) -> tuple[int, float, float]:
-        """Move `state` / `n_held` for a trade; qty_of(j) gives the position before. O(16)."""
-        j = self._contract(sym)
-        q = float(qty)
-        if not math.isfinite(q):
-            raise ValueError(f"quantity of {sym!r} must be a finite number, got {qty!r}")
-        old = qty_of(j, 0.0)
-        new = old + q
+    def _set(self, state: SpanState, n_held: np.ndarray, j: int, old: float, new: float) -> None:
+        """Move `state` / `n_held` for the position in contract j going from old to new. O(16)."""
         self.params.apply(state, j, old, new)
         if (old == 0.0) != (new == 0.0):
             n_held[self.params.contract_cc[j]] += 1 if old == 0.0 else -1
-        return j, old, new
 
     def _whatif_state(self, trades) -> tuple[SpanState, np.ndarray, dict[int, float]]:
         state, n_held, changed = self.state.copy(), self.n_held.copy(), {}
         for sym, q in trades:
-            j, _, new = self._apply(state, n_held, lambda k, d: changed.get(k, self.qty.get(k, d)), sym, q)
-            changed[j] = new
+            j = self._contract(sym)
+            old = changed.get(j, self.qty.get(j, 0.0))
+            changed[j] = old + _finite(sym, q)
+            self._set(state, n_held, j, old, changed[j])
         return state, n_held, changed
 
     def _initial(self, state: SpanState, n_held: np.ndarray) -> float:
@@ -137,6 +141,13 @@ class SpanAccount:
     def _arrays(self) -> tuple[np.ndarray, np.ndarray]:
         idx = np.fromiter(self.qty.keys(), dtype=np.int64, count=len(self.qty))
         return idx, np.fromiter(self.qty.values(), dtype=np.float64, count=len(self.qty))
+
+
+def _finite(sym: str, qty) -> float:
+    q = float(qty)
+    if not math.isfinite(q):
+        raise ValueError(f"quantity of {sym!r} must be a finite number, got {qty!r}")
+    return q
 
 
 class SpanBook:
