@@ -9,6 +9,7 @@ from pathlib import Path
 from common.cli import add_log_level, setup_logging
 from common.defaults import REPO_ROOT, TP_CONTROL, TP_INGEST, VAR_DIR
 from feedhandlers.fix.channel import PIPELINED, SYNC
+from feedhandlers.fix.limits import LIMITS_PATH, LimitsError
 from feedhandlers.fix.service import DropCopyService, Options
 from feedhandlers.fix.settings import SettingsError
 
@@ -26,6 +27,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="FIX message stores, FIX logs and durable watermarks (default %(default)s)")
     p.add_argument("--port", type=int, default=None,
                    help="listening port, overriding SocketAcceptPort of the config (default: the config's)")
+    p.add_argument("--limits", type=Path, default=LIMITS_PATH,
+                   help="fat-finger bounds per fill: max quantity and notional, per instrument or asset "
+                        "class (default %(default)s)")
     p.add_argument("--ingest", default=TP_INGEST, help="tickerplant ingest endpoint (default %(default)s)")
     p.add_argument("--control", default=TP_CONTROL, help="tickerplant control endpoint (default %(default)s)")
     p.add_argument("--ack", choices=[SYNC, PIPELINED], default=SYNC,
@@ -57,12 +61,12 @@ def main(argv: list[str] | None = None) -> int:
                                       control=args.control, port=args.port, ack=args.ack,
                                       window=args.window, max_batch=args.max_batch,
                                       ack_timeout=args.ack_timeout,
-                                      stats_every=args.stats_every, name=args.name))
+                                      stats_every=args.stats_every, name=args.name, limits=args.limits))
     signal.signal(signal.SIGTERM, lambda *_: service.stopping.set())
     signal.signal(signal.SIGINT, lambda *_: service.stopping.set())
     try:
         service.start()
-    except SettingsError as e:
+    except (SettingsError, LimitsError) as e:
         print(f"feedhandlers.fix: {e}", file=sys.stderr)
         return 2
     except TimeoutError:

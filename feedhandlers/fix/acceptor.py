@@ -2,22 +2,29 @@
 
 For each incoming application message (on the session's QuickFIX thread):
 - not an ExecutionReport: BusinessMessageReject (35=j, unsupported message type);
-- a field booking needs is missing: BusinessMessageReject reason 5 naming the tag; a bad value:
-  session Reject (35=3) reason 5 (value incorrect) or 6 (data format);
+- a field booking needs is missing: BusinessMessageReject reason 5 naming the tag; a bad value (an
+  identifier that is not printable ASCII or too long, LastQty or LastPx not > 0, a bad number or
+  timestamp, see execreport.py): session Reject (35=3) reason 5 (value incorrect) or 6 (data format);
 - other ExecTypes: counted, not booked; an ExecID already booked: counted as duplicate, not booked;
+- a trade or correction over its fat-finger bound (limits.py): BusinessMessageReject reason 0;
+- a cancel or correction of a trade that is not booked (or already cancelled, or rejected when it
+  came): BusinessMessageReject reason 1 (unknown ID);
 - trade / cancel / correct: rows planned by the session's Book, published (with a `data` alert the
   first time an unknown account or instrument is seen) through the session's channel, then committed;
-- a cancel or correction of a trade that is not booked (or already cancelled): BusinessMessageReject
-  reason 1 (unknown ID) with the reason in Text, and a `data` alert;
 - an unexpected error while booking (a bug): BusinessMessageReject reason 0 with the error, logged
   with its traceback, rather than a crash that every restart would repeat on the resent message.
-Everything rejected or odd is logged and counted per session (`DropCopyApp.counters`).
+Every reject carries the reason in Text (58) and is also published as a `data` alert naming the
+session, the ExecID and the reason (published before the reject is sent and the message's sequence
+number consumed, so a crash in between repeats the alert, never loses it). Received values appear in
+texts only as printable ASCII (execreport.shown). Everything rejected is logged and counted per
+session (`DropCopyApp.counters`).
 """
 from __future__ import annotations
 
 import logging
 import os
 import threading
+import time
 from collections import Counter
 
 import quickfix as fix
@@ -25,7 +32,9 @@ import quickfix as fix
 from feedhandlers.fix.batches import alert_batch
 from feedhandlers.fix.book import Book, BookingError
 from feedhandlers.fix.channel import SessionChannel, Stopping
-from feedhandlers.fix.execreport import OTHER, BadValue, MissingField, fields_of, parse_execution
+from feedhandlers.fix.execreport import (ACCOUNT, CANCEL, EXEC_ID, OTHER, BadValue, MissingField, fields_of,
+                                         is_identifier, parse_execution, shown)
+from feedhandlers.fix.limits import Limits
 from feedhandlers.fix.refdata import RefData
 from feedhandlers.fix.threadstate import pin_thread_state
 
@@ -33,16 +42,18 @@ log = logging.getLogger("feedhandlers.fix")
 
 BEGIN_STRING, MSG_SEQ_NUM, MSG_TYPE, SENDER_COMP_ID = "8", "34", "35", "49"
 MSGTYPE_EXECUTION_REPORT = "8"
-BUSINESS_REJECT_OTHER, BUSINESS_REJECT_UNKNOWN_ID = 0, 1
+BUSINESS_REJECT_OTHER, BUSINESS_REJECT_UNKNOWN_ID, BUSINESS_REJECT_FIELD_MISSING = 0, 1, 5
+SESSION_REJECT_VALUE_INCORRECT, SESSION_REJECT_DATA_FORMAT = 5, 6
 
 
 class DropCopyApp(fix.Application):
     """Books ExecutionReports of every session; `channel_for(session_key)` gives each its channel."""
 
-    def __init__(self, books: dict[str, Book], refdata: RefData, channel_for):
+    def __init__(self, books: dict[str, Book], refdata: RefData, channel_for, limits: Limits):
         super().__init__()
         self.books = books
         self.refdata = refdata
+        self.limits = limits
         self.channel_for = channel_for        # session key -> SessionChannel, made once per session
         self.channels: dict[str, SessionChannel] = {}
         self.counters: dict[str, Counter] = {}
@@ -93,17 +104,7 @@ class DropCopyApp(fix.Application):
             raise fix.UnsupportedMessageType()
         counters["execution reports"] += 1
         try:
-            ex = parse_execution(fields, fields[BEGIN_STRING])
-        except MissingField as e:
-            counters[f"rejected missing tag {e.tag}"] += 1
-            log.warning("%s seq %d rejected: %s", key, fix_seq, e)
-            raise fix.FieldNotFound(e.tag) from None
-        except BadValue as e:
-            counters[f"rejected bad tag {e.tag}"] += 1
-            log.warning("%s seq %d rejected: %s", key, fix_seq, e)
-            raise (fix.IncorrectDataFormat(e.tag) if e.data_format else fix.IncorrectTagValue(e.tag)) from None
-        try:
-            self._book(key, fix_seq, ex, session_id, counters, channel)
+            self._process(key, fix_seq, fields, session_id, counters, channel)
         except Stopping as e:
             # shutting down while this message is not durable: exit at once without acknowledging it
             # (QuickFIX's store is not advanced, so it is resent); a normal exit would wait on this thread
@@ -112,10 +113,22 @@ class DropCopyApp(fix.Application):
             os._exit(1)
         except Exception as e:     # a bug must not take every session down in a crash loop: say so, loudly
             counters["rejected internal error"] += 1
-            log.exception("%s seq %d: internal error booking ExecID %s", key, fix_seq, ex.exec_id)
-            self._business_reject(session_id, fix_seq, ex.exec_id, f"internal error: {e}", BUSINESS_REJECT_OTHER)
+            exec_id = fields.get(EXEC_ID, "")
+            log.exception("%s seq %d: internal error booking ExecID %s", key, fix_seq, shown(exec_id))
+            self._business_reject(session_id, fix_seq, exec_id, f"internal error: {e}", BUSINESS_REJECT_OTHER)
 
-    def _book(self, key, fix_seq, ex, session_id, counters, channel) -> None:
+    def _process(self, key, fix_seq, fields, session_id, counters, channel) -> None:
+        try:
+            ex = parse_execution(fields, fields[BEGIN_STRING])
+        except MissingField as e:
+            self._refuse(key, fix_seq, fields, channel, counters, f"rejected missing tag {e.tag}", str(e))
+            self._business_reject(session_id, fix_seq, fields.get(EXEC_ID, ""), str(e), BUSINESS_REJECT_FIELD_MISSING)
+            return
+        except BadValue as e:
+            self._refuse(key, fix_seq, fields, channel, counters, f"rejected bad tag {e.tag}", str(e))
+            reason = SESSION_REJECT_DATA_FORMAT if e.data_format else SESSION_REJECT_VALUE_INCORRECT
+            self._session_reject(session_id, fix_seq, e.tag, str(e), reason)
+            return
         book = self.books[key]
         if ex.kind == OTHER:
             counters[f"exectype {ex.exec_type} (not booked)"] += 1
@@ -128,12 +141,17 @@ class DropCopyApp(fix.Application):
                             key, fix_seq, ex.exec_id)
             channel.processed(fix_seq)
             return
+        if ex.kind != CANCEL:
+            assetclass, multiplier = self.refdata.contract_of(ex.sym)
+            breach = self.limits.breach(ex.qty, ex.price, ex.sym, assetclass, multiplier)
+            if breach is not None:
+                self._refuse(key, fix_seq, fields, channel, counters, "rejected fat finger", breach)
+                self._business_reject(session_id, fix_seq, ex.exec_id, breach, BUSINESS_REJECT_OTHER)
+                return
         try:
             rows = book.rows_for(ex, self.refdata.status_of)
         except BookingError as e:
-            counters["rejected unknown execrefid"] += 1
-            log.warning("%s seq %d rejected: %s", key, fix_seq, e)
-            channel.book(fix_seq, [], [alert_batch(ex.time_ns, "", f"{key} ExecID {ex.exec_id}: {e}")])
+            self._refuse(key, fix_seq, fields, channel, counters, "rejected unknown execrefid", str(e))
             self._business_reject(session_id, fix_seq, ex.exec_id, str(e), BUSINESS_REJECT_UNKNOWN_ID)
             return
         alerts = [alert_batch(row.time, row.account, text) for row, text in self.refdata.first_unknowns(rows)]
@@ -144,12 +162,34 @@ class DropCopyApp(fix.Application):
             counters["booked with unknown reference data"] += 1
 
     @staticmethod
+    def _refuse(key, fix_seq, fields, channel, counters, counter: str, reason: str) -> None:
+        """Counts, logs and publishes (as a `data` alert, books nothing) the rejection of message `fix_seq`;
+        the caller then sends the FIX reject."""
+        counters[counter] += 1
+        log.warning("%s seq %d rejected: %s", key, fix_seq, reason)
+        account = fields.get(ACCOUNT, "")
+        text = f"session {key} ExecID {shown(fields.get(EXEC_ID, ''))} rejected, not booked: {reason}"
+        channel.book(fix_seq, [], [alert_batch(time.time_ns(), account if is_identifier(account) else "", text)])
+
+    @staticmethod
+    def _session_reject(session_id, fix_seq: int, tag: int, text: str, reason: int) -> None:
+        reject = fix.Message()
+        reject.getHeader().setField(fix.MsgType(fix.MsgType_Reject))
+        reject.setField(fix.RefSeqNum(fix_seq))
+        reject.setField(fix.RefTagID(tag))
+        reject.setField(fix.RefMsgType(MSGTYPE_EXECUTION_REPORT))
+        reject.setField(fix.SessionRejectReason(reason))
+        reject.setField(fix.Text(text))
+        fix.Session.sendToTarget(reject, session_id)
+
+    @staticmethod
     def _business_reject(session_id, fix_seq: int, ref_id: str, text: str, reason: int) -> None:
         reject = fix.Message()
         reject.getHeader().setField(fix.MsgType(fix.MsgType_BusinessMessageReject))
         reject.setField(fix.RefSeqNum(fix_seq))
         reject.setField(fix.RefMsgType(MSGTYPE_EXECUTION_REPORT))
-        reject.setField(fix.BusinessRejectRefID(ref_id))
+        if ref_id:
+            reject.setField(fix.BusinessRejectRefID(ref_id if is_identifier(ref_id) else shown(ref_id)))
         reject.setField(fix.BusinessRejectReason(reason))
         reject.setField(fix.Text(text))
         fix.Session.sendToTarget(reject, session_id)

@@ -7,7 +7,7 @@ from common.codec import text_array
 from feedhandlers.fix.book import FillRow
 
 ALERT_KIND = "data"
-ALERT_SEVERITY = "warning"
+ALERT_SEVERITY = "warn"            # the calc's word for it too
 
 
 def fill_batch(rows: list[FillRow]) -> dict:
@@ -28,7 +28,8 @@ def fill_rows(cols: dict[str, np.ndarray]) -> list[FillRow]:
 
 
 def alert_batch(time_ns: int, account: str, text: str) -> dict[str, np.ndarray]:
-    """A one-row `alert` of kind `data` (a fill the reference data does not know, a bad reference)."""
+    """A one-row `alert` of kind `data` (a fill the reference data does not know, a rejected
+    ExecutionReport); `account` and `text` must be printable ASCII (they are journaled)."""
     nan = np.array([np.nan])
     return {
         "time": np.array([time_ns], dtype=np.int64).view("datetime64[ns]"),

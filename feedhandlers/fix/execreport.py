@@ -7,6 +7,13 @@ Pure Python over a {tag: value} mapping of strings (tags as decimal strings, e.g
 Anything else is `OTHER` (counted, not booked). A field the booking needs that is missing raises
 `MissingField`, one with an unusable value `BadValue`; the acceptor turns them into the rejects FIX
 prescribes (BusinessMessageReject 35=j reason 5, session Reject 35=3 reason 5 / 6).
+
+Clean data at the edge: every identifier booked (ExecID, ExecRefID, OrderID, Symbol, Account) must be
+1 to `ID_MAX_LEN` printable ASCII characters (0x20-0x7E): a NUL or other control character, or any
+non-ASCII character (FIX strings are ASCII unless sent in the Encoded fields, which are not booked),
+is a BadValue (data format), as is a longer value (value incorrect); LastQty and LastPx must be > 0;
+a timestamp must be representable as ns since 1970 (before 2262). `shown(value)` is the printable
+ASCII form of any received value, for reject texts, alerts and logs.
 """
 from __future__ import annotations
 
@@ -26,6 +33,10 @@ EXEC_TYPE, POSS_DUP = "150", "43"
 BUY_SIDES = frozenset("13")            # 1 buy, 3 buy minus
 SELL_SIDES = frozenset("2456")         # 2 sell, 4 sell plus, 5 sell short, 6 sell short exempt
 _EPOCH = datetime.date(1970, 1, 1)
+_MAX_DAYS = (datetime.date(2262, 1, 1) - _EPOCH).days      # int64 ns of UTC hold up to 2262-04-11
+ID_MAX_LEN = 64
+_IDENTIFIER = re.compile(r"[\x20-\x7e]{1,%d}" % ID_MAX_LEN)
+_RAW_BYTE = re.compile(r"\\udc([89a-f][0-9a-f])")     # surrogateescape's U+DC80-DCFF in ascii() form
 
 
 class MissingField(ValueError):
@@ -40,8 +51,9 @@ class BadValue(ValueError):
     """A field has a value that cannot be booked (`data_format`: it is not even of the right type)."""
 
     def __init__(self, tag: str, value: str, reason: str, data_format: bool = False):
-        super().__init__(f"tag {tag}={value!r}: {reason}")
+        super().__init__(f"tag {tag}={shown(value)}: {reason}")
         self.tag = int(tag)
+        self.reason = reason
         self.data_format = data_format
 
 
@@ -59,6 +71,13 @@ class Execution(NamedTuple):
     poss_dup: bool = False
 
 
+def shown(value: str, limit: int = ID_MAX_LEN) -> str:
+    """`value` quoted as printable ASCII (control and non-ASCII characters escaped, as Python's
+    ascii() does; a byte that was not UTF-8, which QuickFIX hands over as a lone surrogate, as the
+    byte: FF FE -> '\\xff\\xfe'), cut to `limit` characters: safe for a reject's Text, an alert, a log."""
+    return _RAW_BYTE.sub(r"\\x\1", ascii(value[:limit])) + ("..." if len(value) > limit else "")
+
+
 _UTC_SECOND = re.compile(r"(\d{4})(\d\d)(\d\d)-(\d\d):(\d\d):(\d\d)", re.ASCII)
 
 
@@ -73,6 +92,8 @@ def _second_ns(text: str) -> int:
     if hh > 23 or mm > 59 or ss > 60:
         raise ValueError(text)
     days = (datetime.date(year, month, day) - _EPOCH).days
+    if not 0 <= days < _MAX_DAYS:
+        raise ValueError(text)
     return days * 86_400_000_000_000 + ((hh * 60 + mm) * 60 + ss) * 1_000_000_000
 
 
@@ -87,7 +108,8 @@ def parse_utc_timestamp(tag: str, text: str) -> int:
             ns += int(digits.ljust(9, "0"))
         return ns
     except ValueError:
-        raise BadValue(tag, text, "not a UTCTimestamp YYYYMMDD-HH:MM:SS[.sss]", data_format=True) from None
+        raise BadValue(tag, text, "not a UTCTimestamp YYYYMMDD-HH:MM:SS[.sss] from 1970 to 2261",
+                       data_format=True) from None
 
 
 def _number(fields: dict, tag: str, what: str) -> float:
@@ -108,6 +130,21 @@ def _text(fields: dict, tag: str, what: str) -> str:
     if value == "":
         raise MissingField(tag, f"{what} is required")
     return value
+
+
+def is_identifier(value: str) -> bool:
+    """True for 1 to ID_MAX_LEN printable ASCII characters (0x20-0x7E)."""
+    return _IDENTIFIER.fullmatch(value) is not None
+
+
+def _identifier(fields: dict, tag: str, what: str, required: bool = True) -> str:
+    """A text field that is booked: printable ASCII, 1 to ID_MAX_LEN characters ("" if optional and absent)."""
+    value = _text(fields, tag, what) if required else fields.get(tag, "")
+    if value == "" or is_identifier(value):
+        return value
+    if len(value) > ID_MAX_LEN:
+        raise BadValue(tag, value, f"{what} is longer than {ID_MAX_LEN} characters")
+    raise BadValue(tag, value, f"{what} may hold only printable ASCII characters (0x20-0x7E)", data_format=True)
 
 
 def _kind(fields: dict, begin_string: str) -> tuple[str, str]:
@@ -140,7 +177,7 @@ def parse_execution(fields: dict, begin_string: str) -> Execution:
     kind, exec_type = _kind(fields, begin_string)
     if kind == OTHER:
         return Execution(kind=OTHER, exec_type=exec_type, exec_id=fields.get(EXEC_ID, ""))
-    exec_id = _text(fields, EXEC_ID, "ExecID")
+    exec_id = _identifier(fields, EXEC_ID, "ExecID")
     poss_dup = fields.get(POSS_DUP) == "Y"
     if TRANSACT_TIME in fields:
         time_ns = parse_utc_timestamp(TRANSACT_TIME, fields[TRANSACT_TIME])
@@ -148,17 +185,19 @@ def parse_execution(fields: dict, begin_string: str) -> Execution:
         time_ns = parse_utc_timestamp(SENDING_TIME, _text(fields, SENDING_TIME, "SendingTime"))
     ref = ""
     if kind in (CANCEL, CORRECT):
-        ref = _text(fields, EXEC_REF_ID, "ExecRefID (the execution cancelled or corrected)")
+        ref = _identifier(fields, EXEC_REF_ID, "ExecRefID (the execution cancelled or corrected)")
         if ref == exec_id:
             raise BadValue(EXEC_REF_ID, ref, "ExecRefID equals the message's own ExecID")
+    order_id = _identifier(fields, ORDER_ID, "OrderID", required=False)
     if kind == CANCEL:        # the reversal takes everything else from the booked trade
         return Execution(kind=kind, exec_type=exec_type, exec_id=exec_id, ref_exec_id=ref,
-                         time_ns=time_ns, order_id=fields.get(ORDER_ID, ""), poss_dup=poss_dup)
+                         time_ns=time_ns, order_id=order_id, poss_dup=poss_dup)
     price = _number(fields, LAST_PX, "LastPx")
+    if price <= 0:
+        raise BadValue(LAST_PX, fields[LAST_PX], "LastPx must be > 0")
     return Execution(kind=kind, exec_type=exec_type, exec_id=exec_id, ref_exec_id=ref, time_ns=time_ns,
-                     sym=_text(fields, SYMBOL, "Symbol"), account=_text(fields, ACCOUNT, "Account"),
-                     qty=_signed_qty(fields), price=price, order_id=fields.get(ORDER_ID, ""),
-                     poss_dup=poss_dup)
+                     sym=_identifier(fields, SYMBOL, "Symbol"), account=_identifier(fields, ACCOUNT, "Account"),
+                     qty=_signed_qty(fields), price=price, order_id=order_id, poss_dup=poss_dup)
 
 
 def fields_of(raw: str) -> dict[str, str]:

@@ -4,6 +4,8 @@
 then live) by a Subscriber polled on its own thread. A fill naming an account or instrument not (yet)
 known is booked with status `unknown`; `first_unknowns` says which names to raise a `data` alert
 for, once per name per process run, so a stream of fills for one bad name raises one alert.
+`contract_of(sym)` gives an instrument's asset class and multiplier for the fat-finger bounds
+(feedhandlers/fix/limits.py).
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ class RefData:
     def __init__(self):
         self.accounts: frozenset[str] = frozenset()
         self.syms: frozenset[str] = frozenset()
+        self.contracts: dict[str, tuple[str, float]] = {}     # sym -> (asset class, multiplier)
         self._alerted: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
 
@@ -31,11 +34,17 @@ class RefData:
         with self._lock:
             if table == "instrument":
                 self.syms = self.syms | names
+                self.contracts = {**self.contracts, **{
+                    str(s): (str(a), float(m)) for s, a, m in zip(cols["sym"], cols["assetclass"], cols["multiplier"])}}
             elif table == "account":
                 self.accounts = self.accounts | names
 
     def status_of(self, account: str, sym: str) -> str:
         return OK if account in self.accounts and sym in self.syms else UNKNOWN
+
+    def contract_of(self, sym: str) -> tuple[str, float]:
+        """(asset class, multiplier) of an instrument; ("", 1.0) for one not in the reference data."""
+        return self.contracts.get(sym, ("", 1.0))
 
     def first_unknowns(self, rows: list[FillRow]) -> list[tuple[FillRow, str]]:
         """(row, alert text) for each unknown account / instrument of `rows` not alerted before."""

@@ -24,6 +24,7 @@ from feedhandlers.fix.acceptor import DropCopyApp
 from feedhandlers.fix.batches import fill_rows
 from feedhandlers.fix.book import Book
 from feedhandlers.fix.channel import SessionChannel
+from feedhandlers.fix.limits import LIMITS_PATH, Limits
 from feedhandlers.fix.refdata import TABLES as REFDATA_TABLES
 from feedhandlers.fix.refdata import RefData, RefDataFollower
 from feedhandlers.fix.settings import SettingsError, load_settings
@@ -50,6 +51,7 @@ class Options:
     ack_timeout: float = 5.0
     stats_every: float = 10.0
     name: str = "fixfh"
+    limits: Path = LIMITS_PATH
 
 
 def _session_keys(settings: fix.SessionSettings) -> list[str]:
@@ -117,12 +119,13 @@ class DropCopyService:
         overrides = {"SocketAcceptPort": str(self.opts.port)} if self.opts.port else {}
         settings = load_settings(self.opts.config, self.opts.state_dir, overrides)
         keys = _session_keys(settings)
+        limits = Limits.load(self.opts.limits)
         books = rebuild_books(self.opts.control, self.opts.name, self.stopping)
         refsub = _start_subscriber(f"{self.opts.name}.refdata", self.opts.control, REFDATA_TABLES,
                                    self.refdata.on_batch, self.stopping)
         self.follower = RefDataFollower(refsub, self.refdata)
         self.follower.start()
-        self.app = DropCopyApp(books, self.refdata, self._channel_for)
+        self.app = DropCopyApp(books, self.refdata, self._channel_for, limits)
         self.quickfix_parts = (settings, fix.FileStoreFactory(settings), fix.FileLogFactory(settings))
         self.acceptor = fix.ThreadedSocketAcceptor(self.app, self.quickfix_parts[1], settings,
                                                    self.quickfix_parts[2])
