@@ -261,6 +261,14 @@ class Stack:
         self.wait_ready(name, timeout)
         return p.popen.pid
 
+    def stop_process(self, name: str) -> None:
+        """Stops `name` for good (SIGTERM, then SIGKILL after 20 s): it is not restarted."""
+        p = self.procs[name]
+        with self._lock:
+            p.managed, p.restart_at = True, None
+        self._terminate(p, STOP_GRACE_S)
+        log.info("stopped %s", name)
+
     def rss_bytes(self, name: str) -> int:
         """Resident set size of the process (Linux /proc)."""
         pid = self.pid(name)
