@@ -19,6 +19,7 @@ from common.defaults import (
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    from gateway.http import BODY_TIMEOUT_S, HEADER_TIMEOUT_S
     from gateway.qscan import Limits
     from gateway.users import DEFAULT_USERS
     p = argparse.ArgumentParser(prog="python -m gateway",
@@ -40,6 +41,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="deepest nesting of lists / dictionaries / tables in a kdb+ request (default %(default)s)")
     p.add_argument("--max-items", type=int, default=Limits.items,
                    help="longest list in a kdb+ request; char and byte vectors: the message size (default %(default)s)")
+    p.add_argument("--http-header-timeout", type=float, default=HEADER_TIMEOUT_S,
+                   help="seconds for an HTTP request head, and idle between requests (default %(default)s)")
+    p.add_argument("--http-body-timeout", type=float, default=BODY_TIMEOUT_S,
+                   help="seconds for an HTTP request body (default %(default)s)")
     p.add_argument("--compress", choices=("remote", "always", "never"), default="remote",
                    help="compress replies over 2000 bytes: to clients on other hosts (kdb+ behaviour), "
                         "always, or never (default %(default)s)")
@@ -67,7 +72,7 @@ async def serve(args) -> None:
     port = await ipc.start(args.host, args.port)
     http = None
     if args.http_port >= 0:
-        http = HttpApi(api, users, hub)
+        http = HttpApi(api, users, hub, args.http_header_timeout, args.http_body_timeout)
         http_port = await http.start(args.host, args.http_port)
         log.info("HTTP JSON API on http://%s:%d (OpenAPI at /openapi.json)", args.host, http_port)
     feed = None

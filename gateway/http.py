@@ -6,9 +6,9 @@ Tables are JSON arrays of row objects, timestamps ISO-8601 with nanoseconds, NaN
 GET /stream is a server-sent-events stream: `event: margin|alert`, `data: [rows]`; a client that
 cannot keep up (more than `SSE_QUEUE` batches waiting) is disconnected.
 
-Limits: a connection that has not sent a whole request head within `HEADER_TIMEOUT_S` (slow
+Limits: a connection that has not sent a whole request head within `header_timeout` (slow
 clients included) or stays idle that long between requests is closed; a body must arrive within
-`BODY_TIMEOUT_S` (408), be at most `MAX_BODY` bytes (413, refused from its Content-Length before
+`body_timeout` (408), be at most `MAX_BODY` bytes (413, refused from its Content-Length before
 any of it is read) and JSON nested at most `MAX_JSON_DEPTH` levels; each user has at most
 api.MAX_RUNNING requests in progress (429 beyond api.MAX_WAITING queued). Every error, including
 aiohttp's own protocol-level 400s and 405s (with their `Allow` header), is a JSON `{"error": ...}`.
@@ -37,6 +37,7 @@ SSE_KEEPALIVE_S = 15.0
 HEADER_TIMEOUT_S = 10.0          # for a request head, and for the next request on an idle connection
 BODY_TIMEOUT_S = 10.0
 MAX_BODY = 1 << 20
+LINGER_S = 1.0                   # reading (and dropping) the rest of a body refused unread
 MAX_JSON_DEPTH = 16
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 log = logging.getLogger("gateway.http")
@@ -99,7 +100,9 @@ class _Handler(web.RequestHandler):
 
 
 class HttpApi:
-    def __init__(self, api: Api, users: Users, hub: Hub):
+    def __init__(self, api: Api, users: Users, hub: Hub, header_timeout: float = HEADER_TIMEOUT_S,
+                 body_timeout: float = BODY_TIMEOUT_S):
+        self.header_timeout, self.body_timeout = header_timeout, body_timeout
         self.api = api
         self.users = users
         self.hub = hub
@@ -116,9 +119,11 @@ class HttpApi:
         self.runner = web.AppRunner(self.app, handle_signals=False)
         await self.runner.setup()
         loop = asyncio.get_running_loop()
-        # aiohttp closes a connection idle (no whole request head) for keepalive_timeout
+        # aiohttp closes a connection idle (no whole request head) for keepalive_timeout, and after a
+        # reply to a request whose body it did not read, drops what comes for lingering_time
         self.server = await loop.create_server(
-            lambda: _Handler(self.runner.server, loop=loop, keepalive_timeout=HEADER_TIMEOUT_S, access_log=None),
+            lambda: _Handler(self.runner.server, loop=loop, keepalive_timeout=self.header_timeout,
+                             lingering_time=LINGER_S, access_log=None),
             host, port)
         return self.server.sockets[0].getsockname()[1]
 
@@ -209,16 +214,15 @@ class HttpApi:
                                        self._query(request, "scenario"))
         return web.json_response(jsonable(result.value))
 
-    @staticmethod
-    async def _json_body(request: web.Request):
+    async def _json_body(self, request: web.Request):
         """The request's JSON body, within the size, time and depth limits (module docstring)."""
         if request.content_length is not None and request.content_length > MAX_BODY:
             raise ApiError(f"limit: a body of {request.content_length} bytes, at most {MAX_BODY}", 413)
         try:
-            async with asyncio.timeout(BODY_TIMEOUT_S):
+            async with asyncio.timeout(self.body_timeout):
                 raw = await request.read()
         except TimeoutError:
-            raise ApiError(f"timeout: the body did not arrive within {BODY_TIMEOUT_S:g}s", 408) from None
+            raise ApiError(f"timeout: the body did not arrive within {self.body_timeout:g}s", 408) from None
         if json_depth(raw) > MAX_JSON_DEPTH:
             raise ApiError(f"json: nested deeper than {MAX_JSON_DEPTH} levels")
         try:

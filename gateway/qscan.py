@@ -99,7 +99,7 @@ def check(msg: bytes, limits: Limits = Limits()) -> None:
                 raise ScanError(f"limit: a list of {n} items is over the gateway's limit of {limits.items}")
             if t == _GENERAL:
                 if n:
-                    if len(pending) >= limits.depth:
+                    if len(pending) > limits.depth:      # pending[0] is the message itself
                         raise ScanError(f"limit: nested deeper than {limits.depth} levels")
                     pending.append(n)
             elif t == _SYMBOLS:
@@ -107,7 +107,7 @@ def check(msg: bytes, limits: Limits = Limits()) -> None:
             else:
                 pos += n * _VECTOR[t]
         elif t in (_DICT, _SORTED_DICT, _TABLE):
-            if len(pending) >= limits.depth:
+            if len(pending) > limits.depth:      # pending[0] is the message itself
                 raise ScanError(f"limit: nested deeper than {limits.depth} levels")
             if t == _TABLE:                    # attribute byte, then a dictionary
                 if pos + 1 >= end or msg[pos + 1] != _DICT:
