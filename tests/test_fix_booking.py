@@ -8,7 +8,9 @@ from common.schema import load_schemas
 from feedhandlers.fix.batches import alert_batch, fill_batch, fill_rows
 from feedhandlers.fix.book import Book, BookingError
 from feedhandlers.fix.execreport import (CANCEL, CORRECT, OTHER, TRADE, BadValue, MissingField, fields_of,
-                                         parse_execution, parse_utc_timestamp)
+                                         parse_execution, parse_utc_timestamp, shown)
+from feedhandlers.fix.limits import Limits, LimitsError
+from feedhandlers.fix.refdata import RefData
 from feedhandlers.fix.settings import SettingsError, quickfix_spec_dir, resolve_settings_text
 from feedhandlers.fix.watermark import PendingAcks, WatermarkFile, rewind_target
 from feedhandlers.omsim.orders import OrderFlow
@@ -61,6 +63,68 @@ def test_bad_execution_reports_name_the_tag(fields, error, tag):
     with pytest.raises(error) as e:
         parse_execution(fields, "FIX.4.4")
     assert e.value.tag == tag
+
+
+@pytest.mark.parametrize("fields, tag, data_format", [
+    (er(t55="AMD\x00"), 55, True),                 # a NUL: never booked (issue 22, case 5)
+    (er(t1="FUND1\x00X"), 1, True),
+    (er(t55="\udcff\udcfe"), 55, True),             # bytes FF FE as QuickFIX hands them over
+    (er(t1="FUNDé"), 1, True),                       # non-ASCII
+    (er(exec_id="E\t1"), 17, True),
+    (er(t37="O\x7f"), 37, True),
+    (er(exec_id="E" * 65), 17, False),               # longer than 64
+    (er(exec_type="H", ref="E0\x00"), 19, True),
+    (er(px="-5"), 31, False),                        # prices > 0 (issue 22, case 6)
+    (er(px="0"), 31, False),
+    (er(t60="99991231-23:59:59"), 60, True),         # not representable as int64 ns
+])
+def test_identifiers_must_be_printable_ascii_and_prices_positive(fields, tag, data_format):
+    with pytest.raises(BadValue) as e:
+        parse_execution(fields, "FIX.4.4")
+    assert (e.value.tag, e.value.data_format) == (tag, data_format)
+    assert str(e.value).isascii() and str(e.value).isprintable()
+
+
+def test_shown_is_printable_ascii_and_bounded():
+    assert shown("AMD\x00") == "'AMD\\x00'" and shown("\udcff\udcfe") == "'\\xff\\xfe'"
+    assert shown("FUNDé") == "'FUND\\xe9'" and shown("N" * 100) == "'" + "N" * 64 + "'..."
+
+
+def test_fat_finger_limits_most_specific_section_wins_key_by_key(tmp_path):
+    path = tmp_path / "limits.toml"
+    path.write_text("[default]\nmax_qty = 1000\nmax_notional = 1e6\n[assetclass.future]\nmax_qty = 10\n"
+                    "[sym.ESZ26]\nmax_notional = 5e6\n")
+    limits = Limits.load(path)
+    assert limits.bound_for("ESZ26", "future") == (10, 5e6) and limits.bound_for("ESH27", "future") == (10, 1e6)
+    assert limits.bound_for("AMD", "equity") == (1000, 1e6)
+    assert limits.breach(-1000, 999.0, "AMD", "equity", 1.0) is None
+    assert "LastQty 1001" in limits.breach(1001, 1.0, "AMD", "equity", 1.0)
+    assert "notional 6e+06" in limits.breach(2, 60_000.0, "ESZ26", "future", 50.0)
+    assert "notional inf" in limits.breach(1, float("inf"), "AMD", "equity", 1.0)
+    shipped = Limits.load()                          # config/fix/limits.toml
+    assert shipped.breach(9007199254740993, 10.0, "SPY", "etf", 1.0) and shipped.breach(6000, 6000.0, "ESZ26", "future", 50)
+    assert shipped.breach(500, 150.0, "AMD", "equity", 1.0) is None
+
+
+@pytest.mark.parametrize("text, error", [
+    ("[default]\nmax_qty = 10\n", "must set both"),
+    ("[default]\nmax_qty = 10\nmax_notional = -1\n", "max_notional = -1: must be a finite number > 0"),
+    ("[default]\nmax_qty = 10\nmax_notional = 1\n[sym.X]\nmax_lots = 3\n", "[sym.X] max_lots: unknown key"),
+    ("[default]\nmax_qty = 10\nmax_notional = 1\n[desk.X]\n", "unknown section(s) ['desk']"),
+    ("[default\n", "limits.toml"),
+])
+def test_bad_limits_files_name_file_and_key(tmp_path, text, error):
+    path = tmp_path / "limits.toml"
+    path.write_text(text)
+    with pytest.raises(LimitsError) as e:
+        Limits.load(path)
+    assert error in str(e.value) and str(path) in str(e.value)
+
+
+def test_refdata_gives_asset_class_and_multiplier_for_the_bounds():
+    ref = RefData()
+    ref.on_batch("instrument", {"sym": ["ESZ26"], "assetclass": ["future"], "multiplier": np.array([50.0])}, 1)
+    assert ref.contract_of("ESZ26") == ("future", 50.0) and ref.contract_of("ZZZ") == ("", 1.0)
 
 
 def test_other_exec_types_are_not_booked_and_need_nothing_else():
