@@ -56,7 +56,7 @@ class EngineConfig:
     alerts: AlertConfig
     max_stale_ms: float = 100.0                 # a changed margin is published within this interval
     check_interval_s: float = 60.0              # periodic full recompute vs the incremental state
-    drift_tolerance: float = 1e-9
+    drift_tolerance: float = 0.0
     history: str = ""                           # folder of the price history ("" = data/history)
     vol_floor: bool = True                      # intraday vol only ever scales scenarios up
     span_file: str = ""                         # SPAN parameters for accounts whose model is span
@@ -152,14 +152,14 @@ def parse_config(data: dict, path: str = "<config>") -> EngineConfig:
         alerts=alerts,
         max_stale_ms=_typed(engine, "max_stale_ms", float, w, 100.0),
         check_interval_s=_typed(engine, "check_interval_s", float, w, 60.0),
-        drift_tolerance=_typed(engine, "drift_tolerance", float, w, 1e-9),
+        drift_tolerance=_typed(engine, "drift_tolerance", float, w, 0.0),
         history=_typed(engine, "history", str, w, ""),
         vol_floor=_typed(engine, "vol_floor", bool, w, True),
         span_file=_typed(engine, "span_file", str, w, ""),
         path=path,
     )
-    _check(cfg.max_stale_ms > 0 and cfg.check_interval_s > 0 and cfg.drift_tolerance > 0, w,
-           "max_stale_ms, check_interval_s and drift_tolerance must be > 0")
+    _check(cfg.max_stale_ms > 0 and cfg.check_interval_s > 0 and cfg.drift_tolerance >= 0, w,
+           "max_stale_ms and check_interval_s must be > 0, drift_tolerance >= 0")
     return cfg
 
 

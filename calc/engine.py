@@ -78,6 +78,8 @@ log = logging.getLogger(__name__)
 TRADING_DAYS = 252.0
 MARGIN_FIELDS = ("im", "vm", "requirement", "collateral", "excess", "call", "var", "es")
 SPAN_MODEL = "span"             # accounts whose `model` is span are margined by calc.span, not VaR
+MAX_MODELLED_VALUE = 2.0 ** 40  # effective value of one position above which a VaR model charges it in full:
+                                # the scenario P&L stays within calc.exact's exact range (2^45)
 STRESS_CACHE_SIZE = 4096        # stressed correlations kept (per model, scenario and set of held columns)
 _CONTRIBUTION = operator.itemgetter(1)   # of a (sym, contribution) pair: drivers rank by it, stably
 _NO_ROWS, _NO_VALUES = np.empty(0, dtype=np.int64), np.empty(0)   # no pending P&L changes
@@ -549,21 +551,30 @@ class MarginEngine:
                 continue
             model = self.models[name]
             col = model.index.get(rsym) if rsym else None
-            if col is None:
+            u = value * self.volscale[name].item(col) if col is not None else 0.0   # a float, not numpy's
+            if col is None or abs(u) > MAX_MODELLED_VALUE:
+                if col is not None:                          # too large for the model: charged in full
+                    self._set_part(e, model, sym, rsym, col, 0.0)
+                    self._liquidity(e, model, sym, None, 0.0, col, 0.0)
                 self._unmodelled(account, sym, name, e, abs(value), inst is None, rsym, quiet)
                 continue
-            u = value * self.volscale[name].item(col)       # a float: numpy scalars slow what follows
-            if u != e.parts.get(sym, 0.0):
-                if u:
-                    e.parts[sym] = u
-                else:
-                    del e.parts[sym]
-                old = e.values.item(col)
-                new = self._column_value(e, rsym) if rsym in self.shared else u
-                e.values[col] = new
-                model.change(e, col, old, new)
+            if sym in e.unmodelled:                          # back in the model's range
+                e.unmodelled_sum.replace(e.unmodelled.pop(sym), 0.0)
+            self._set_part(e, model, sym, rsym, col, u)
             if model.config.liquidity_participation > 0:
                 self._liquidity(e, model, sym, inst, qty, col, u)
+
+    def _set_part(self, e: Exposure, model: RiskModel, sym: str, rsym: str, col: int, u: float) -> None:
+        """The instrument's effective value in its model column becomes u (O(S) exact update)."""
+        if u != e.parts.get(sym, 0.0):
+            if u:
+                e.parts[sym] = u
+            else:
+                del e.parts[sym]
+            old = e.values.item(col)
+            new = self._column_value(e, rsym) if rsym in self.shared else u
+            e.values[col] = new
+            model.change(e, col, old, new)
 
     def _column_value(self, e: Exposure, rsym: str) -> float:
         """The effective value of a history column several instruments are mapped to: the exactly
@@ -579,7 +590,10 @@ class MarginEngine:
     def _liquidity(e: Exposure, model: RiskModel, sym: str, inst: Instrument | None, qty: float, col: int,
                    u: float) -> None:
         """The position's liquidity add-on under the model (effective value u in column col)."""
-        if inst is not None and math.isfinite(inst.adv) and inst.adv > 0:
+        if inst is None or not math.isfinite(inst.adv) or inst.adv <= 0:
+            if sym in e.addons:
+                e.addon_sum.replace(e.addons.pop(sym), 0.0)
+        else:
             addon = position_liquidity_addon(qty, inst.adv, model.standalone(col, u), model.config.horizon_days,
                                              model.config.liquidity_participation)
             e.addon_sum.replace(e.addons.get(sym, 0.0), addon)
@@ -608,6 +622,9 @@ class MarginEngine:
             why = f"instrument {sym} is not in the reference data"
         elif model == SPAN_MODEL:
             why = f"{sym} is not in the SPAN parameters" if self.span else self.span_problem
+        elif rsym in self.models[model].index:
+            why = (f"{sym}'s effective value is beyond model {model}'s exact range "
+                   f"({MAX_MODELLED_VALUE:,.0f}, calc.exact)")
         else:
             why = f"no usable price history for {sym}" + (f" ({self.models[model].excluded[rsym]})"
                                                            if rsym in self.models[model].excluded else "")
@@ -652,6 +669,9 @@ class MarginEngine:
             modelled = np.flatnonzero(cols >= 0)
             u = np.zeros(len(syms))
             u[modelled] = value[modelled] * self.volscale[name][cols[modelled]]
+            too_large = np.abs(u) > MAX_MODELLED_VALUE         # charged in full, as revalue_holding does
+            cols[too_large], u[too_large] = -1, 0.0
+            modelled = np.flatnonzero(cols >= 0)
             column_values = np.bincount(cols[modelled], weights=u[modelled], minlength=len(model.syms))
             e.values = column_values.astype(np.float64, copy=False)    # int64 when nothing is modelled
             nonzero = np.flatnonzero(u).tolist()
@@ -916,40 +936,55 @@ class MarginEngine:
 
     # ---- checking the incremental state --------------------------------------------------------
     def check_drift(self, accounts: list[str] | None = None) -> float:
-        """Full recompute of the accounts (default: all) against their incremental state; one
-        drifting more than `drift_tolerance` (relative) raises a `drift` issue and is reset.
-        Returns the max drift."""
+        """Full recompute of the accounts (default: all) from their holdings against their incremental
+        state: its exact sums, values and totals, and the margin rows both give. The state is exact
+        (calc.exact), so any difference above `drift_tolerance` (relative; 0 by default) is a defect:
+        it raises a `drift` issue and the account is reset to the recompute. Returns the max drift."""
         worst = 0.0
         for account in list(self.risk) if accounts is None else accounts:
             if account in self.stale or account not in self.risk:
                 continue
             inc, full = self.risk[account], self.build_risk(account)
-            drift = _relative_drift(inc, full)
+            drift = max(_relative_drift(inc, full),
+                        _rows_drift(self.margin(account, inc, quiet=True), self.margin(account, full, quiet=True)))
             worst = max(worst, drift)
             if drift > self.config.drift_tolerance:
                 self.counters["drift_resets"] += 1
                 self._issue(account, (account, "drift", self.counters["drift_resets"]),
-                            f"incremental state of {account} drifted {drift:.3g} (relative) from a full "
-                            "recompute: reset", kind="drift")
+                            f"incremental state of {account} differs by {drift:.3g} (relative) from a full "
+                            "recompute from its positions: reset", kind="drift")
                 self.risk[account] = full
                 self.dirty.add(account)
         return worst
 
 
-def _relative_drift(a: AccountRisk, b: AccountRisk) -> float:
-    def rel(x, y) -> float:
-        x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-        return float(np.max(np.abs(x - y), initial=0.0) / max(1.0, float(np.max(np.abs(y), initial=0.0))))
+def _rel(x, y) -> float:
+    """max |x - y| relative to max(1, max |y|); NaN where only one side is NaN counts as infinite."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if not np.array_equal(np.isnan(x), np.isnan(y)):
+        return math.inf
+    x, y = np.nan_to_num(x), np.nan_to_num(y)
+    return float(np.max(np.abs(x - y), initial=0.0) / max(1.0, float(np.max(np.abs(y), initial=0.0))))
 
-    worst = rel(a.vm, b.vm)
+
+def _rows_drift(a: list[dict], b: list[dict]) -> float:
+    if [r["model"] for r in a] != [r["model"] for r in b]:
+        return math.inf
+    return max((_rel([r[f] for f in MARGIN_FIELDS], [s[f] for f in MARGIN_FIELDS]) for r, s in zip(a, b)),
+               default=0.0)
+
+
+def _relative_drift(a: AccountRisk, b: AccountRisk) -> float:
+    worst = _rel(a.vm, b.vm)
     if a.span is not None:
-        worst = max(worst, rel(a.span.initial(), b.span.initial()))
+        worst = max(worst, _rel(a.span.state.value, b.span.state.value), _rel(a.span.state.hi, b.span.state.hi),
+                    _rel(a.span.state.lo, b.span.state.lo))
     for name, e in a.models.items():
         f = b.models[name]
-        worst = max(worst, rel(e.values, f.values), rel(e.addon_total, f.addon_total),
-                    rel(e.unmodelled_total, f.unmodelled_total))
+        worst = max(worst, _rel(e.values, f.values), _rel(e.addon_total, f.addon_total),
+                    _rel(e.unmodelled_total, f.unmodelled_total), _rel(e.hi, f.hi), _rel(e.lo, f.lo))
         if e.pnl is not None:
-            worst = max(worst, rel(e.pnl, f.pnl))
+            worst = max(worst, _rel(e.pnl, f.pnl))
         elif e.cv is not None:
-            worst = max(worst, rel(e.cv, f.cv), rel(e.sigma2, f.sigma2))
+            worst = max(worst, _rel(e.cv, f.cv), _rel(e.sigma2, f.sigma2))
     return worst
