@@ -10,6 +10,7 @@ import sys
 from common.cli import add_log_level, setup_logging
 from common.defaults import TP_CONTROL, TP_INGEST, TP_PUB, VAR_DIR
 from common.schema import SchemaError, load_schemas
+from tickerplant.journal import JournalDamaged
 from tickerplant.server import Config, Tickerplant
 from tickerplant.tradingday import parse_eod
 
@@ -39,6 +40,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="per-subscriber send high-water mark in messages; a subscriber further "
                         "behind loses messages, detects the gap and recovers from the journal "
                         "(default %(default)s)")
+    p.add_argument("--replay", default=None,
+                   help="replay service ROUTER endpoint: journal chunks for subscribers that cannot "
+                        "read the journal directory (default: the --control host, a port the "
+                        "system chooses; subscribers learn it from the sub handshake)")
+    p.add_argument("--truncate-damaged", action="store_true",
+                   help="a journal record failing its CRC with good records after it (damage in "
+                        "the middle, not a torn tail): cut the file there, keeping the cut bytes "
+                        "in <file>.cut-<offset>, instead of refusing to start")
     add_log_level(p)
     return p.parse_args(argv)
 
@@ -54,8 +63,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     cfg = Config(ingest=args.ingest, pub=args.pub, control=args.control,
                  journal_dir=args.journal, durability=args.durability, group_ms=args.group_ms,
-                 batch_ms=args.batch_ms, eod_ns=eod_ns, hwm=args.hwm)
-    tp = Tickerplant(cfg, schemas)
+                 batch_ms=args.batch_ms, eod_ns=eod_ns, hwm=args.hwm, replay=args.replay,
+                 truncate_damaged=args.truncate_damaged)
+    try:
+        tp = Tickerplant(cfg, schemas)
+    except JournalDamaged as exc:
+        print(f"tickerplant: {exc}", file=sys.stderr)
+        return 2
 
     def stop(signum, frame):
         tp.stopping = True

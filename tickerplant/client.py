@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -31,8 +33,23 @@ from common.schema import TableSchema, schemas_from_qtypes
 from common.zmqio import EVENTS, NOBLOCK, POLLIN, SNDMORE, recv_message
 from tickerplant import journal
 from tickerplant.fanout import EOD, HEARTBEAT
+from tickerplant.replay import SNDHWM
 
 log = logging.getLogger("tickerplant.client")
+
+REPLAY_MODES = ("auto", "file", "network")
+MAX_WINDOW = SNDHWM         # more requests in flight than the replay socket queues would be dropped
+
+
+def reachable(endpoint: str, control: str) -> str:
+    """An endpoint the tickerplant reported, as a client reaches it: a wildcard host it bound
+    (0.0.0.0, *, ::) becomes the host of its control endpoint."""
+    if not endpoint.startswith("tcp://"):
+        return endpoint
+    host, port = endpoint[6:].rsplit(":", 1)
+    if host in ("0.0.0.0", "*", "[::]", "::") and control.startswith("tcp://"):
+        host = control[6:].rsplit(":", 1)[0]
+    return f"tcp://{host}:{port}"
 
 
 class TickerplantError(RuntimeError):
@@ -41,6 +58,11 @@ class TickerplantError(RuntimeError):
 
 class TickerplantTimeout(TickerplantError, TimeoutError):
     """No answer from the tickerplant within the timeout."""
+
+
+class ReplayError(TickerplantError):
+    """A journal replay could not complete (a record failing its CRC, the tickerplant gone, an
+    unreadable journal). Nothing of it was applied; the next attempt starts from the same place."""
 
 
 class RejectedBatch(TickerplantError):
@@ -257,6 +279,32 @@ class Publisher:
             self._send_hello()
 
 
+@dataclass
+class _Span:
+    """A stretch [start, end) of one journal file that a replay applies, checked to its end."""
+    path: str
+    start: int
+    end: int
+    spooled: int = 0             # where its bytes begin in the spool (network replay)
+    seq: int = 0                 # the last data record's seq in it
+    reached: bool = False        # it ends at the replay's target
+    rolled: bool = False         # it ends with the day's eod record ...
+    later: str | None = None     # ... and the next day's file is there
+
+    def take(self, rec: journal.Record, target: int) -> bool:
+        """Extends the span over rec if the replay to target includes it; True once complete."""
+        if rec.is_control:
+            self.end = rec.end
+            self.rolled = rec.control().get("kind") == "eod"
+            return self.rolled
+        if rec.seq > target:
+            self.reached = True
+            return True
+        self.end, self.seq = rec.end, rec.seq
+        self.reached = rec.seq == target
+        return self.reached
+
+
 class Subscriber:
     """Receives the tables (and syms) it asked for: journal replay, then live, gap-free."""
 
@@ -265,8 +313,22 @@ class Subscriber:
                  on_batch: Callable[[str, dict, int], None] | None = None,
                  on_eod: Callable[[str, int], None] | None = None,
                  timeout: float = 5.0, progress_s: float = 1.0, rcvhwm: int = 100_000,
-                 context: zmq.Context | None = None):
+                 context: zmq.Context | None = None, replay: str | None = None,
+                 replay_chunk: int = 1 << 20, replay_window: int = 4,
+                 spool_memory: int = 16 << 20):
+        replay = replay or os.environ.get("MARGINTICK_REPLAY") or "auto"
+        if replay not in REPLAY_MODES:
+            raise ValueError(f"replay must be one of {REPLAY_MODES}, not {replay!r}")
+        if not 0 < replay_window <= MAX_WINDOW:
+            raise ValueError(f"replay_window must be 1 to {MAX_WINDOW}, not {replay_window}")
         self.name = name
+        self.replay = replay
+        self.replay_chunk = replay_chunk
+        self.replay_window = replay_window
+        self.spool_memory = spool_memory
+        self.timeout = timeout
+        self.control = control
+        self._context = context or zmq.Context.instance()
         self.tables = list(tables) if tables is not None else None
         self.syms = list(syms) if syms is not None else None
         self._symset = frozenset(syms) if syms is not None else None
@@ -285,9 +347,13 @@ class Subscriber:
         self.covered: dict[str, int] = {}
         self.seq = 0
         self.epoch: int | None = None
-        self.path: str | None = None
+        self.path: str | None = None  # the journal file being read, as the tickerplant names it
         self.offset = 0
         self._offset_seq = 0          # every record before self.offset has a seq <= this
+        self.local = False            # read the journal file itself (else over the network)
+        self.replayed_via = ""        # "file" or "network": how the last recovery read it
+        self.replay_bytes = 0         # journal bytes received over the network so far
+        self._replay_endpoint = ""
         self.eods: list[str] = []
         self.recoveries = 0
         self.duplicates = 0
@@ -331,10 +397,11 @@ class Subscriber:
         except RpcError as exc:
             raise TickerplantError(f"subscribe to the tickerplant failed: {exc}") from exc
         self.schemas = schemas_from_qtypes(reply["schemas"])
-        if self._pub != reply["pub"]:
+        pub = reachable(reply["pub"], self.control)
+        if self._pub != pub:
             if self._pub is not None:
                 self.socket.disconnect(self._pub)
-            self._pub = reply["pub"]
+            self._pub = pub
             self.socket.connect(self._pub)
         topics = {t: bytes(topic) for t, topic in reply["topics"].items()}
         for topic in set(self.topics.values()) - set(topics.values()):
@@ -350,44 +417,167 @@ class Subscriber:
         if self.path is None:
             self.path, self.offset = reply["journal"], 0
         self._current_journal = reply["journal"]
+        self._replay_endpoint = reachable(reply["replay"], self.control)
+        self.local = self._readable(reply)
         return reply
 
+    def _readable(self, reply: dict) -> bool:
+        """Whether to read the journal file itself: replay="file" says so, "network" says not;
+        "auto" reads it when the file at the tickerplant's path is readable here and is the very
+        file the tickerplant writes (same device and inode), not another host's file of that name."""
+        if self.replay != "auto":
+            return self.replay == "file"
+        try:
+            st = os.stat(reply["journal"])
+        except OSError:
+            return False
+        return ([st.st_dev, st.st_ino] == list(reply["journal_id"])
+                and os.access(reply["journal"], os.R_OK))
+
     def _recover(self, target: int) -> None:
-        """Applies from the journal every record up to target that was not applied yet."""
+        """Applies from the journal every record up to target that was not applied yet. All or
+        nothing: the records are first read and checked (and, over the network, spooled), then
+        applied; a replay that breaks raises ReplayError with nothing applied."""
         self.recoveries += 1
         self._skip_ahead()
-        while True:
-            if self.offset > os.path.getsize(self.path):
-                log.warning("subscriber %s: journal %s is shorter than the position read so far; "
-                            "it was truncated", self.name, self.path)
-                self.offset = os.path.getsize(self.path)
-            rolled = reached = False
-            for rec in journal.read_records(self.path, self.offset):
-                if rec.is_control:
-                    self.offset = rec.end
-                    info = rec.control()
-                    if info.get("kind") == "eod":
-                        self._eod(info["date"], info["seq"])
-                        rolled = True
-                        break
-                    continue
-                if rec.seq > target:
-                    reached = True
-                    break
-                self.offset, self._offset_seq = rec.end, rec.seq
-                self._apply_record(rec)
-                if rec.seq == target:
-                    reached = True
-                    break
-            if rolled and self._next_journal():
-                continue
-            if not reached and not rolled and self.path != self._current_journal:
-                self.path, self.offset = self._current_journal, 0
-                continue
-            break
+        spool = None if self.local else tempfile.SpooledTemporaryFile(self.spool_memory)
+        try:
+            spans = self._stage(target, spool)
+            self.replayed_via = "file" if self.local else "network"
+            self._apply(spans, spool)
+        finally:
+            if spool is not None:
+                spool.close()
         for t in self.covered:
             self.covered[t] = max(self.covered[t], target)
         self.seq = max(self.seq, target)
+
+    def _stage(self, target: int, spool) -> list[_Span]:
+        """The spans of journal to apply to reach target, each read and checked (CRC) to its end;
+        over the network their bytes go to spool. Raises ReplayError."""
+        spans: list[_Span] = []
+        path, offset = self.path, self.offset
+        while True:
+            read = self._scan_file if spool is None else self._fetch
+            span = read(path, offset, target, spool)
+            spans.append(span)
+            if span.later is not None:
+                path, offset = span.later, 0
+                continue
+            if not span.reached and not span.rolled and path != self._current_journal:
+                path, offset = self._current_journal, 0
+                continue
+            return spans
+
+    def _scan_file(self, path: str, offset: int, target: int, spool: None) -> _Span:
+        """Checks the local journal file from offset to where the replay of target stops."""
+        span = _Span(path, offset, offset)
+        try:
+            size = os.path.getsize(path)
+            if offset > size:
+                log.warning("subscriber %s: journal %s is shorter than the position read so far; "
+                            "it was truncated", self.name, path)
+                span.start = span.end = offset = size
+            for rec in journal.read_records(path, offset):
+                if span.take(rec, target):
+                    break
+            if span.rolled:
+                later = [p for d, p in journal.journal_files(os.path.dirname(path))
+                         if os.path.basename(p) > os.path.basename(path)]
+                span.later = later[0] if later else None
+        except (OSError, journal.CorruptRecord) as exc:
+            raise ReplayError(f"subscriber {self.name}: replay of {path} from byte {offset} "
+                              f"failed after seq {span.seq or self._offset_seq}: {exc}; nothing "
+                              f"was applied") from exc
+        return span
+
+    def _fetch(self, path: str, offset: int, target: int, spool) -> _Span:
+        """Fetches the journal from offset to where the replay of target stops over the
+        tickerplant's replay socket (request per chunk, replay_window requests in flight), checks
+        every record and writes their bytes to spool."""
+        span = _Span(path, offset, offset, spool.tell())
+        date = journal.FILE_RE.match(os.path.basename(path)).group(1)
+        sock = self._context.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(self._replay_endpoint)
+        buf = bytearray()
+        base = offset                  # journal offset of buf[0]
+        ask = offset                   # offset of the next request
+        inflight: dict[bytes, int] = {}
+        req_no = 0
+        eof = done = False
+
+        def fail(what: str) -> ReplayError:
+            return ReplayError(f"subscriber {self.name}: network replay of {path} (tickerplant "
+                               f"{self._replay_endpoint}) failed at byte {base} after seq "
+                               f"{span.seq or self._offset_seq}: {what}; nothing was applied")
+        try:
+            while not done:
+                while not eof and len(inflight) < self.replay_window:
+                    req_no += 1
+                    rid = req_no.to_bytes(4, "little")
+                    sock.send_multipart([rid, pack({"date": date, "offset": ask,
+                                                    "size": self.replay_chunk})])
+                    inflight[rid] = ask
+                    ask += self.replay_chunk
+                if not sock.poll(int(self.timeout * 1000)):
+                    raise fail(f"no answer within {self.timeout:g}s")
+                frames = sock.recv_multipart()
+                head = unpack(frames[1]) if len(frames) >= 2 else {}
+                if "error" in head:
+                    raise fail(f"the tickerplant says: {head['error']}")
+                if len(frames) != 3 or inflight.pop(frames[0], None) != base + len(buf):
+                    raise fail("a reply out of order or malformed")
+                data = frames[2]
+                self.replay_bytes += len(data)
+                eof = base + len(buf) + len(data) >= head["end"]
+                buf += data
+                try:
+                    recs, used = journal.parse_records(buf, base)
+                except journal.CorruptRecord as exc:
+                    raise fail(str(exc)) from exc
+                for rec in recs:
+                    if span.take(rec, target):
+                        done = True
+                        break
+                keep = span.end - base
+                spool.write(bytes(buf[:keep]) if keep < len(buf) else buf)
+                del buf[:used]
+                base += used
+                if span.rolled:
+                    span.later = (os.path.join(os.path.dirname(path), f"tp.{head['later']}.log")
+                                  if head["later"] else None)
+                done = done or eof      # the file ends here (a record being written waits)
+        finally:
+            sock.close(0)
+        return span
+
+    def _apply(self, spans: list[_Span], spool) -> None:
+        """Applies the staged spans (read from spool, or from the journal files), moving the
+        position along with each record."""
+        for span in spans:
+            self.path, self.offset = span.path, span.start
+            if span.end == span.start:
+                continue
+            f = spool if spool is not None else open(span.path, "rb")
+            try:
+                start = span.spooled if spool is not None else span.start
+                for rec in journal.iter_records(f, start, start + span.end - span.start,
+                                                span.start):
+                    self.offset = rec.end
+                    if rec.is_control:
+                        info = rec.control()
+                        if info.get("kind") == "eod":
+                            self._eod(info["date"], info["seq"])
+                        continue
+                    self._offset_seq = rec.seq
+                    self._apply_record(rec)
+            except journal.CorruptRecord as exc:
+                raise ReplayError(f"subscriber {self.name}: {span.path} changed during the "
+                                  f"replay: {exc}") from exc
+            finally:
+                if spool is None:
+                    f.close()
 
     def _skip_ahead(self) -> None:
         """Asks the tickerplant where in the journal the oldest record not yet applied can be,
@@ -401,16 +591,6 @@ class Subscriber:
             return
         if where["journal"] == self.path and where["offset"] > self.offset:
             self.offset, self._offset_seq = where["offset"], where["seq"]
-
-    def _next_journal(self) -> bool:
-        """After an eod record: move to the following day's file; False if there is none yet."""
-        directory = os.path.dirname(self.path)
-        current = os.path.basename(self.path)
-        later = [p for d, p in journal.journal_files(directory) if os.path.basename(p) > current]
-        if not later:
-            return False
-        self.path, self.offset = later[0], 0
-        return True
 
     def _apply_record(self, rec: journal.Record) -> None:
         table = rec.table
@@ -454,7 +634,7 @@ class Subscriber:
         if header["prev"] > covered:
             log.info("subscriber %s: missed messages on %s (prev %d, have %d); recovering from "
                      "the journal", self.name, table, header["prev"], covered)
-            self._recover(seq)
+            self._try_recover(seq)
             return
         cols = as_columns(unpack(frames[2]), self.schemas[table])
         segs = header["segs"]
@@ -476,19 +656,32 @@ class Subscriber:
             except TickerplantError as exc:
                 log.warning("subscriber %s: %s; retrying at the next heartbeat", self.name, exc)
                 return
-            self._recover(reply["seq"])
+            if not self._try_recover(reply["seq"]):
+                self.epoch = None            # the next heartbeat tries again
             return
         self._recover_if_missed(info)
 
-    def _recover_if_missed(self, info: dict) -> None:
+    def _try_recover(self, target: int) -> bool:
+        """A recovery from the live path: a replay that fails is logged and applied nothing; the
+        next heartbeat shows the gap again and retries. False if it failed."""
+        try:
+            self._recover(target)
+            return True
+        except ReplayError as exc:
+            log.warning("subscriber %s: %s; retrying at the next heartbeat", self.name, exc)
+            return False
+
+    def _recover_if_missed(self, info: dict) -> bool:
         """info["last"] holds the seq of the last message sent on each topic: one above what a
-        table has covered was missed (dropped at a high-water mark)."""
+        table has covered was missed (dropped at a high-water mark). False if recovering failed."""
         last = info.get("last", {})
         if any(last.get(topic, 0) > self.covered[t] for t, topic in self.topics.items()):
-            self._recover(info["seq"])
+            return self._try_recover(info["seq"])
+        return True
 
     def _on_live_eod(self, info: dict) -> None:
-        self._recover_if_missed(info)
+        if not self._recover_if_missed(info):
+            return                           # the day is closed by the replay that repairs it
         self._eod(info["date"], info["seq"])
         for t in self.covered:
             self.covered[t] = max(self.covered[t], info["seq"])

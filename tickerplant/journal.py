@@ -25,7 +25,7 @@ import threading
 import time
 import zlib
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import BinaryIO, Callable, Iterator
 
 from common.codec import pack, unpack
 
@@ -124,23 +124,49 @@ def read_records(path: str, offset: int = 0) -> Iterator[Record]:
     """Yield the complete records of path from byte offset on, stopping at end of file or at an
     incomplete last record (a writer may be appending). Raises CorruptRecord on a bad frame."""
     with open(path, "rb") as f:
-        f.seek(offset)
-        base = offset
-        pending = b""
+        yield from iter_records(f, offset)
+
+
+def iter_records(f: BinaryIO, start: int, stop: int | None = None,
+                 base: int | None = None) -> Iterator[Record]:
+    """Yield the complete records of the open binary file f between positions start and stop (end
+    of file when None). Their offset/end are reported relative to base: the record at position
+    start is at byte `base` of its journal (base defaults to start; a replay spool holding a copy
+    of a journal's bytes gives the journal offset of its first byte). Raises CorruptRecord."""
+    f.seek(start)
+    left = -1 if stop is None else stop - start
+    base = start if base is None else base
+    pending = b""
+    while left:
+        chunk = f.read(READ_CHUNK if left < 0 else min(READ_CHUNK, left))
+        if not chunk:
+            return
+        left = left - len(chunk) if left > 0 else left
+        buf = memoryview(pending + chunk) if pending else memoryview(chunk)
+        pos = 0
         while True:
-            chunk = f.read(READ_CHUNK)
-            if not chunk:
-                return
-            buf = memoryview(pending + chunk) if pending else memoryview(chunk)
-            pos = 0
-            while True:
-                rec, new_pos = _parse(buf, pos, base)
-                if rec is None:
-                    break
-                yield rec
-                pos = new_pos
-            pending = bytes(buf[pos:])
-            base += pos
+            rec, new_pos = _parse(buf, pos, base)
+            if rec is None:
+                break
+            yield rec
+            pos = new_pos
+        pending = bytes(buf[pos:])
+        base += pos
+
+
+def parse_records(buf: bytes | memoryview, base: int) -> tuple[list[Record], int]:
+    """The complete records at the start of buf (whose first byte is at journal offset base) and
+    how many bytes they take; a trailing incomplete record is left for the caller to complete.
+    Raises CorruptRecord naming the journal offset of a bad frame."""
+    view = memoryview(buf)
+    out: list[Record] = []
+    pos = 0
+    while True:
+        rec, new_pos = _parse(view, pos, base)
+        if rec is None:
+            return out, pos
+        out.append(rec)
+        pos = new_pos
 
 
 @dataclass
@@ -153,6 +179,8 @@ class ScanResult:
     dropped_records: int = 0
     dropped_bytes: int = 0
     problem: str = ""
+    following: int = 0          # good records found after the bad one: damage in the middle
+    following_seqs: tuple[int, int] = (0, 0)
     start: dict | None = None
     closed: bool = False
     seq: int = 0
@@ -197,6 +225,7 @@ def scan(path: str) -> ScanResult:
                 res.msgids[rec.publisher] = max(rec.msgid, res.msgids.get(rec.publisher, 0))
     except CorruptRecord as exc:
         res.problem = str(exc)
+        _look_past(res)
     if res.good_end < res.file_size:
         with open(path, "rb") as f:
             f.seek(res.good_end)
@@ -207,6 +236,41 @@ def scan(path: str) -> ScanResult:
     return res
 
 
+def _look_past(res: ScanResult) -> None:
+    """After a bad record: are there good records past it? Then the journal is damaged in the
+    middle (a torn write only ever leaves garbage at the tail)."""
+    with open(res.path, "rb") as f:
+        f.seek(res.good_end)
+        head = f.read(FRAME.size)
+        if len(head) < FRAME.size:
+            return
+        length, _ = FRAME.unpack(head)
+        if length < HEADER.size or length > MAX_BODY:
+            return
+        seqs = []
+        try:
+            for rec in iter_records(f, res.good_end + FRAME.size + length):
+                res.following += 1
+                seqs.append(rec.seq)
+        except CorruptRecord:
+            pass
+        if seqs:
+            res.following_seqs = (seqs[0], seqs[-1])
+
+
+class JournalDamaged(Exception):
+    """A record in the middle of a journal fails its check and good records follow it."""
+
+
+def damage_report(res: ScanResult) -> str:
+    """What a damaged (not merely torn) journal looks like and what to do about it."""
+    first, last = res.following_seqs
+    return (f"journal {res.path}: {res.problem} (the last good record before it has seq "
+            f"{res.seq}), and {res.following} good record(s) follow it (seq {first} to {last}): "
+            f"the journal is damaged in the middle, not torn at its tail, and cutting it there "
+            f"would lose acknowledged records. Restore the file from a copy, or start the "
+            f"tickerplant with --truncate-damaged to cut it at byte {res.good_end} (the bytes cut "
+            f"are kept in {res.path}.cut-{res.good_end})")
 @dataclass
 class RecoveredState:
     """Where a restarted tickerplant carries on."""
@@ -219,30 +283,41 @@ class RecoveredState:
     dropped_bytes: int = 0
 
 
-def recover(directory: str) -> RecoveredState:
+def recover(directory: str, truncate_damaged: bool = False) -> RecoveredState:
     """Scan the newest journal file, truncate a torn or corrupt tail (logging exactly what was
     dropped) and return the state to resume from. A newest file whose start record is missing or
-    bad holds nothing usable: it is emptied and the state comes from the file before it."""
+    bad holds nothing usable: it is emptied and the state comes from the file before it.
+    A bad record with good records after it (damage in the middle) raises JournalDamaged, unless
+    truncate_damaged: then the file is cut there too, the bytes cut kept in `<file>.cut-<offset>`."""
     files = journal_files(directory)
     if not files:
         return RecoveredState(0, {}, None, None, False)
     date, path = files[-1]
-    res = recover_closed(path)
+    res = recover_closed(path, truncate_damaged)
     if res.start is not None:
         return RecoveredState(res.seq, res.msgids, path, date, res.closed,
                               res.dropped_records, res.dropped_bytes)
     if res.good_end:
         log.warning("journal %s has no start record; emptying it (%d byte(s))", path, res.good_end)
         _truncate(path, 0)
-    prev = recover_closed(files[-2][1]) if len(files) > 1 else ScanResult(path)
+    prev = recover_closed(files[-2][1], truncate_damaged) if len(files) > 1 else ScanResult(path)
     return RecoveredState(prev.seq, prev.msgids, path, date, False,
                           res.dropped_records + prev.dropped_records,
                           res.dropped_bytes + prev.dropped_bytes)
 
 
-def recover_closed(path: str) -> ScanResult:
-    """Scan one file and truncate its bad tail, if any, logging exactly what was dropped."""
+def recover_closed(path: str, truncate_damaged: bool = False) -> ScanResult:
+    """Scan one file and truncate its bad tail, if any, logging exactly what was dropped; raise
+    JournalDamaged for damage in the middle unless truncate_damaged (see recover)."""
     res = scan(path)
+    if res.following:
+        if not truncate_damaged:
+            raise JournalDamaged(damage_report(res))
+        cut = f"{path}.cut-{res.good_end}"
+        with open(path, "rb") as src, open(cut, "wb") as dst:
+            src.seek(res.good_end)
+            dst.write(src.read())
+        log.error("%s; --truncate-damaged: cutting it, bytes kept in %s", damage_report(res), cut)
     if res.dropped_bytes:
         log.warning("journal %s: %s; truncated %d byte(s): %d record(s) dropped, %d good "
                     "record(s) kept", path, res.problem, res.dropped_bytes, res.dropped_records,

@@ -1,6 +1,7 @@
 """The tickerplant process: ingest, validate, sequence, journal, acknowledge, publish, roll the day.
 
-One thread runs the loop over three sockets: the ingest ROUTER (publishers' `U` updates and `hello`), the
+One thread runs the loop over three sockets (a second thread serves journal replay over the
+network, tickerplant/replay.py): the ingest ROUTER (publishers' `U` updates and `hello`), the
 control ROUTER (an RpcServer: `sub`, `unsub`, `progress`, `status`) and an inproc socket on which
 the journal's group-commit thread says what became durable. Each ingest wake-up drains many
 messages, validates them, journals the good ones with ONE write, publishes them (the received
@@ -28,6 +29,7 @@ from common.zmqio import recv_message
 from tickerplant import journal
 from tickerplant.fanout import EOD, HEARTBEAT, Fanout, table_topic
 from tickerplant.fastcheck import FastCheck
+from tickerplant.replay import ReplayServer, default_endpoint
 from tickerplant.tradingday import next_roll, trading_date
 
 log = logging.getLogger("tickerplant")
@@ -49,6 +51,8 @@ class Config:
     batch_ms: float = 0.0
     eod_ns: int = 0
     hwm: int = 10_000
+    replay: str | None = None          # replay service endpoint (None: replay.default_endpoint)
+    truncate_damaged: bool = False     # cut a journal damaged in the middle instead of refusing
 
 
 @dataclass
@@ -101,7 +105,7 @@ class Tickerplant:
         self.index: list[tuple[int, int]] = [(0, 0)]
         self.stopping = False
 
-        state = journal.recover(cfg.journal_dir)
+        state = journal.recover(cfg.journal_dir, cfg.truncate_damaged)
         self.recovered = state
         self.seq = state.seq
         self.msgids = dict(state.msgids)
@@ -126,6 +130,8 @@ class Tickerplant:
         self.pub.bind(cfg.pub)
         self.pub_endpoint = self.pub.getsockopt_string(zmq.LAST_ENDPOINT)
         self.fanout = Fanout(self.pub, cfg.batch_ms, self._decode, self.seq)
+        self.replay = ReplayServer(cfg.replay or default_endpoint(cfg.control),
+                                   os.path.abspath(cfg.journal_dir), self.ctx)
         self.control = RpcServer(cfg.control, {"sub": self.op_sub, "unsub": self.op_unsub,
                                                "progress": self.op_progress,
                                                "locate": self.op_locate,
@@ -306,8 +312,10 @@ class Tickerplant:
         self.wanted = {t for s in self.subscribers.values() for t in s.tables}
         log.info("subscriber %s: tables %s, syms %s, at seq %d", name, tables,
                  "all" if syms is None else len(syms), self.seq)
+        st = os.stat(self.appender.path)
         return {"schemas": {t: self.schemas[t].qtypes() for t in tables},
                 "journal": os.path.abspath(self.appender.path), "date": self.appender.date,
+                "journal_id": [st.st_dev, st.st_ino], "replay": self.replay.endpoint,
                 "seq": self.seq, "epoch": self.epoch, "topics": topics, "pub": self.pub_endpoint}
 
     def op_unsub(self, req: dict) -> dict:
@@ -347,6 +355,9 @@ class Tickerplant:
                 "startup_dropped": {"records": self.recovered.dropped_records,
                                     "bytes": self.recovered.dropped_bytes},
                 "publishers": dict(self.msgids),
+                "replay": {"endpoint": self.replay.endpoint, "chunks": self.replay.served,
+                           "bytes": self.replay.bytes_sent, "errors": self.replay.errors,
+                           "dropped": self.replay.dropped},
                 "subscribers": [{"name": s.name, "seq": s.seq, "lag": self.seq - s.seq,
                                  "tables": s.tables, "syms": s.syms}
                                 for s in self.subscribers.values()]}
@@ -418,6 +429,7 @@ class Tickerplant:
         self.fanout.flush()
         self.appender.close()
         self.release(self.appender.write_no)
+        self.replay.close()
         for sock in (self.ingest, self.pub, self.wake):
             sock.close(0)
         self.control.close()
