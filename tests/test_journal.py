@@ -115,3 +115,41 @@ def test_roll_closes_the_day_and_carries_state_to_the_next_file(tmp_path):
     state = journal.recover(str(tmp_path))
     assert (state.seq, state.msgids, state.date) == (2, {"fh": 2}, "2026-01-06")
     assert os.path.getsize(files[1][1]) == 0
+
+
+def test_bad_record_in_the_middle_is_damage_not_a_torn_tail(tmp_path):
+    app = _write_day(tmp_path, 6)
+    app.close()
+    recs = list(journal.read_records(app.path))
+    bad = recs[3]                                    # seq 3; seqs 4 to 6 follow it intact
+    size = os.path.getsize(app.path)
+    with open(app.path, "r+b") as f:
+        f.seek(bad.end - 2)
+        f.write(b"\xfe\xfe")
+    res = journal.scan(app.path)
+    assert (res.seq, res.following, res.following_seqs) == (2, 3, (4, 6))
+    with pytest.raises(journal.JournalDamaged, match=rf"crc mismatch in record at byte "
+                       rf"{bad.offset} .*seq 2\), and 3 good record\(s\) follow it \(seq 4 to 6\)"):
+        journal.recover(str(tmp_path))
+    assert os.path.getsize(app.path) == size         # nothing cut
+    state = journal.recover(str(tmp_path), truncate_damaged=True)
+    assert (state.seq, state.dropped_records, state.dropped_bytes) == (2, 4, size - bad.offset)
+    assert os.path.getsize(app.path) == bad.offset
+    with open(f"{app.path}.cut-{bad.offset}", "rb") as f:
+        assert len(f.read()) == size - bad.offset
+    assert journal.journal_files(str(tmp_path)) == [("2026-01-05", app.path)]
+
+
+def test_iter_records_of_a_copy_reports_journal_offsets_and_parse_keeps_a_partial_tail(tmp_path):
+    app = _write_day(tmp_path, 4)
+    app.close()
+    recs = list(journal.read_records(app.path))
+    data = open(app.path, "rb").read()
+    copy = tmp_path / "spool"
+    copy.write_bytes(b"junk" + data[recs[1].offset:recs[3].end])
+    with open(copy, "rb") as f:
+        got = list(journal.iter_records(f, 4, 4 + recs[3].end - recs[1].offset, recs[1].offset))
+    assert [(r.seq, r.offset, r.end) for r in got] == [(r.seq, r.offset, r.end) for r in recs[1:4]]
+    parsed, used = journal.parse_records(data[recs[2].offset:recs[4].end - 1], recs[2].offset)
+    assert [r.seq for r in parsed] == [2, 3] and used == recs[3].end - recs[2].offset
+    assert parsed[0].offset == recs[2].offset
