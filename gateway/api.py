@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -37,6 +38,7 @@ MAX_ACCOUNTS = 1_000            # distinct accounts in one request
 MAX_TRADES = 1_000              # trades in one what-if basket
 MAX_RUNNING, MAX_WAITING = 32, 256      # per user: requests in progress, and queued behind them
 _INT64 = 2**63
+TIMESTAMP_TEXT = re.compile(r"\d{4}[-.]\d{2}[-.]\d{2}", re.ASCII)     # how a timestamp's text starts
 
 
 class ApiError(Exception):
@@ -94,6 +96,15 @@ def _number(value, what: str, allow_null: bool = False) -> float:
     return v
 
 
+def _items(column) -> list:
+    """A trades column as a list (an atom is a column of one)."""
+    if isinstance(column, np.ndarray):
+        if column.ndim > 1:
+            raise ApiError("type: a trades column must be a list of atoms")
+        return column.tolist()
+    return list(column) if isinstance(column, (list, tuple)) else [column]
+
+
 def trades_from(sym, qty=None, price=None) -> dict:
     """The calc `trades` argument from one trade (sym, qty, price) or a table/dict of trades."""
     if isinstance(sym, dict):
@@ -102,8 +113,8 @@ def trades_from(sym, qty=None, price=None) -> dict:
         syms, qtys = sym.get("sym"), sym.get("qty")
         if syms is None or qtys is None:
             raise ApiError("type: the trades table needs columns sym and qty (price optional)")
-        syms, qtys = list(np.atleast_1d(syms)), list(np.atleast_1d(qtys))
-        prices = list(np.atleast_1d(sym.get("price", [None] * len(syms))))
+        syms, qtys = _items(syms), _items(qtys)
+        prices = _items(sym.get("price", [None] * len(syms)))
         if not (len(syms) == len(qtys) == len(prices)) or not syms:
             raise ApiError("length: trades columns must be non-empty and of equal length")
         if len(syms) > MAX_TRADES:
@@ -117,8 +128,12 @@ def trades_from(sym, qty=None, price=None) -> dict:
 
 def _since(value):
     """The rdb `start` argument: int ns, or text the rdb parses (ISO or q timestamp)."""
-    if value is None or isinstance(value, str):
-        return value or None
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        if not TIMESTAMP_TEXT.match(value):
+            raise ApiError("type: since must be a timestamp, ISO-8601 (2026-11-21T05:00:00) or q (2026.11.21D05:00:00)")
+        return value
     if isinstance(value, np.datetime64):
         return None if np.isnat(value) else int(value.astype("datetime64[ns]").view(np.int64))
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and -_INT64 <= value < _INT64:
@@ -262,7 +277,7 @@ class Api:
         """Dispatch a named function with positional arguments (q call semantics)."""
         arity = self.FUNCTIONS.get(name)
         if arity is None:
-            raise ApiError(name, 400)                       # q: 'name for an undefined name
+            raise ApiError(name or "type: the function name is empty", 400)     # q: 'name for an undefined name
         if not arity[0] <= len(args) <= arity[1]:
             if len(args) == 1 and args[0] is None and arity[0] == 0:
                 args = []

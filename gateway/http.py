@@ -179,10 +179,13 @@ class HttpApi:
             return response
 
     @staticmethod
-    def _query(request: web.Request, name: str, required: bool = False) -> str | None:
+    def _query(request: web.Request, name: str, required: bool = False, empty: bool = True) -> str | None:
+        """A query parameter's value, None when absent (or empty, when `empty` allows it)."""
         value = request.query.get(name)
         if required and not value:
             raise ApiError(f"{name}: query parameter {name} is required")
+        if value == "" and not empty:
+            raise ApiError(f"{name}: query parameter {name} is empty")
         return value or None
 
     @staticmethod
@@ -198,7 +201,7 @@ class HttpApi:
 
     async def alerts(self, request):
         result = await self.api.alerts(request["user"], self._list(self._query(request, "account")),
-                                       self._query(request, "since"))
+                                       self._query(request, "since", empty=False))
         return web.json_response(jsonable(result.value))
 
     async def positions(self, request):

@@ -59,6 +59,27 @@ class ProtocolError(Exception):
     """The byte stream is not kdb+ IPC; the connection is closed."""
 
 
+def decode(msg: bytes, compressed: bool, limits: Limits, max_message_bytes: int) -> Call | Answer:
+    """What a whole request message asks for: decompressed, checked (gateway.qscan), deserialised
+    by PyKX, read (gateway.qcall). Raises only ScanError, ApiError or QSyntaxError (q-style text)."""
+    if compressed:
+        try:
+            msg = decompress(msg, max_message_bytes)
+        except ValueError as e:
+            raise ApiError(f"badmsg: {e}") from None
+    check(msg, limits)
+    try:
+        request = kx.deserialize(msg)
+    except Exception:                          # noqa: BLE001 - PyKX validates; any failure is bad input
+        raise ApiError("badmsg: not a valid kdb+ message") from None
+    try:
+        return read(request, Api.FUNCTIONS)
+    except QSyntaxError:
+        raise
+    except Exception:                          # noqa: BLE001 - a value with no Python form (a timestamp out of range)
+        raise ApiError("type: the request holds a value the gateway cannot read") from None
+
+
 class Connection:
     """One authenticated client."""
 
@@ -192,28 +213,9 @@ class IpcServer:
             await self._handle(conn, msgtype, header + body, compressed == 1)
 
     # ---- requests ---------------------------------------------------------------------------------
-    def _request(self, msg: bytes, compressed: bool) -> Call | Answer:
-        """What a message asks for: decompressed, checked (gateway.qscan), deserialised, read."""
-        if compressed:
-            try:
-                msg = decompress(msg, self.max_message_bytes)
-            except ValueError as e:
-                raise ApiError(f"badmsg: {e}") from None
-        check(msg, self.limits)
-        try:
-            request = kx.deserialize(msg)
-        except Exception:                          # noqa: BLE001 - PyKX validates; any failure is bad input
-            raise ApiError("badmsg: not a valid kdb+ message") from None
-        try:
-            return read(request, Api.FUNCTIONS)
-        except QSyntaxError:
-            raise
-        except Exception:                          # noqa: BLE001 - a value PyKX cannot give back as Python
-            raise ApiError("type: the request holds a value the gateway cannot read") from None
-
     async def _handle(self, conn: Connection, msgtype: int, msg: bytes, compressed: bool) -> None:
         try:
-            reply = message(await self._evaluate(conn, self._request(msg, compressed)))
+            reply = message(await self._evaluate(conn, decode(msg, compressed, self.limits, self.max_message_bytes)))
             self.served += 1
         except (ApiError, QSyntaxError, QTypeError, ScanError) as e:
             self.errors += 1

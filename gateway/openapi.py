@@ -4,9 +4,10 @@ It states the limits the server enforces (non-empty names, at most 1,000 trades 
 unknown fields) and every error status it gives, so a client generated from it, or a fuzzer
 checking the server against it (tests/test_gateway_fuzz.py), sees the server as it is.
 """
-from gateway.api import MAX_TRADES
+from gateway.api import MAX_TRADES, TIMESTAMP_TEXT
 
 _NAME = {"type": "string", "minLength": 1}
+_QTY = {"type": "number", "not": {"enum": [0]}, "description": "signed, buy > 0"}
 _ACCOUNT = {"name": "account", "in": "query", "required": True, "schema": _NAME}
 _ERROR = {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 _ROWS = {"description": "rows", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Rows"}}}}
@@ -27,7 +28,7 @@ OPENAPI = {
                       "properties": {"error": {"type": "string", "example": "access: user trader1 is not entitled to account FUND2"}}},
             "Rows": {"type": "array", "items": {"type": "object"}},
             "Trade": {"type": "object", "required": ["sym", "qty"], "additionalProperties": False,
-                      "properties": {"sym": _NAME, "qty": {"type": "number", "description": "signed, buy > 0"},
+                      "properties": {"sym": _NAME, "qty": _QTY,
                                      "price": {"type": "number", "nullable": True, "description": "null: last price"}}},
             "WhatIf": {"type": "object", "additionalProperties": False,
                        "description": "one trade (sym, qty, price) or a basket (trades)",
@@ -37,7 +38,7 @@ OPENAPI = {
                        "properties": {"account": _NAME,
                                       "trades": {"type": "array", "minItems": 1, "maxItems": MAX_TRADES,
                                                  "items": {"$ref": "#/components/schemas/Trade"}},
-                                      "sym": _NAME, "qty": {"type": "number"},
+                                      "sym": _NAME, "qty": _QTY,
                                       "price": {"type": "number", "nullable": True}}},
             "WhatIfResult": {"type": "object", "properties": {
                 "before": {"type": "object"}, "after": {"type": "object"}, "delta": {"type": "object"},
@@ -64,7 +65,9 @@ OPENAPI = {
             "responses": {"200": {"description": "result"}, **_ERRORS}}},
         "/alerts": {"get": {"summary": "alerts of the day", "parameters": [
             {"name": "account", "in": "query", "required": False, "schema": {"type": "string"}},
-            {"name": "since", "in": "query", "required": False, "schema": {"type": "string", "format": "date-time"}}],
+            {"name": "since", "in": "query", "required": False,
+             "description": "ISO-8601 (2026-11-21T05:00:00) or q (2026.11.21D05:00:00) timestamp, UTC",
+             "schema": {"type": "string", "pattern": "^" + TIMESTAMP_TEXT.pattern}}],
             "responses": {"200": _ROWS, **_ERRORS}}},
         "/stream": {"get": {"summary": "server-sent events: `margin` and `alert` rows as they are published",
                             "parameters": [
