@@ -87,3 +87,19 @@ def test_corrupt_compressed_input_raises_not_crashes():
             pass
     with pytest.raises(ValueError, match="limit"):                 # announces 2 GB from 12 bytes
         decompress(b"\x01\x01\x01\x00\x0c\x00\x00\x00\xff\xff\xff\x7f", limit=1 << 20)
+
+
+def test_symbols_with_nul_or_no_utf8_form_are_escaped_and_decode_in_pykx():
+    """The rule of gateway/qcodec.py: in a symbol NUL -> `\\000`, an unencodable character -> its
+    backslash escape; strings keep their NULs. Every such reply decodes in PyKX."""
+    nul, lone = "AMD\x00X", "a\udcffb"
+    assert kx.deserialize(message(encode(nul))).py() == "AMD\\000X"
+    assert kx.deserialize(message(encode(lone))).py() == "a\\udcffb"
+    assert kx.deserialize(message(encode([nul, "SPY", lone]))).py() == ["AMD\\000X", "SPY", "a\\udcffb"]
+    batch = {"sym": np.array([nul, "SPY"], dtype=object), "text": [nul, lone], "qty": np.array([1.0, 2.0])}
+    decoded = kx.deserialize(message(encode(batch, {"text": "string"}))).py()
+    assert decoded["sym"] == ["AMD\\000X", "SPY"] and decoded["text"] == [b"AMD\x00X", b"a\\udcffb"]
+    assert kx.deserialize(message(encode({nul: 1.0, "b": 2.0}))).py() == {"AMD\\000X": 1.0, "b": 2.0}
+    assert encode(["FUND1", "SPY"]) == serialized(kx.SymbolVector(["FUND1", "SPY"]))   # the fast path is unchanged
+    with pytest.raises(kx.QError, match="^a b$"):                     # error text: a NUL becomes a space
+        kx.deserialize(error_message("a\x00b"))

@@ -188,6 +188,22 @@ def test_nul_in_a_journaled_symbol_never_makes_a_reply_undecodable(stack):
     healthy(stack)
 
 
+def test_log_lines_are_rate_limited(stack):
+    """50 connections closed for bad framing log at most gateway.ratelog.BURST lines per minute
+    (twice that if a minute's window ends during the test)."""
+    from gateway.ratelog import BURST
+    log_path = stack["procs"][3].log_path
+    closed_lines = lambda: log_path.read_text(errors="replace").count("; connection closed")
+    before = closed_lines()
+    for _ in range(50):
+        s, _ = raw_login(stack["port"])
+        s.sendall(b"\x07\x01\x00\x00\x10\x00\x00\x00" + b"x" * 8)     # unknown byte order: closed
+        assert s.recv(1) == b""
+        s.close()
+    assert 0 < closed_lines() - before <= 2 * BURST
+    healthy(stack)
+
+
 # ---- HTTP -----------------------------------------------------------------------------------------
 def raw_http(port: int, data: bytes, wait: float = 30.0) -> bytes:
     """What the gateway answers to raw bytes, read until it closes the connection (or `wait` s)."""

@@ -3,6 +3,7 @@ small RpcServer in the test standing in for the rdb and calc backends (the full-
 the real rdb and calc are in test_gateway_stack.py)."""
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import socket
@@ -19,6 +20,7 @@ from bench.harness import listening
 from conftest import pykx_connection, wait_until
 
 from common.rpc import RpcServer
+from gateway.api import MAX_RUNNING, MAX_WAITING
 from gateway.compression import compress
 from tickerplant.client import Publisher
 
@@ -406,3 +408,37 @@ def test_http_api(gateway):
     ]:
         status, reply = http(port, path, **kwargs)
         assert status == code and reason in reply["error"], (path, kwargs, status, reply)
+
+
+def test_one_user_cannot_take_every_request_slot(gateway, standin):
+    """Per user, api.MAX_RUNNING requests in progress and api.MAX_WAITING queued behind them; the
+    rest are refused at once (HTTP 429, kdb+ 'limit); once the slow ones finish all were answered."""
+    import aiohttp
+    port, http_port = gateway
+    extra = 12
+
+    async def burst():
+        async with aiohttp.ClientSession(headers={"Authorization": "Bearer demo-token"},
+                                         connector=aiohttp.TCPConnector(limit=0)) as session:
+            async def one():
+                async with session.post(f"http://127.0.0.1:{http_port}/whatif",
+                                        json={"account": "SLOW", "sym": "AMD", "qty": 1}) as r:
+                    return r.status, await r.json()
+            tasks = [asyncio.create_task(one()) for _ in range(MAX_RUNNING + MAX_WAITING + extra)]
+            for _ in range(300):                                   # the refusals come back first
+                if sum(t.done() for t in tasks) >= extra:
+                    break
+                await asyncio.sleep(0.1)
+            refused = [t.result() for t in tasks if t.done()]
+            with pykx_connection(port) as conn:                    # the same user over kdb+ IPC
+                with pytest.raises(kx.QError, match="limit: user demo has"):
+                    conn("margin", "FUND1")
+            standin.release.set()
+            return refused, await asyncio.gather(*tasks)
+
+    refused, replies = asyncio.run(burst())
+    assert len(refused) == extra and all(status == 429 and "limit: user demo has" in body["error"]
+                                         for status, body in refused)
+    assert sorted(status for status, _ in replies) == [200] * (MAX_RUNNING + MAX_WAITING) + [429] * extra
+    with pykx_connection(port) as conn:
+        assert conn("margin", "FUND1").py()["sym"] == ["FUND1"]
