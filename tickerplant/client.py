@@ -6,7 +6,10 @@ every message stays in memory until the tickerplant acknowledges it as durable; 
 restarted tickerplant gets the unacknowledged messages again (it drops the ones it already has).
 
 Subscriber: `sub` handshake on the control socket, journal replay up to the handshake's seq, then
-live messages from the PUB socket. For each table it keeps `covered`, the seq up to which every
+live messages from the PUB socket. The replay reads the journal file when it is readable here (and
+is the tickerplant's very file), else fetches it from the tickerplant's replay service
+(tickerplant/replay.py); either way it is all or nothing: every record is read and checked (over the
+network, spooled) before any is applied, and a broken replay raises ReplayError with nothing applied. For each table it keeps `covered`, the seq up to which every
 record of that table has been applied; a live message whose `prev` is above it (or a heartbeat
 whose last seq for the topic is above it) shows a missed message, and everything missed is read
 back from the journal. A new tickerplant epoch in the heartbeat means a restart: handshake again

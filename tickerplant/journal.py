@@ -2,7 +2,9 @@
 
 Owns the on-disk format (see docs/protocol.md, "Journal"), the appender with its durability policy,
 the reader used for subscriber replay and recovery, and the start-up scan that truncates a torn or
-corrupt tail and recovers the sequence number and the last msgid of every publisher.
+corrupt tail and recovers the sequence number and the last msgid of every publisher. A bad record
+with good records after it is damage in the middle, not a torn tail: recover raises JournalDamaged
+rather than cut acknowledged records (unless told to cut, keeping the bytes cut aside).
 
 File: `<dir>/tp.YYYY-MM-DD.log`. Record: `[u32 length][u32 crc32(body)][body]`, little-endian;
 body = header (seq u64, msgid u64, recv_ns i64, len(table) u8, len(publisher) u8) + table +
