@@ -107,11 +107,11 @@ class Campaign:
                 rng = random.Random(f"{self.seed}:{index}")
                 target = self.targets[edge]
                 started = time.monotonic()
+                case = Case(edge, "?", "the generator failed")
                 try:
                     case = target.generate(rng)
                     result = target.run(case, self.hang_timeout)
                 except Exception as e:               # noqa: BLE001 - the campaign reports, never dies
-                    case = locals().get("case") or Case(edge, "?", "?")
                     result = Result(INTERNAL, f"{type(e).__name__}: {e}")
                 died = watch.died()
                 if died:

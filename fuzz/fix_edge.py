@@ -25,7 +25,7 @@ BREAKS_FRAMING = ("checksum", "bodylength", "nobegin", "duptag", "soh", "begin",
 ACCOUNTS = ("FUND1", "FUND2", "FUZZ1", "FUND1\x00", "", "A" * 300, "FUND\x1b1")
 
 
-def _bad_number(text: str, positive: bool = True) -> bool:
+def _bad_number(text: str) -> bool:
     try:
         x = float(text)
     except ValueError:
