@@ -21,7 +21,8 @@ WEIGHTS = {"fill": 50, "cancel": 10, "msgtype": 8, "framing": 12, "garbage": 8, 
 QTYS = ("100", "0", "-100", "9007199254740993", "1e308", "nan", "inf", "-0", "1e-300", "abc", "", "0x10", "1" * 400)
 PRICES = ("101.5", "0", "-1", "nan", "inf", "1e308", "5e-324", "x", "")
 SYMBOLS = ("SPY", "AMD", "ZZZ", "AMD\x00", "AM\x7fD", "", "S" * 300, "ФОНД", "SPY|", "AMD ")
-BREAKS_FRAMING = ("checksum", "bodylength", "nobegin", "duptag", "soh", "begin", "seqreset")
+# mutations after which the stream is out of step for this raw client (it cannot resend what a gap covers)
+BREAKS_FRAMING = ("checksum", "bodylength", "nobegin", "duptag", "soh", "begin", "seqreset", "seqhigh")
 ACCOUNTS = ("FUND1", "FUND2", "FUZZ1", "FUND1\x00", "", "A" * 300, "FUND\x1b1")
 
 
@@ -149,9 +150,9 @@ class FixSession:
         if m.get("35") == "1":
             self._send("0", f"112={m.get('112', '')}{SOH}")
         elif m.get("35") == "2":                      # gap-fill whatever the acceptor asks for again
-            begin = int(m.get("7", "1") or 1)
+            begin, end = int(m.get("7") or 1), int(m.get("16") or 0)
             now = utc_timestamp(time.time_ns())
-            self._send("4", f"43=Y{SOH}122={now}{SOH}123=Y{SOH}36={self.seq + 1}{SOH}", seq=begin)
+            self._send("4", f"43=Y{SOH}122={now}{SOH}123=Y{SOH}36={end + 1 if end else self.seq + 1}{SOH}", seq=begin)
 
     def open(self, deadline: Deadline) -> None:
         if self.sock is not None:
