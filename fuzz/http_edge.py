@@ -121,7 +121,7 @@ def generate(rng: random.Random) -> Case:
             b"GET /" + b"a" * 100_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
             request("GET", "/margin", {"X-Big": "b" * 100_000}),
             request("GET", "/margin", {f"X-H{i}": "v" for i in range(2000)}),
-            request("GET", "/margin", {"X-Nul": "a\x00b"}), request("GET", "/margin?account=%zz"),
+            request("GET", "/margin", {"X-Nul": "a\x00b"}),
             request("GET", "/margin\r\nX-Injected: 1"),
             b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(40), rng.randbytes(rng.randrange(1, 2000)),
             b"GET /margin HTTP/1.1\r\nHost: x\r\n" + b"Authorization: Bearer demo-token\r\n" + b"\n" * 10 + b"\r\n",
