@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -65,6 +66,10 @@ def table(s: dict) -> str:
     return "\n".join(lines)
 
 
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     setup_logging(args.log_level)
@@ -75,6 +80,7 @@ def main(argv=None) -> int:
     opts = Options(state_dir=state_dir.resolve(), fills=args.fills, rate=args.rate, kill_every=args.kill_every,
                    max_kills=args.max_kills, seed=args.seed, ticks_per_sec=args.ticks_per_sec, ack=args.ack,
                    settle_timeout=args.settle_timeout)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)      # unwinds through the stack's stop()
     try:
         summary = ChaosRun(opts).run()
     except (StackError, RuntimeError) as e:

@@ -23,7 +23,7 @@ from feedhandlers.omsim.initiator import Initiator
 from feedhandlers.omsim.orders import OrderFlow
 from feedhandlers.omsim.pacing import paced
 from feedhandlers.refdata.loader import load_refdata
-from stack import Stack, free_port
+from stack import Stack, StackError, free_port
 from tickerplant.client import Subscriber
 
 log = logging.getLogger("chaos")
@@ -109,7 +109,12 @@ class Killer(threading.Thread):
             name = self.rng.choice(VICTIMS)
             before = self.stack.restarts(name)
             t0 = time.monotonic()
-            pid = self.stack.kill(name, signal.SIGKILL)
+            try:
+                pid = self.stack.kill(name, signal.SIGKILL)
+            except (StackError, ProcessLookupError):   # it died on its own and waits for its restart
+                log.warning("%s is not running (restarting after a death of its own); killing it next time", name)
+                next_kill = t0 + self.opts.kill_every
+                continue
             self.kills[name] += 1
             log.warning("killed %s (pid %d), kill %d", name, pid, sum(self.kills.values()))
             while not (self.stack.restarts(name) > before and self.stack.ready(name)):
@@ -173,6 +178,7 @@ class ChaosRun:
             sent_s = time.monotonic() - t0
             settled = self._quiesce(treasury, len(sender.sent))
         finally:
+            killer.done.set()
             sender.close()
         j = checks.Journal(str(self.opts.state_dir / "journal"))
         self._drain(treasury, len(j.seqs("margin")))

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -106,7 +106,6 @@ class Process:
     restart_at: float | None = None      # set while a restart waits out its backoff
     deaths: int = 0
     restarts: int = 0
-    history: list[dict] = field(default_factory=list)
 
 
 class Stack:
@@ -312,9 +311,7 @@ class Stack:
             popen.wait(10)
 
     def _event(self, p: Process, event: str, **detail) -> None:
-        record = {"time": time.time(), "name": p.name, "event": event, "pid": p.popen.pid, **detail}
-        self.events.append(record)
-        p.history.append(record)
+        self.events.append({"time": time.time(), "name": p.name, "event": event, "pid": p.popen.pid, **detail})
 
     def _supervise(self) -> None:
         while not self._stopping.wait(POLL_S):

@@ -18,14 +18,20 @@ SEED = 97          # its first five victims are the five processes: rdb, fix, ca
 
 
 def test_short_chaos_run_loses_and_doubles_nothing(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "chaos", "--fills", "10000", "--rate", "500", "--kill-every", "3",
-                           "--max-kills", "5", "--seed", str(SEED), "--json", "--state-dir", str(tmp_path),
-                           "--log-level", "WARNING"],
-                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    assert proc.returncode == 0, proc.stderr[-6000:]
-    s = json.loads(proc.stdout)
-    assert "CHAOS PASSED" in proc.stderr
+    proc = subprocess.Popen([sys.executable, "-m", "chaos", "--fills", "10000", "--rate", "500", "--kill-every", "3",
+                             "--max-kills", "5", "--seed", str(SEED), "--json", "--state-dir", str(tmp_path),
+                             "--log-level", "WARNING"],
+                            cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        out, err = proc.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        proc.terminate()                    # SIGTERM: chaos stops its stack before exiting
+        out, err = proc.communicate(timeout=60)
+        pytest.fail(f"chaos did not finish within 240 s:\n{err[-6000:]}")
+    assert proc.returncode == 0, err[-6000:]
+    s = json.loads(out)
+    assert "CHAOS PASSED" in err
     assert s["ok"] and s["settled"] and not s["unrecovered"]
     assert s["kills"] == 5
     for name in VICTIMS:
