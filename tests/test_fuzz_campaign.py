@@ -15,7 +15,8 @@ HANG_S = 3.0
 
 @pytest.fixture
 def stack(tmp_path):
-    s = Stack(tmp_path / "stack", ports="free", supervise=True, log_level="WARNING", omsim=False)
+    s = Stack(tmp_path / "stack", ports="free", supervise=True, log_level="WARNING", omsim=False,
+              extra_args={"gateway": ["--http-header-timeout", "1.5", "--http-body-timeout", "1.5"]})  # cut within HANG_S
     s.start(timeout=180)
     yield s
     s.stop()
