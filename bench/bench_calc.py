@@ -290,7 +290,8 @@ def end_to_end() -> list[tuple]:
     published straight into the tickerplant."""
     from bench.bench_fix import FeedhandlerProcess
     from bench.fixwire import WireInitiator, body_of
-    from bench.harness import TickerplantProcess, free_endpoint, rpc_answer, wait_for
+    from bench.harness import TickerplantProcess, free_endpoint, wait_for
+    from common.rpc import rpc_answer
     from feedhandlers.omsim.orders import OrderFlow
     from feedhandlers.refdata.loader import load_refdata
     from tickerplant.client import Publisher, Subscriber

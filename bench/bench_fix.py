@@ -29,7 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from bench.fixwire import WireInitiator, body_of
-from bench.harness import TickerplantProcess, cpu_seconds, free_port, listening, wait_for
+from bench.harness import TickerplantProcess, cpu_seconds, wait_for
+from common.net import free_port, listening
 from feedhandlers.omsim.orders import OrderFlow
 from feedhandlers.refdata.loader import load_refdata
 from tickerplant.client import Subscriber

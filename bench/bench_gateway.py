@@ -33,7 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.harness import cpu_seconds, free_endpoint, free_port, listening, rpc_answer, wait_for
+from bench.harness import cpu_seconds, free_endpoint, wait_for
+from common.net import free_port, listening
+from common.rpc import rpc_answer
 from common.rpc import RpcClient
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"

@@ -29,7 +29,8 @@ import time
 
 import numpy as np
 
-from bench.harness import REPO, TickerplantProcess, cpu_seconds, free_endpoint, rpc_answer, wait_for
+from bench.harness import REPO, TickerplantProcess, cpu_seconds, free_endpoint, wait_for
+from common.rpc import rpc_answer
 from common.codec import pack
 from tickerplant import journal
 from tickerplant.client import Publisher, Subscriber

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -13,15 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from common.rpc import RpcClient, RpcError
+from common.net import free_port
+from common.rpc import rpc_answer
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def free_endpoint() -> str:
@@ -38,24 +32,6 @@ def wait_for(predicate, what: str, timeout: float = 120.0):
         time.sleep(0.05)
     raise RuntimeError(f"timed out after {timeout:g}s waiting for {what}")
 
-
-def rpc_answer(endpoint: str, op: str = "status", **args):
-    """The reply of one RPC call, or None while nothing answers at `endpoint`."""
-    client = RpcClient(endpoint, timeout=0.5)
-    try:
-        return client.call(op, **args)
-    except RpcError:
-        return None
-    finally:
-        client.close()
-
-
-def listening(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
 
 
 def cpu_seconds(pid: int) -> float:

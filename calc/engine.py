@@ -580,7 +580,7 @@ class MarginEngine:
         """The effective value of a history column several instruments are mapped to: the exactly
         rounded sum of their parts (the same whatever order they changed in)."""
         parts = e.parts
-        return math.fsum(parts.get(sym, 0.0) for sym in sorted(self.mapped[rsym]))
+        return math.fsum(parts.get(sym, 0.0) for sym in self.mapped[rsym])     # fsum: any order
 
     def _no_price(self, account: str, sym: str, qty: float) -> None:
         self._issue(account, (account, "noprice", sym), f"no price for {sym}: the position of {qty} is "

@@ -18,12 +18,13 @@ import numpy as np
 
 from chaos import checks
 from common.defaults import REPO_ROOT
-from common.rpc import RpcClient, RpcError
+from common.rpc import rpc_answer
 from feedhandlers.omsim.initiator import Initiator
 from feedhandlers.omsim.orders import OrderFlow
 from feedhandlers.omsim.pacing import paced
 from feedhandlers.refdata.loader import load_refdata
-from stack import Stack, StackError, free_port
+from common.net import free_port
+from stack import Stack, StackError, terminate
 from tickerplant.client import Subscriber
 
 log = logging.getLogger("chaos")
@@ -45,17 +46,6 @@ class Options:
     ack: str = "pipelined"            # the FIX acceptor's --ack mode
     recovery_timeout: float = 120.0   # a killed process must answer again within this
     settle_timeout: float = 180.0     # after the last fill is sent, for the stack to book it and go quiet
-
-
-def call(endpoint: str, op: str, timeout: float = 5.0, **args) -> dict | None:
-    """One RPC call's reply, None when nothing answers."""
-    client = RpcClient(endpoint, timeout=timeout)
-    try:
-        return client.call(op, **args)
-    except RpcError:
-        return None
-    finally:
-        client.close()
 
 
 class Sender(threading.Thread):
@@ -183,7 +173,7 @@ class ChaosRun:
         j = checks.Journal(str(self.opts.state_dir / "journal"))
         self._drain(treasury, len(j.seqs("margin")))
         summary = self._check(j, sender.sent, treasury)
-        live = call(self.stack.endpoints["calc_query"], "status") or {"seq": j.seq}
+        live = rpc_answer(self.stack.endpoints["calc_query"], "status", timeout=5.0) or {"seq": j.seq}
         summary["fresh_calc"] = self._fresh_calc(j, live["seq"])
         treasury.sub.close()
         summary.update(self._processes(killer), settled=settled, seconds=round(time.monotonic() - t0, 1),
@@ -210,14 +200,14 @@ class ChaosRun:
 
         if not until(lambda: all(self.stack.ready(n) for n in VICTIMS), "every process answering"):
             return False
-        if not until(lambda: ((call(e["rdb_query"], "count", table="fill") or {}).get("count", 0) >= sent),
+        if not until(lambda: ((rpc_answer(e["rdb_query"], "count", timeout=5.0, table="fill") or {}).get("count", 0) >= sent),
                      f"{sent} fills in the rdb"):
             return False
         self.stack.stop_process("prices")
         last = {"seq": -1, "since": time.monotonic()}
 
         def quiet() -> bool:
-            tp, rdb, calc = (call(e[k], "status") for k in ("tp_control", "rdb_query", "calc_query"))
+            tp, rdb, calc = (rpc_answer(e[k], "status", timeout=5.0) for k in ("tp_control", "rdb_query", "calc_query"))
             if not (tp and rdb and calc):
                 return False
             if tp["seq"] != last["seq"]:
@@ -239,7 +229,7 @@ class ChaosRun:
         out = {"journal": checks.booked_once(sent, j.table("fill").get("execid", ()))}
         rdb_tables = {}
         for name in sorted(set(j.batches) | {"fill", "margin"}):
-            reply = call(e["rdb_query"], "select", timeout=60.0, table=name)
+            reply = rpc_answer(e["rdb_query"], "select", timeout=60.0, table=name)
             rdb_tables[name] = reply["table"] if reply else None
         fill = rdb_tables.get("fill") or {}
         out["rdb_fills"] = checks.booked_once(sent, fill.get("execid", ()))
@@ -250,9 +240,9 @@ class ChaosRun:
                              "rows": sum(len(j.table(n).get("sym", ())) for n in rdb_tables),
                              "examples": problems[:checks.MAX_SHOWN]}
         calc_positions = {}
-        accounts = (call(e["calc_query"], "accounts") or {}).get("accounts", {}).get("sym", [])
+        accounts = (rpc_answer(e["calc_query"], "accounts", timeout=5.0) or {}).get("accounts", {}).get("sym", [])
         for account in accounts:
-            cols = (call(e["calc_query"], "positions", account=account) or {}).get("positions", {})
+            cols = (rpc_answer(e["calc_query"], "positions", timeout=5.0, account=account) or {}).get("positions", {})
             for sym, qty in zip(cols.get("sym", ()), cols.get("qty", ())):
                 calc_positions[(account, str(sym))] = float(qty)
         out["calc_positions"] = checks.compare_positions(checks.expected_positions(j), calc_positions)
@@ -274,20 +264,15 @@ class ChaosRun:
                                     stdout=out, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + self.opts.recovery_timeout
-            while not ((s := call(query, "status", timeout=1.0)) and s["seq"] >= seq):
+            while not ((s := rpc_answer(query, "status", timeout=1.0)) and s["seq"] >= seq):
                 if proc.poll() is not None or time.monotonic() > deadline:
                     return {"ok": False, "rows": 0, "differ": 0,
                             "examples": [f"the fresh calc did not replay to seq {seq} (log {log_path})"]}
                 time.sleep(0.1)
-            margin = (call(query, "margin", timeout=60.0) or {}).get("margin", {})
+            margin = (rpc_answer(query, "margin", timeout=60.0) or {}).get("margin", {})
             fresh = checks.last_margin_rows(margin)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+            terminate(proc, 20)
         return checks.compare_margin(checks.last_margin_rows(j.table("margin")), fresh)
 
     def _processes(self, killer: Killer) -> dict:

@@ -142,6 +142,18 @@ class RpcClient:
         self.socket.close(0)
 
 
+def rpc_answer(endpoint: str, op: str = "status", timeout: float = 0.5, **args) -> dict | None:
+    """The reply of one call of `op` at `endpoint`, or None when nothing answers it (not up yet, or
+    an error reply): for probes and waits."""
+    client = RpcClient(endpoint, timeout=timeout)
+    try:
+        return client.call(op, **args)
+    except RpcError:
+        return None
+    finally:
+        client.close()
+
+
 class AsyncRpcClient:
     """asyncio client with many requests in flight on one DEALER (for the gateway).
 

@@ -35,6 +35,11 @@ class Result:
     flags: list[str] = field(default_factory=list)
 
 
+def closed(e: OSError) -> Result:
+    """The outcome of a case whose connection failed or was cut under it."""
+    return Result(CLOSED, str(e) or type(e).__name__)
+
+
 def leaks(text: str) -> bool:
     """True when an error text exposes a Python exception (class name, traceback, attribute error...)."""
     return bool(_LEAK.search(text))

@@ -13,7 +13,7 @@ import time
 
 from bench.fixwire import SOH, frame
 from feedhandlers.omsim.orders import utc_timestamp
-from fuzz.core import CLOSED, ERROR, HANG, OK, Case, Deadline, Result, abort, connect, short
+from fuzz.core import CLOSED, ERROR, HANG, OK, Case, Deadline, Result, abort, closed, connect, short
 
 EDGE = "fix"
 BEGIN, SENDER, TARGET = "FIX.4.4", "CLIENT", "MARGINTICK"
@@ -197,7 +197,7 @@ class FixSession:
             return Result(HANG, f"no Heartbeat to a TestRequest within {timeout:g} s")
         except OSError as e:
             self.drop()
-            return Result(CLOSED, str(e) or type(e).__name__)
+            return closed(e)
 
     def _unframed(self, raw: bytes | None, body_text: str, mutation: str | None, timeout: float) -> Result:
         """Bytes that are not a well-framed message: the acceptor may only drop them, answer with a

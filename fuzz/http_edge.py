@@ -10,7 +10,7 @@ import math
 import random
 import socket
 
-from fuzz.core import CLOSED, ERROR, HANG, OK, Case, Deadline, Result, abort, connect, error_flags, short
+from fuzz.core import CLOSED, ERROR, HANG, OK, Case, Deadline, Result, abort, closed, connect, error_flags, short
 
 EDGE = "http"
 TOKEN = "demo-token"
@@ -207,7 +207,7 @@ def exchange(port: int, raw: bytes, hostile: bool, timeout: float) -> Result:
     except (TimeoutError, socket.timeout):
         return Result(HANG, f"no complete response within {timeout:g} s")
     except OSError as e:
-        return Result(CLOSED, str(e) or type(e).__name__)
+        return closed(e)
     finally:
         abort(sock)
 
@@ -231,7 +231,7 @@ def slowloris(port: int, timeout: float) -> Result:
             return Result(ERROR, f"answered the slow client: {short(data[:60])}")
         return Result(HANG, f"a client sending one header byte per 0.2 s still connected after {2 * timeout:g} s")
     except OSError as e:
-        return Result(CLOSED, str(e) or type(e).__name__)
+        return closed(e)
     finally:
         abort(sock)
 

@@ -17,7 +17,7 @@ import struct
 
 import pykx as kx
 
-from fuzz.core import (CLOSED, ERROR, HANG, OK, Case, Deadline, Result, abort, connect, error_flags, recv_exactly,
+from fuzz.core import (CLOSED, ERROR, HANG, OK, Case, Deadline, Result, abort, closed, connect, error_flags, recv_exactly,
                        short)
 from gateway.qcodec import ASYNC, RESPONSE, SYNC, message
 
@@ -290,7 +290,7 @@ class IpcClient:
             return Result(HANG, f"no answer within {timeout:g} s")
         except OSError as e:
             self.drop()
-            return Result(CLOSED, str(e) or type(e).__name__)
+            return closed(e)
         if shutdown:
             self.drop()
         return classify(reply)
@@ -313,7 +313,7 @@ def handshake(port: int, hello: bytes, timeout: float) -> Result:
     except (TimeoutError, socket.timeout):
         return Result(HANG, f"no answer to the handshake within {timeout:g} s")
     except OSError as e:
-        return Result(CLOSED, str(e) or type(e).__name__)
+        return closed(e)
     finally:
         abort(sock)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -32,7 +31,8 @@ from common.defaults import (
     TP_INGEST,
     TP_PUB,
 )
-from common.rpc import RpcClient, RpcError
+from common.net import free_port, listening
+from common.rpc import rpc_answer
 
 log = logging.getLogger("stack")
 
@@ -44,12 +44,6 @@ POLL_S = 0.1
 
 class StackError(RuntimeError):
     """A process of the stack could not be started (the message names it and quotes its log)."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 def default_endpoints() -> dict:
@@ -64,23 +58,18 @@ def free_endpoints() -> dict:
     return {**{name: f"tcp://{HOST}:{free_port()}" for name in zmq_names}, **ports}
 
 
-def rpc_answers(endpoint: str, op: str = "status", timeout: float = 0.5) -> bool:
-    """True when an RPC server answers `op` at `endpoint` within `timeout` seconds."""
-    client = RpcClient(endpoint, timeout=timeout)
-    try:
-        client.call(op)
+def terminate(popen: subprocess.Popen, grace: float) -> bool:
+    """SIGTERM, then SIGKILL if the process is still there after `grace` seconds; False when it had
+    to be killed."""
+    if popen.poll() is not None:
         return True
-    except RpcError:
-        return False
-    finally:
-        client.close()
-
-
-def listening(port: int) -> bool:
+    popen.terminate()
     try:
-        socket.create_connection((HOST, port), timeout=1).close()
+        popen.wait(grace)
         return True
-    except OSError:
+    except subprocess.TimeoutExpired:
+        popen.kill()
+        popen.wait(10)
         return False
 
 
@@ -157,12 +146,12 @@ class Stack:
     def _probe(self, name: str) -> Callable[[], bool]:
         e = self.endpoints
         return {
-            "tickerplant": lambda: rpc_answers(e["tp_control"]),
-            "rdb": lambda: rpc_answers(e["rdb_query"]),
-            "calc": lambda: rpc_answers(e["calc_query"]),
+            "tickerplant": lambda: rpc_answer(e["tp_control"]) is not None,
+            "rdb": lambda: rpc_answer(e["rdb_query"]) is not None,
+            "calc": lambda: rpc_answer(e["calc_query"]) is not None,
             "fix": lambda: listening(e["fix_port"]),
             "gateway": lambda: listening(e["gateway_port"]) and listening(e["http_port"]),
-            "prices": lambda: rpc_answers(e["prices_control"]),
+            "prices": lambda: rpc_answer(e["prices_control"]) is not None,
             "omsim": lambda: True,
         }[name]
 
@@ -299,16 +288,8 @@ class Stack:
         log.info("started %s (pid %d): python -m %s", p.name, p.popen.pid, " ".join(p.argv[2:]))
 
     def _terminate(self, p: Process, grace: float) -> None:
-        popen = p.popen
-        if popen is None or popen.poll() is not None:
-            return
-        popen.terminate()
-        try:
-            popen.wait(grace)
-        except subprocess.TimeoutExpired:
-            log.warning("%s (pid %d) did not stop within %g s; killing it", p.name, popen.pid, grace)
-            popen.kill()
-            popen.wait(10)
+        if p.popen is not None and not terminate(p.popen, grace):
+            log.warning("%s (pid %d) did not stop within %g s; killed it", p.name, p.popen.pid, grace)
 
     def _event(self, p: Process, event: str, **detail) -> None:
         self.events.append({"time": time.time(), "name": p.name, "event": event, "pid": p.popen.pid, **detail})

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,13 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from common.net import free_port as _free_port
+from common.rpc import rpc_answer  # noqa: F401  (the tests take it from here)
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -94,16 +90,6 @@ def answers(call):
         return call()
     except RpcError:
         return None
-
-
-def rpc_answer(endpoint: str, op: str, **args):
-    """The reply of one RPC call to `endpoint`, or None while nothing answers there (for wait_until)."""
-    from common.rpc import RpcClient
-    client = RpcClient(endpoint, timeout=0.5)
-    try:
-        return answers(lambda: client.call(op, **args))
-    finally:
-        client.close()
 
 
 def pykx_connection(port: int, user: str = "demo", password: str = "demo"):
@@ -222,3 +208,28 @@ def collected(tickerplant):
     c = Collector("test", tickerplant.control).start()
     yield c
     c.close()
+
+
+class GatewayStack:
+    """tickerplant, reference data, rdb, calc and gateway (plus the price feed with prices=True) as
+    processes on free ports, for the gateway's tests; `procs` are the long-running ones."""
+
+    def __init__(self, spawn: Spawner, folder: Path, *gateway_args, prices: bool = False):
+        from common.net import listening
+        self.rdb, self.calc = free_endpoint(), free_endpoint()
+        self.port, self.http_port = _free_port(), _free_port()
+        self.tp = TickerplantProcess(spawn, folder, "--log-level", "WARNING").start()
+        ingest, control = self.tp.ingest, self.tp.control
+        assert spawn("feedhandlers.refdata", "--ingest", ingest).wait(60) == 0
+        self.procs = [self.tp.proc,
+                      spawn("rdb", "--control", control, "--query", self.rdb, "--hdb", folder / "hdb",
+                            "--log-level", "WARNING"),
+                      spawn("calc", "--control", control, "--ingest", ingest, "--query", self.calc,
+                            "--log-level", "WARNING")]
+        if prices:
+            spawn("feedhandlers.prices", "--ingest", ingest, "--control", free_endpoint(), "--steps-per-sec", "2")
+        self.procs.append(spawn("gateway", "--port", self.port, "--http-port", self.http_port, "--rdb", self.rdb,
+                                "--calc", self.calc, "--control", control, *gateway_args))
+        wait_until(lambda: (s := rpc_answer(self.calc, "status")) and s["accounts"] >= 3, 120, what="calc ready")
+        wait_until(lambda: rpc_answer(self.rdb, "count", table="account"), 60, what="rdb ready")
+        wait_until(lambda: listening(self.http_port) and listening(self.port), 60, what="gateway listening")

@@ -40,9 +40,12 @@ class Stack:
         self.publisher = Publisher("test.feed", endpoint=self.ingest, timeout=10.0)
         self.calc = None
 
-    def start_calc(self):
+    def spawn_calc(self):
         self.calc = self.spawn("calc", "--control", self.control, "--ingest", self.ingest, "--query", self.query,
                                "--config", self.config, "--log-level", "WARNING")
+
+    def start_calc(self):
+        self.spawn_calc()
         return wait_until(lambda: (s := rpc_answer(self.query, "status")) and not s["pending"], 60,
                           what="calc ready")
 
@@ -348,8 +351,7 @@ def test_calc_killed_at_20_random_points_publishes_only_rows_an_uninterrupted_ca
             if rng.random() < 0.5:                                    # up and publishing before the next kill
                 stack.start_calc()
             else:                                                     # or killed again while it replays
-                stack.calc = stack.spawn("calc", "--control", stack.control, "--ingest", stack.ingest, "--query",
-                                         stack.query, "--config", stack.config, "--log-level", "WARNING")
+                stack.spawn_calc()
         down_for = max(0, down_for - 1)
         if i in kills:
             if stack.calc is None:                                    # down already: start it to kill it

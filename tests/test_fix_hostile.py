@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from bench.fixwire import SOH, WireInitiator, body_of
-from bench.harness import listening
+from bench.fixwire import WireInitiator, body_of
+from common.net import listening
 from conftest import free_endpoint, pykx_connection, rpc_answer, wait_until
 from feedhandlers.omsim.orders import utc_timestamp
 from test_fix_acceptor import booked, er, make_stack, stack  # noqa: F401  (fixtures)

@@ -8,15 +8,13 @@ import json
 import re
 import socket
 import struct
-import time
 import urllib.error
 import urllib.request
 
 import numpy as np
 import pykx as kx
 import pytest
-from bench.harness import listening
-from conftest import Spawner, TickerplantProcess, _free_port, free_endpoint, pykx_connection, rpc_answer, wait_until
+from conftest import GatewayStack, Spawner, pykx_connection, wait_until
 from test_gateway_unit import raw_login, recv_message
 
 from tickerplant.client import Publisher
@@ -35,23 +33,12 @@ def rss(pid: int) -> int:
 def stack(tmp_path_factory):
     folder = tmp_path_factory.mktemp("gateway_hostile")
     spawn = Spawner(folder)
-    rdb, calc = free_endpoint(), free_endpoint()
-    port, http_port = _free_port(), _free_port()
     try:
-        tp = TickerplantProcess(spawn, folder, "--log-level", "WARNING").start()
-        assert spawn("feedhandlers.refdata", "--ingest", tp.ingest).wait(60) == 0
-        procs = [tp.proc,
-                 spawn("rdb", "--control", tp.control, "--query", rdb, "--hdb", folder / "hdb", "--log-level", "WARNING"),
-                 spawn("calc", "--control", tp.control, "--ingest", tp.ingest, "--query", calc, "--log-level", "WARNING"),
-                 spawn("gateway", "--port", port, "--http-port", http_port, "--rdb", rdb, "--calc", calc,
-                       "--control", tp.control, "--http-header-timeout", 2, "--http-body-timeout", 2)]
-        wait_until(lambda: (s := rpc_answer(calc, "status")) and s["accounts"] >= 3, 120, what="calc ready")
-        wait_until(lambda: rpc_answer(rdb, "count", table="account"), 60, what="rdb ready")
-        wait_until(lambda: listening(http_port) and listening(port), 60, what="gateway listening")
-        pub = Publisher("test.hostile", endpoint=tp.ingest)
-        stack = {"port": port, "http": http_port, "procs": procs, "pub": pub, "fills": 0}
+        s = GatewayStack(spawn, folder, "--http-header-timeout", 2, "--http-body-timeout", 2)
+        pub = Publisher("test.hostile", endpoint=s.tp.ingest)
+        stack = {"port": s.port, "http": s.http_port, "procs": s.procs, "pub": pub, "fills": 0}
         healthy(stack)
-        stack["rss"] = [rss(p.pid) for p in procs]
+        stack["rss"] = [rss(p.pid) for p in s.procs]
         yield stack
         pub.close()
     finally:

@@ -11,29 +11,16 @@ import urllib.request
 import pandas as pd
 import pykx as kx
 import pytest
-from bench.harness import listening
-from conftest import Spawner, TickerplantProcess, _free_port, free_endpoint, pykx_connection, rpc_answer, wait_until
-
+from conftest import GatewayStack, Spawner, pykx_connection
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     folder = tmp_path_factory.mktemp("gateway_stack")
     spawn = Spawner(folder)
-    rdb, calc = free_endpoint(), free_endpoint()
-    port, http_port = _free_port(), _free_port()
     try:
-        tp = TickerplantProcess(spawn, folder, "--log-level", "WARNING").start()
-        ingest, control = tp.ingest, tp.control
-        assert spawn("feedhandlers.refdata", "--ingest", ingest).wait(60) == 0
-        spawn("rdb", "--control", control, "--query", rdb, "--hdb", folder / "hdb", "--log-level", "WARNING")
-        spawn("calc", "--control", control, "--ingest", ingest, "--query", calc, "--log-level", "WARNING")
-        spawn("feedhandlers.prices", "--ingest", ingest, "--control", free_endpoint(), "--steps-per-sec", "2")
-        spawn("gateway", "--port", port, "--http-port", http_port, "--rdb", rdb, "--calc", calc, "--control", control)
-        wait_until(lambda: (s := rpc_answer(calc, "status")) and s["accounts"] >= 3, 120, what="calc ready")
-        wait_until(lambda: rpc_answer(rdb, "count", table="account"), 60, what="rdb ready")
-        wait_until(lambda: listening(http_port) and listening(port), 60, what="gateway listening")
-        yield port, http_port
+        s = GatewayStack(spawn, folder, prices=True)
+        yield s.port, s.http_port
     finally:
         spawn.close()
 

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pykx as kx
 import pytest
-from bench.harness import listening
+from common.net import listening
 from conftest import pykx_connection, wait_until
 
 from common.rpc import RpcServer

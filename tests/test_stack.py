@@ -14,7 +14,7 @@ import pykx as kx
 import pytest
 from conftest import REPO_ROOT, pykx_connection, rpc_answer, wait_until
 
-from stack import PROCESSES, Stack, StackError
+from stack import PROCESSES, Stack, StackError, terminate
 
 
 @pytest.fixture(scope="module")
@@ -102,13 +102,7 @@ def test_python_m_stack_supervises_and_stops_on_sigterm(tmp_path):
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=60)
     finally:
-        if proc.poll() is None:            # SIGTERM first: the supervisor stops its processes
-            proc.terminate()
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+        terminate(proc, 60)                # SIGTERM first: the supervisor stops its processes
     assert proc.returncode == 0, out
     for pid in pids.values():
         assert not os.path.exists(f"/proc/{pid}") or "zombie" in open(f"/proc/{pid}/status").read()

@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -19,8 +18,9 @@ import zmq
 
 from common.codec import pack, unpack
 from conftest import REPO_ROOT, Collector, TickerplantProcess, start_tickerplant, wait_until
+from test_tickerplant import quotes
 from tickerplant import journal
-from tickerplant.client import Publisher, RejectedBatch, ReplayError, Subscriber
+from tickerplant.client import Publisher, RejectedBatch, ReplayError
 
 OPENED: list[str] = []
 _WATCH: list[str] = []
@@ -34,14 +34,6 @@ def _audit(event: str, args: tuple) -> None:
 
 
 sys.addaudithook(_audit)      # permanent by design of audit hooks; idle unless a test watches
-
-
-def quotes(ids, syms=("AAA", "BBB", "CCC")) -> dict:
-    ids = np.asarray(ids, dtype=float)
-    n = len(ids)
-    return {"time": np.full(n, time.time_ns(), dtype="datetime64[ns]"),
-            "sym": [syms[int(i) % len(syms)] for i in ids], "bid": ids - 0.5, "ask": ids + 0.5,
-            "price": ids, "size": np.ones(n), "vol": np.full(n, np.nan), "src": ["t"] * n}
 
 
 def publish_day(tp, batches: int, rows: int, name: str = "fh.replay") -> list[float]:
