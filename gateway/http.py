@@ -38,6 +38,7 @@ HEADER_TIMEOUT_S = 10.0          # for a request head, and for the next request 
 BODY_TIMEOUT_S = 10.0
 MAX_BODY = 1 << 20
 LINGER_S = 1.0                   # reading (and dropping) the rest of a body refused unread
+SHUTDOWN_S = 2.0                 # at close, requests in progress get this long; then connections (SSE streams) are cut
 MAX_JSON_DEPTH = 16
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 log = logging.getLogger("gateway.http")
@@ -116,7 +117,7 @@ class HttpApi:
         self.server: asyncio.AbstractServer | None = None
 
     async def start(self, host: str, port: int) -> int:
-        self.runner = web.AppRunner(self.app, handle_signals=False)
+        self.runner = web.AppRunner(self.app, handle_signals=False, shutdown_timeout=SHUTDOWN_S)
         await self.runner.setup()
         loop = asyncio.get_running_loop()
         # aiohttp closes a connection idle (no whole request head) for keepalive_timeout, and after a

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import signal
 import time
 import urllib.request
 
@@ -19,14 +20,13 @@ def stack(tmp_path_factory):
     folder = tmp_path_factory.mktemp("gateway_stack")
     spawn = Spawner(folder)
     try:
-        s = GatewayStack(spawn, folder, prices=True)
-        yield s.port, s.http_port
+        yield GatewayStack(spawn, folder, prices=True)
     finally:
         spawn.close()
 
 
 def test_pykx_named_api_on_the_stack(stack):
-    port, _ = stack
+    port = stack.port
     with pykx_connection(port) as conn:
         margin = conn("margin", "FUND1")
         assert isinstance(margin, kx.Table)
@@ -71,7 +71,7 @@ def test_pykx_named_api_on_the_stack(stack):
 
 
 def test_pykx_subscription_receives_live_margin(stack):
-    port, _ = stack
+    port = stack.port
 
     async def first_upd():
         conn = await kx.RawQConnection("127.0.0.1", port, username="trader1", password="trader1")
@@ -105,7 +105,7 @@ def http(port, path, body=None, auth="demo:demo"):
 
 
 def test_http_and_sse_on_the_stack(stack):
-    _, port = stack
+    port = stack.http_port
     rows = http(port, "/margin?account=FUND1")
     assert {r["sym"] for r in rows} == {"FUND1"} and rows[0]["time"].endswith("Z")
     result = http(port, "/whatif", {"account": "FUND1", "trades": [{"sym": "SPY", "qty": -200000}]})
@@ -126,3 +126,19 @@ def test_http_and_sse_on_the_stack(stack):
                 data = json.loads(line[5:])
                 break
         assert {r["sym"] for r in data} == {"FUND2"} and data[0]["requirement"] > 0
+
+
+def test_the_gateway_stops_on_sigterm_with_a_stream_open(stack):
+    """A client holding /stream open does not keep the gateway from stopping: after SIGTERM the
+    requests in progress get a short grace, then the stream is cut and the process exits 0.
+    (Runs last in this module: it stops the module's gateway.)"""
+    gateway = stack.procs[-1]
+    request = urllib.request.Request(f"http://127.0.0.1:{stack.http_port}/stream?tables=margin",
+                                     headers={"Authorization": "Bearer demo-token"})
+    with urllib.request.urlopen(request, timeout=60) as stream:
+        assert stream.readline().decode().startswith(": subscribed")
+        gateway.send_signal(signal.SIGTERM)
+        assert gateway.wait(30) == 0
+        for _ in range(10_000):                     # the stream ends (cut), it does not hang
+            if not stream.readline():
+                break
