@@ -30,6 +30,13 @@ def _move(value, hi, lo, at, old, new):
     value[at] = hi[at] + lo[at]
 
 
+@njit(cache=True, inline="always")
+def _add(hi, lo, at, t):
+    h, l = split(t)
+    hi[at] += h
+    lo[at] += l
+
+
 @njit(cache=True)
 def apply_change(j, q_old, q_new, risk, delta, contract_cc, contract_slot, kind, option_value, value, hi, lo,
                  n_cc, n_slots):
@@ -51,10 +58,25 @@ def apply_change(j, q_old, q_new, risk, delta, contract_cc, contract_slot, kind,
 
 @njit(cache=True)
 def aggregate(qty, idx, risk, delta, contract_cc, contract_slot, kind, option_value, value, hi, lo, n_cc, n_slots):
-    """Add positions (qty[i] of contract idx[i]) into the state, in place."""
+    """Add positions (qty[i] of contract idx[i]) into the state, in place: the terms `apply_change`
+    would add from flat, summed once each, and the values read once at the end."""
+    n_s = risk.shape[1]
+    base = n_cc * n_s
+    counts = base + n_slots
     for i in range(qty.shape[0]):
-        apply_change(idx[i], 0.0, qty[i], risk, delta, contract_cc, contract_slot, kind, option_value, value, hi, lo,
-                     n_cc, n_slots)
+        j = idx[i]
+        q = qty[i]
+        c = contract_cc[j]
+        for k in range(n_s):
+            _add(hi, lo, c * n_s + k, q * risk[j, k])
+        _add(hi, lo, base + contract_slot[j], q * delta[j])
+        if kind[j] == CALL:
+            _add(hi, lo, counts + c, max(-q, 0.0))
+        elif kind[j] == PUT:
+            _add(hi, lo, counts + n_cc + c, max(-q, 0.0))
+        _add(hi, lo, counts + 2 * n_cc + c, q * option_value[j])
+    for at in range(value.size):
+        value[at] = hi[at] + lo[at]
 
 
 @njit(cache=True)
