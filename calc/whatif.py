@@ -21,6 +21,7 @@ from calc.engine import SPAN_MODEL, MarginEngine
 from calc.state import AccountRisk, Holding
 
 COMPARED = ("im", "vm", "requirement", "call", "var", "es")
+MAX_QTY = 2.0**53                # beyond this a quantity is no longer a whole number held exactly
 
 
 def _trades(trades: dict) -> list[tuple[str, float, float]]:
@@ -35,8 +36,8 @@ def _trades(trades: dict) -> list[tuple[str, float, float]]:
         qty, price = float(qty), (math.nan if price is None else float(price))
         if not isinstance(sym, str) or not sym:
             raise ValueError(f"trades: bad sym {sym!r}")
-        if not math.isfinite(qty) or qty == 0:
-            raise ValueError(f"trades: qty of {sym} must be a finite non-zero number, got {qty}")
+        if not math.isfinite(qty) or qty == 0 or abs(qty) > MAX_QTY:
+            raise ValueError(f"trades: qty of {sym} must be a non-zero number of at most 2^53 in size, got {qty:g}")
         if not (math.isnan(price) or (math.isfinite(price) and price > 0)):
             raise ValueError(f"trades: price of {sym} must be positive (or NaN for the mark), got {price}")
         out.append((sym, qty, price))

@@ -8,7 +8,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from fuzz.campaign import Campaign, SHARES, table
+from fuzz.campaign import SHARES, Campaign, gateway_args, table
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -32,7 +32,8 @@ def main(argv=None) -> int:
     from stack import Stack
     state = args.state_dir or Path(tempfile.mkdtemp(prefix="margintick-fuzz-"))
     print(f"fuzz: starting the stack (state and logs in {state})", flush=True)
-    stack = Stack(state, ports="free", supervise=True, log_level="WARNING").start(timeout=180)
+    stack = Stack(state, ports="free", supervise=True, log_level="WARNING",
+                  extra_args={"gateway": gateway_args(args.hang_timeout)}).start(timeout=180)
     try:
         campaign = Campaign(stack, args.cases, args.seed, args.edges.split(","), args.hang_timeout,
                             args.canary_every, progress=lambda m: print(f"fuzz: {m}", flush=True))

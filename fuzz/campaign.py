@@ -21,6 +21,12 @@ EXAMPLES = 5              # cases kept per finding group in the report
 RSS_EVERY_S = 1.0
 
 
+def gateway_args(hang_timeout: float) -> list[str]:
+    """The gateway's HTTP header and body timeouts for a campaign: half the hang bound, so that a
+    client that never finishes its request is cut (408 or a close) before the case counts as a hang."""
+    return ["--http-header-timeout", f"{hang_timeout / 2:g}", "--http-body-timeout", f"{hang_timeout / 2:g}"]
+
+
 def split(cases: int, edges: list[str]) -> dict[str, int]:
     """`cases` shared across `edges` in SHARES' proportions (each edge at least one when possible)."""
     total = sum(SHARES[e] for e in edges)

@@ -37,6 +37,8 @@ DESK_REFRESH_S = 1.0
 MAX_ACCOUNTS = 1_000            # distinct accounts in one request
 MAX_TRADES = 1_000              # trades in one what-if basket
 MAX_RUNNING, MAX_WAITING = 32, 256      # per user: requests in progress, and queued behind them
+MAX_NAME = 64                   # characters in an account or sym name (the FIX edge books none longer)
+MAX_ERROR_TEXT = 300            # characters of an error text: a long input is never echoed back whole
 _INT64 = 2**63
 TIMESTAMP_TEXT = re.compile(r"\d{4}[-.]\d{2}[-.]\d{2}", re.ASCII)     # how a timestamp's text starts
 
@@ -45,6 +47,8 @@ class ApiError(Exception):
     """A request failed; `text` is q-style (no leading quote), `status` the HTTP status."""
 
     def __init__(self, text: str, status: int = 400):
+        if len(text) > MAX_ERROR_TEXT:
+            text = text[:MAX_ERROR_TEXT - 1] + "\u2026"
         super().__init__(text)
         self.text = text
         self.status = status
@@ -61,19 +65,25 @@ def _names(value, what: str) -> list[str] | None:
     if value is None or value == "" or (isinstance(value, list) and not [v for v in value if v]):
         return None
     if isinstance(value, str):
-        return [value]
+        return [_bounded(value, what)]
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         names = list(dict.fromkeys(v for v in value if v))
         if len(names) > MAX_ACCOUNTS:
             raise ApiError(f"limit: {len(names)} distinct {what} in one request, at most {MAX_ACCOUNTS}")
-        return names
+        return [_bounded(v, what) for v in names]
     raise ApiError(f"type: {what} must be a symbol or a list of symbols")
+
+
+def _bounded(name: str, what: str) -> str:
+    if len(name) > MAX_NAME:
+        raise ApiError(f"limit: {what}: a name of {len(name)} characters, at most {MAX_NAME}")
+    return name
 
 
 def _one(value, what: str) -> str:
     if not isinstance(value, str) or not value:
         raise ApiError(f"type: {what} must be a symbol")
-    return value
+    return _bounded(value, what)
 
 
 def _number(value, what: str, allow_null: bool = False) -> float:

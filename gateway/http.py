@@ -9,7 +9,8 @@ cannot keep up (more than `SSE_QUEUE` batches waiting) is disconnected.
 Limits: a connection that has not sent a whole request head within `header_timeout` (slow
 clients included) or stays idle that long between requests is closed; a body must arrive within
 `body_timeout` (408), be at most `MAX_BODY` bytes (413, refused from its Content-Length before
-any of it is read) and JSON nested at most `MAX_JSON_DEPTH` levels; each user has at most
+any of it is read) and JSON nested at most `MAX_JSON_DEPTH` levels; a request line must carry
+HTTP/1.0 or HTTP/1.1; each user has at most
 api.MAX_RUNNING requests in progress (429 beyond api.MAX_WAITING queued). Every error, including
 aiohttp's own protocol-level 400s and 405s (with their `Allow` header), is a JSON `{"error": ...}`.
 """
@@ -136,7 +137,13 @@ class HttpApi:
 
     @web.middleware
     async def _json_errors(self, request: web.Request, handler):
-        """aiohttp's own 4xx (unknown path, wrong method, body too large) as JSON reasons too."""
+        """aiohttp's own 4xx (unknown path, wrong method, body too large) as JSON reasons too; a
+        request line without HTTP/1.x (aiohttp reads `GET /path` alone as HTTP/0.9, and the line
+        after it as a header) is refused."""
+        if request.version.major != 1:
+            response = _error(400, "bad request: the request line must end with HTTP/1.0 or HTTP/1.1")
+            response.force_close()
+            return response
         try:
             return await handler(request)
         except web.HTTPException as e:

@@ -5,7 +5,7 @@ and a connection storm must crash nothing and hang nothing, and afterwards margi
 import pytest
 from conftest import pykx_connection, wait_until
 
-from fuzz.campaign import Campaign, table
+from fuzz.campaign import Campaign, gateway_args, table
 from fuzz.fix_edge import FixSession
 from stack import Stack
 
@@ -16,7 +16,7 @@ HANG_S = 3.0
 @pytest.fixture
 def stack(tmp_path):
     s = Stack(tmp_path / "stack", ports="free", supervise=True, log_level="WARNING", omsim=False,
-              extra_args={"gateway": ["--http-header-timeout", "1.5", "--http-body-timeout", "1.5"]})  # cut within HANG_S
+              extra_args={"gateway": gateway_args(HANG_S)})
     s.start(timeout=180)
     yield s
     s.stop()

@@ -240,6 +240,25 @@ def test_http_hostile_bodies_get_json_answers(stack):
     healthy(stack)
 
 
+def test_http_request_smuggling_huge_qty_and_long_names_are_refused(stack):
+    """Fuzz findings: a request line without HTTP/1.x (read as HTTP/0.9, the next line a header) got
+    200; a what-if of 2^63 shares got 200; an unknown 2,500-character account came back whole."""
+    port = stack["http"]
+    status, body = json_status(raw_http(port, b"GET /margin\r\nX-Injected: 1 HTTP/1.1\r\nHost: x\r\n" + AUTH
+                                        + b"Connection: close\r\n\r\n"))
+    assert status == 400 and "HTTP/1.0 or HTTP/1.1" in body["error"]
+    status, body = http(port, "/whatif", json.dumps({"account": "FUND1", "sym": "SPY", "qty": 2**63}).encode())
+    assert status == 400 and "at most 2^53" in body["error"]
+    status, body = http(port, "/whatif", json.dumps({"account": "FUND1" * 500, "sym": "SPY", "qty": 1}).encode())
+    assert status == 400 and body["error"] == "limit: account: a name of 2500 characters, at most 64"
+    status, body = http(port, "/margin?account=" + "X" * 3000)
+    assert status == 400 and len(body["error"]) < 100
+    with pykx_connection(stack["port"]) as conn:
+        with pytest.raises(kx.QError, match="at most 64"):
+            conn("positions", "FUND1" * 500)
+    healthy(stack)
+
+
 def test_slowloris_connections_are_cut(stack):
     socks = [socket.create_connection(("127.0.0.1", stack["http"]), timeout=1) for _ in range(5)]
     head = b"GET /margin?account=FUND1 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
