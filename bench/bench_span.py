@@ -183,7 +183,13 @@ def main() -> None:
     assert abs(acct_check - numpy_requirement(p, np_state, held)) < 1e-6 * acct_check
 
     trades = [[(p.symbols[j], 5.0)] for j in rng.choice(idx, 1000)]
-    t_whatif = latencies_us(lambda e: acct.whatif_initial(trades[e % 1000]), EVENTS // 4)
+    def whatif(e):                       # as the engine's what-if does it: a copy of the state, the trade applied
+        fork = acct.copy()
+        for sym, q in trades[e % 1000]:
+            fork.fill(sym, q)
+        return fork.initial()
+
+    t_whatif = latencies_us(whatif, EVENTS // 4)
     futures = [s for s, k in zip(p.symbols, p.kind) if k == 0]
     price = {s: p.price[p.index[s]] for s in futures}
     t_tick = latencies_us(lambda e: acct.reprice(futures[e % len(futures)],

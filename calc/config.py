@@ -12,7 +12,7 @@ from calc.stress import StressScenario
 from common.defaults import REPO_ROOT
 
 CONFIG_PATH = REPO_ROOT / "config" / "calc.toml"
-MODEL_KINDS = ("parametric", "historical", "filtered_historical")
+MODEL_KINDS = ("parametric", "historical", "filtered_historical", "span2")   # calc.registry.KINDS
 MEASURES = ("var", "es")
 
 
@@ -24,7 +24,7 @@ class ConfigError(ValueError):
 class ModelConfig:
     """One margin model with its parameters (a `[models.NAME]` table)."""
     name: str
-    kind: str                       # parametric | historical | filtered_historical
+    kind: str                       # parametric | historical | filtered_historical | span2
     confidence: float = 0.99
     horizon_days: int = 1           # holding period / margin period of risk
     holding: str = "overlap"        # overlapping h-day returns or sqrt scaling (scenario models)
@@ -34,6 +34,7 @@ class ModelConfig:
     measure: str = "var"            # what the initial margin is based on: var or es
     apc_buffer: float = 0.0         # anti-procyclicality buffer, e.g. 0.25 (EMIR)
     liquidity_participation: float = 0.0   # liquidity add-on: share of ADV tradable per day (0 = no add-on)
+    stress_scenarios: tuple = ()    # span2: the [stress.NAME] scenarios of its stress risk component
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,8 @@ def _model(name: str, table: dict, where: str) -> ModelConfig:
     extra = set(table) - known
     _check(not extra, where, f"unknown keys {sorted(extra)}")
     d = ModelConfig(name=name, kind=_typed(table, "kind", str, where))
+    if isinstance(table.get("stress_scenarios"), list):
+        table = {**table, "stress_scenarios": tuple(table["stress_scenarios"])}
     kwargs = {k: _typed(table, k, type(getattr(d, k)), where, getattr(d, k)) for k in known}
     m = ModelConfig(name=name, **kwargs)
     _check(m.kind in MODEL_KINDS, f"{where}.kind", f"{m.kind!r} is not one of {MODEL_KINDS}")
@@ -146,6 +149,11 @@ def parse_config(data: dict, path: str = "<config>") -> EngineConfig:
     )
     _check(not alerts.stress_scenario or alerts.stress_scenario in stress, f"{path}: alerts.stress_scenario",
            f"unknown stress scenario {alerts.stress_scenario!r}")
+    for n, m in models.items():
+        unknown = [s for s in m.stress_scenarios if s not in stress]
+        _check(not unknown, f"{path}: models.{n}.stress_scenarios", f"unknown stress scenarios {unknown}")
+        _check(m.kind == "span2" or not m.stress_scenarios, f"{path}: models.{n}.stress_scenarios",
+               "only a span2 model has a stress risk component")
     w = f"{path}: engine"
     cfg = EngineConfig(
         models=models, ccp_models=ccp_models, default_models=list(default_models), stress=stress,

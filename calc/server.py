@@ -38,7 +38,8 @@ import zmq
 
 from calc.alerts import AlertEvent, AlertMonitor
 from calc.attribution import format_drivers
-from calc.engine import MARGIN_FIELDS, SPAN_MODEL, Issue, MarginEngine
+from calc.engine import MARGIN_FIELDS, MarginEngine
+from calc.margin_model import Issue
 from calc.whatif import BeforeCache, what_if
 from common.defaults import CALC_QUERY, TP_CONTROL, TP_INGEST
 from common.rpc import RpcServer
@@ -221,7 +222,7 @@ class CalcServer:
 
     def _stress(self, account: str) -> dict | None:
         scenario = self.engine.config.alerts.stress_scenario
-        if not scenario or self.engine.model_names(account) == [SPAN_MODEL]:
+        if not scenario or not self.engine.runs_stress(account):
             return None
         try:
             return self.engine.stress(account, scenario)

@@ -286,21 +286,16 @@ class Overlay(MutableMapping):
 
 @dataclass
 class AccountRisk:
-    """An account's incrementally kept numbers: vm per instrument and total, one Exposure per VaR
-    model, and for a SPAN account its calc.span.SpanAccount (the Exposure "span" then only holds
-    the full-value charges of positions SPAN cannot price)."""
-    models: dict[str, Exposure] = field(default_factory=dict)
+    """An account's incrementally kept numbers: vm per instrument and total, and one state per margin
+    model (calc.margin_model: an `Exposure` for the VaR family, a SpanExposure for SPAN)."""
+    models: dict[str, object] = field(default_factory=dict)
     vm_parts: dict[str, float] = field(default_factory=dict)
     vm_sum: ExactSum = field(default_factory=ExactSum)
-    span: object | None = None
 
     @property
     def vm(self) -> float:
         return self.vm_sum.value
 
     def fork(self) -> AccountRisk:
-        """A copy to change freely while this one stays unchanged (what-if; see `Exposure.fork`); a
-        SpanAccount is copied sharing its parameters."""
-        span = None if self.span is None else self.span.copy()
-        return AccountRisk({n: e.fork() for n, e in self.models.items()}, Overlay(self.vm_parts), self.vm_sum.copy(),
-                           span)
+        """A copy to change freely while this one stays unchanged (what-if; see `Exposure.fork`)."""
+        return AccountRisk({n: e.fork() for n, e in self.models.items()}, Overlay(self.vm_parts), self.vm_sum.copy())

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import operator
 
-from calc.engine import SPAN_MODEL, MarginEngine
+from calc.engine import MarginEngine
 from calc.state import AccountRisk, Holding
 
 COMPARED = ("im", "vm", "requirement", "call", "var", "es")
@@ -58,7 +58,7 @@ class BeforeCache:
     def _entry(self, engine: MarginEngine, account: str, live: AccountRisk):
         entry = self._entries.get(account)
         if entry is None or entry[0] is not live or entry[1] != engine.seq:
-            rows = engine.margin(account, risk=live, quiet=True)
+            rows = engine.evaluate(account, live).rows
             entry = self._entries[account] = (live, engine.seq, [(r["model"], _compared(r)) for r in rows], {})
         return entry
 
@@ -97,9 +97,10 @@ def what_if(engine: MarginEngine, account: str, trades: dict, stress: str | None
                 raise ValueError(f"what-if: no price for {sym}; give one")
         h.add(qty, price)
     for sym, h in overlay.items():
-        engine.revalue_holding(account, sym, h, risk, quiet=True)
+        engine.revalue_holding(account, sym, h, risk)       # issues of a hypothetical state: not raised
     top = engine.config.alerts.top_drivers if top is None else top
-    after_rows, drivers = engine.evaluate(account, risk=risk, quiet=True, top=top)
+    after = engine.evaluate(account, risk, top)
+    after_rows, drivers = after.rows, after.drivers
     if len(after_rows) != len(before_rows) or not after_rows:
         raise ValueError(f"what-if: the margin of {account} is not computable after these trades")
     models = {}
@@ -111,7 +112,7 @@ def what_if(engine: MarginEngine, account: str, trades: dict, stress: str | None
     out = {"account": account, "model": primary, **models[primary], "models": models,
            "drivers": {"sym": [s for s, _ in drivers], "contribution": [c for _, c in drivers]}}
     scenario = stress if stress is not None else engine.config.alerts.stress_scenario
-    if scenario and out["model"] != SPAN_MODEL:
+    if scenario and engine.runs_stress(account):
         s_before = cache.stress(engine, account, live, scenario)
         s_after = engine.stress(account, scenario, holdings={**held, **overlay}, risk=risk)
         out["stress"] = {"scenario": scenario, "before": s_before["call"], "after": s_after["call"],

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from calc.config import load_config
-from calc.engine import SPAN_MODEL, MarginEngine
+from calc.engine import MarginEngine
+from calc.registry import SPAN
+from calc.span_model import SpanExposure
 from calc.state import AccountRisk
 from calc.whatif import BeforeCache, what_if
 from common.history import load_history
@@ -54,9 +56,9 @@ def test_incremental_equals_full_recompute_after_10000_fills_and_ticks(engine):
     rng = np.random.default_rng(7)
     # VaR accounts and instruments with price history (SPAN accounts and history-less options are
     # charged in full by design, which raises data alerts; their own tests are test_calc_span.py)
-    accounts = sorted(a for a in engine.book.accounts if engine.model_names(a) != [SPAN_MODEL])
+    accounts = sorted(a for a in engine.book.accounts if engine.model_names(a) != [SPAN])
     model = engine.models[engine.model_names(accounts[0])[0]]
-    syms = sorted(s for s in engine.book.instruments if engine.risk_sym.get(s) in model.index)
+    syms = sorted(s for s in engine.book.instruments if engine.universe.risk_sym.get(s) in model.index)
     seq = 100
     for _ in range(10_000):
         seq += 1
@@ -72,7 +74,7 @@ def test_incremental_equals_full_recompute_after_10000_fills_and_ticks(engine):
     assert engine.check_drift() == 0.0                          # exact (calc.exact): no difference at all
     assert not engine.take_issues()
     for account in accounts:                                     # a full revaluation from the holdings
-        engine.risk[account] = engine.build_risk(account)
+        engine.risk[account] = engine.build_risk(account)[0]
     full = margins(engine)
     compared = {key: row for key, row in full.items() if key[0] in accounts}
     assert incremental.keys() == full.keys() and len(compared) == 6
@@ -103,18 +105,15 @@ def test_full_revaluation_equals_revaluing_holding_by_holding(engine, history):
                               "sym": np.array(["AAPL.X", "WMT", "NOPX", "ZZZ"], dtype=object),
                               "qty": np.array([-30_000.0, 250_000.0, 500.0, 1_000.0]),
                               "price": np.array([170.0, 45.0, math.nan, 12.5])}, 51)
-    engine.take_issues()
-    engine._open.clear()
-    full = engine.build_risk("FUND1")
-    full_issues = sorted(i.text for i in engine.take_issues())
-    engine._open.clear()
-    stepwise = AccountRisk({n: engine.models[n].new_exposure() for n in engine.model_names("FUND1")})
-    for sym, h in engine.book.holdings["FUND1"].items():
-        engine.revalue_holding("FUND1", sym, h, stepwise)
-    assert sorted(i.text for i in engine.take_issues()) == full_issues
+    full, found = engine.build_risk("FUND1")
+    full_issues = sorted(i.text for i in found)
+    stepwise = AccountRisk({n: engine.models[n].new_state("FUND1") for n in engine.model_names("FUND1")})
+    stepwise_issues = [i for sym, h in engine.book.holdings["FUND1"].items()
+                       for i in engine.revalue_holding("FUND1", sym, h, stepwise)]
+    assert sorted(i.text for i in stepwise_issues) == full_issues
     assert any("no price for NOPX" in t for t in full_issues) and any("ZZZ is not in the reference" in t
                                                                       for t in full_issues)
-    assert "AAPL" in engine.shared and full.models["fhs"].addons and full.models["param"].unmodelled
+    assert "AAPL" in engine.universe.shared and full.models["fhs"].addons and full.models["param"].unmodelled
     assert full.vm == stepwise.vm and full.vm_parts == stepwise.vm_parts          # bit for bit (calc.exact)
     for name, e in full.models.items():
         s = stepwise.models[name]
@@ -126,14 +125,19 @@ def test_full_revaluation_equals_revaluing_holding_by_holding(engine, history):
                 np.testing.assert_array_equal(a, b)
         assert e.sigma2 == s.sigma2
     engine.apply("account", refdata_rows(history, "account", {"EMPTY": {}}), 52)     # no holdings yet
-    for e in engine.build_risk("EMPTY").models.values():
+    for e in engine.build_risk("EMPTY")[0].models.values():
         assert e.values.dtype == np.float64 and not e.values.any() and not e.parts
 
 
+def model_state(x) -> tuple:
+    if isinstance(x, SpanExposure):
+        return (x.account.state.value.copy(), dict(x.account.qty), dict(x.unmodelled), x.unmodelled_sum.value)
+    return (x.values.copy(), None if x.pnl is None else x.pnl.copy(), None if x.cv is None else x.cv.copy(),
+            x.sigma2, dict(x.parts))
+
+
 def snapshot(e):
-    risk = {a: (r.vm, {n: (x.values.copy(), None if x.pnl is None else x.pnl.copy(),
-                           None if x.cv is None else x.cv.copy(), x.sigma2, dict(x.parts)) for n, x in r.models.items()})
-            for a, r in e.risk.items()}
+    risk = {a: (r.vm, {n: model_state(x) for n, x in r.models.items()}) for a, r in e.risk.items()}
     holdings = {a: {s: (h.settled_qty, h.settled_price, h.fill_qty, h.fill_cost) for s, h in hs.items()}
                 for a, hs in e.book.holdings.items()}
     return risk, holdings, dict(e.book.last), set(e.dirty), list(e.issues), set(e._open)
@@ -191,7 +195,7 @@ def test_whatif_before_cache_is_reused_only_while_the_state_is_unchanged(engine)
     moved = what_if(engine, "FUND1", trades, cache=cache)
     assert moved == what_if(engine, "FUND1", trades)
     assert moved["before"]["im"] != first["before"]["im"] and moved["stress"]["before"] != first["stress"]["before"]
-    engine.risk["FUND1"] = engine.build_risk("FUND1")              # a reset (drift check) at the same seq
+    engine.risk["FUND1"] = engine.build_risk("FUND1")[0]           # a reset (drift check) at the same seq
     engine.risk["FUND1"].vm_sum.add(1.0)                           # ... that the cached before must not hide
     assert what_if(engine, "FUND1", trades, cache=cache)["before"]["vm"] == pytest.approx(moved["before"]["vm"] + 1)
 
@@ -229,7 +233,7 @@ def test_bad_input_raises_alerts_and_never_a_nan_margin(engine, history):
     assert ("FUND1", "fill X4 in AMD has an invalid price -1.0: booked at the mark 9.82") in texts
     rows = margins(engine)
     assert all(math.isfinite(r[f]) for r in rows.values() for f in ("im", "vm", "requirement", "call"))
-    assert all(math.isfinite(r["var"]) and math.isfinite(r["es"]) for r in rows.values() if r["model"] != SPAN_MODEL)
+    assert all(math.isfinite(r["var"]) and math.isfinite(r["es"]) for r in rows.values() if r["model"] != SPAN)
     assert engine.margin("GHOST") == []
 
 
@@ -314,12 +318,14 @@ def test_var_parameter_file_revalues_the_accounts_using_it(engine, tmp_path):
 
 
 def test_stress_reuses_its_stressed_correlation_and_matches_a_fresh_evaluation(engine):
+    cache = engine.models[engine.model_names("FUND1")[0]].stress_cache
     first = engine.stress("FUND1", "tech_crash")
-    assert len(engine._stress_corr) == 1
+    assert len(cache) == 1
+    (corr, *_), = cache.values()
     engine.apply("quote", quotes(["AMD"], [engine.book.mark("AMD")], [0.9]), 500)   # vol spike: scales, same corr
     cached = engine.stress("FUND1", "tech_crash")
-    assert len(engine._stress_corr) == 1 and cached["loss"] > first["loss"]
-    engine._stress_corr.clear()
+    assert len(cache) == 1 and next(iter(cache.values()))[0] is corr and cached["loss"] > first["loss"]
+    cache.clear()
     fresh = engine.stress("FUND1", "tech_crash")
     assert cached["loss"] == pytest.approx(fresh["loss"], rel=1e-12)
     assert cached["drivers"] == fresh["drivers"]
@@ -331,8 +337,9 @@ def test_drivers_of_a_book_without_shared_columns_rank_the_columns_directly():
     from bench.bench_calc import engine_for, synthetic_history
     rng = np.random.default_rng(3)
     engine = engine_for(synthetic_history(rng), ["ACC"], rng)
-    assert not engine.shared
-    rows, top5 = engine.evaluate("ACC", top=5)
+    assert not engine.universe.shared
+    evaluation = engine.evaluate("ACC", top=5)
+    rows, top5 = evaluation.rows, evaluation.drivers
     every = engine.drivers("ACC")
     assert top5 == every[:5] == engine.drivers("ACC", top=5)
     assert sum(c for _, c in every) == pytest.approx(rows[0]["im"], rel=1e-9)

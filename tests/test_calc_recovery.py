@@ -3,6 +3,7 @@
 what changed while calc was down comes out as one row per account and model, equal to the
 uninterrupted run's final row. A burst of ticks ends in rows of the final state (conflation never
 leaves a stale row). The RPC ops over ZeroMQ."""
+import copy
 import math
 import signal
 import time
@@ -295,12 +296,15 @@ def test_recovery_at_any_of_25_random_kill_points_gives_the_uninterrupted_rows_b
     the last bit."""
     from calc.config import load_config
     from calc.engine import MarginEngine
+    from calc.registry import build_models
+    from calc.universe import Universe
     config, history = load_config(calc_config_file(tmp_path, repo_root)), load_history()
     refdata = {t: b for t, b in load_refdata(history=history).items() if len(b["sym"])}
     rng = np.random.default_rng(2026_12_05)
     events = [*refdata.items(), *day_of_events(refdata, rng, 400)]
-    reference = MarginEngine(config, history)
-    models = reference.models                                  # built once, shared: the engines only read them
+    universe = Universe(history.syms)
+    pristine = build_models(config, history, universe)        # built once; each engine gets its own copy
+    reference = MarginEngine(config, history, *copy.deepcopy((pristine, universe)))
     expected = []
     for i, (table, batch) in enumerate(events):
         reference.apply(table, stamped(batch, i), i + 1)
@@ -310,7 +314,7 @@ def test_recovery_at_any_of_25_random_kill_points_gives_the_uninterrupted_rows_b
     first_live = len(refdata)
     kill_points = sorted(rng.choice(np.arange(first_live, len(events)), 25, replace=False).tolist())
     for point in kill_points:
-        restarted = MarginEngine(config, history, models=models)
+        restarted = MarginEngine(config, history, *copy.deepcopy((pristine, universe)))
         for i, (table, batch) in enumerate(events[:point]):     # the replay at start-up
             restarted.apply(table, stamped(batch, i), i + 1)
         assert engine_rows(restarted, accounts) == expected[point - 1], f"replayed up to {point}"

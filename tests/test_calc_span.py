@@ -86,10 +86,10 @@ def test_span_account_margin_fill_tick_and_whatif(engine):
     assert engine.margin("FUTS1") == before
     assert result["model"] == "span" and "stress" not in result
     assert result["after"]["im"] == pytest.approx(span.compute(
-        engine.risk["FUTS1"].span.params, {**engine.book.positions("FUTS1"),
+        engine.risk["FUTS1"].models["span"].account.params, {**engine.book.positions("FUTS1"),
                                            "NQZ26": engine.book.positions("FUTS1")["NQZ26"] + 20}).im, rel=1e-12)
     assert result["drivers"]["sym"]
-    with pytest.raises(LookupError, match="margined by SPAN"):
+    with pytest.raises(LookupError, match="do not run under model span"):
         engine.stress("FUTS1", "tech_crash")
 
 

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from calc.config import ConfigError, parse_config
-from calc.engine import MarginEngine, RiskModel
+from calc.engine import MarginEngine
+from calc.universe import Universe
+from calc.var_model import VarModel
 from calc.exact import ExactSum
 from calc.state import AccountRisk, Exposure, Overlay
 from common.history import History
@@ -27,7 +29,9 @@ def config(**model):
 def engine(**model) -> MarginEngine:
     cfg = config(**model)
     history = History(np.array(["2026-01-02"], dtype="datetime64[D]"), ["AAA", "BBB"], np.array([[50.0, 20.0]]))
-    return MarginEngine(cfg, history, models={"param": RiskModel(cfg.models["param"], ["AAA", "BBB"], COV)})
+    universe = Universe(history.syms)
+    return MarginEngine(cfg, history, models={"param": VarModel(cfg.models["param"], ["AAA", "BBB"], COV, universe)},
+                        universe=universe)
 
 
 def batch(**cols):

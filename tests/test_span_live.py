@@ -53,10 +53,12 @@ def test_closing_every_position_leaves_no_requirement(params):
 def test_whatif_is_a_copy(params):
     acct = SpanAccount(params, "A", positions=dict(DEMO_POSITIONS))
     before_state = acct.state.copy()
-    before, after = acct.whatif([("NQH27", 10), ("ESZ26C6200", 60)])
+    fork = acct.copy()
+    fork.fill("NQH27", 10)
+    fork.fill("ESZ26C6200", 60)
     assert np.array_equal(acct.state.vec, before_state.vec) and acct.positions() == pytest.approx(dict(DEMO_POSITIONS))
-    assert_same(before, compute(params, DEMO_POSITIONS))
-    assert_same(after, compute(params, list(DEMO_POSITIONS) + [("NQH27", 10), ("ESZ26C6200", 60)]))
+    assert_same(acct.result(), compute(params, DEMO_POSITIONS))
+    assert_same(fork.result(), compute(params, list(DEMO_POSITIONS) + [("NQH27", 10), ("ESZ26C6200", 60)]))
 
 
 def test_attribution_adds_up_to_the_scan_risk(params):

@@ -3,14 +3,14 @@
 Keeps each combined commodity's 16-vector, contract-month deltas, short option counts and net
 option value up to date per fill in O(16); the requirement is recomputed from that state by one
 kernel call (O(combined commodities x 16 + spreads)), never by revaluing positions. A what-if works
-on a copy of the state. Wiring for the engine (accounts whose model is `span`):
+on a `copy()` (the engine's what-if goes through calc.span_model like every model's). Wiring for the engine (accounts whose model is `span`):
 
     params = calc.span.load("data/span/demo.pa2")       # on start-up and on a `paramfile` row
     acct = SpanAccount(params, "ACC_SPAN", positions={"ESZ26": 10, "ESZ26P5800": -5})
     im = acct.fill("NQZ26", -3)                          # per fill row: new initial margin
     acct.reprice("ESZ26", 6012.5)                        # per quote of a future: its arrays and its options'
     acct.revol("ESZ26C6200", 0.24)                       # per quote with a vol of an option: its array
-    before, after = acct.whatif([("ESH27", -10)])        # pre-trade, state unchanged
+    after = acct.copy(); after.fill("ESH27", -10)         # pre-trade on a copy, state unchanged
     acct.result()                                        # SpanResult: im, maintenance, by_cc, positions
 
 On a new parameter file call `acct.rebase(new_params)` (full recomputation). Several accounts
@@ -97,19 +97,6 @@ class SpanAccount:
         idx, qty = self._arrays()
         return result_of(self.params, self.state, idx, qty, with_positions)
 
-    def whatif(self, trades) -> tuple[SpanResult, SpanResult]:
-        """(before, after) for trades [(sym, qty), ...] applied to a copy of the state."""
-        state, n_held, changed = self._whatif_state(trades)
-        qty = {**self.qty, **changed}
-        idx = np.fromiter((j for j, q in qty.items() if q != 0.0), dtype=np.int64)
-        after = result_of(self.params, state, idx, np.array([qty[j] for j in idx.tolist()]))
-        return self.result(), after
-
-    def whatif_initial(self, trades) -> tuple[float, float]:
-        """(initial margin before, after) trades [(sym, qty), ...]; O(16) per trade, state untouched."""
-        state, n_held, _ = self._whatif_state(trades)
-        return self.initial(), self._initial(state, n_held)
-
     def positions(self) -> dict[str, float]:
         return {self.params.symbols[j]: q for j, q in self.qty.items()}
 
@@ -125,15 +112,6 @@ class SpanAccount:
         self.params.apply(state, j, old, new)
         if (old == 0.0) != (new == 0.0):
             n_held[self.params.contract_cc[j]] += 1 if old == 0.0 else -1
-
-    def _whatif_state(self, trades) -> tuple[SpanState, np.ndarray, dict[int, float]]:
-        state, n_held, changed = self.state.copy(), self.n_held.copy(), {}
-        for sym, q in trades:
-            j = self._contract(sym)
-            old = changed.get(j, self.qty.get(j, 0.0))
-            changed[j] = old + _finite(sym, q)
-            self._set(state, n_held, j, old, changed[j])
-        return state, n_held, changed
 
     def _initial(self, state: SpanState, n_held: np.ndarray) -> float:
         return kernels.held_total(self.params.breakdown(state), kernels.INIT, n_held)
