@@ -34,9 +34,9 @@ from common.codec import as_columns, pack, unpack
 from common.defaults import TP_CONTROL, TP_INGEST
 from common.rpc import RpcClient, RpcError
 from common.schema import TableSchema, schemas_from_qtypes
+from common.wire import EOD, HEARTBEAT
 from common.zmqio import EVENTS, NOBLOCK, POLLIN, SNDMORE, recv_message
 from tickerplant import journal
-from common.wire import EOD, HEARTBEAT
 from tickerplant.replay import SNDHWM
 
 log = logging.getLogger("tickerplant.client")

@@ -26,9 +26,9 @@ from common import wire
 from common.codec import pack, unpack
 from common.rpc import RpcServer
 from common.schema import BatchError, TableSchema
+from common.wire import EOD, HEARTBEAT, table_topic
 from common.zmqio import recv_message
 from tickerplant import journal
-from common.wire import EOD, HEARTBEAT, table_topic
 from tickerplant.fanout import Fanout
 from tickerplant.fastcheck import FastCheck
 from tickerplant.replay import ReplayServer, default_endpoint
