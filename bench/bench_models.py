@@ -7,7 +7,8 @@ recompute in the same run, on synthetic scenario sets of the target sizes.
 - drivers: the tail set and ES contributions after a fill;
 - what-if: copy + update + VaR/ES (state untouched), against numpy full recompute;
 - full recompute: 1,000 accounts x 500 instruments x 1,000 scenarios, one BLAS product plus a
-  parallel per-account selection, against numpy product + ``np.partition`` along the rows.
+  parallel per-account selection (bench.batch_kernels, not part of the engine), against numpy
+  product + ``np.partition`` along the rows.
 
 Latencies are per call from Python (what the engine pays), p50 / p99 over many events.
 Run: `.venv/bin/python -m bench.bench_models` (BENCH_QUICK=1: fewer events and repeats).
@@ -19,6 +20,7 @@ import time
 
 import numpy as np
 
+from bench.batch_kernels import batch_var_es
 from bench.harness import latencies_us
 from calc import kernels
 
@@ -110,8 +112,8 @@ def main() -> None:
                          f"p99 <= {target:.0f} us" if target else "-"))
 
     accounts = rng.normal(0, 1e6, (ACCOUNTS, N))
-    kernels.batch_var_es(accounts[:8], shocks, k)          # compile / warm up
-    for impl, run in [("numba batch", lambda: kernels.batch_var_es(accounts, shocks, k)),
+    batch_var_es(accounts[:8], shocks, k)          # compile / warm up
+    for impl, run in [("numba batch", lambda: batch_var_es(accounts, shocks, k)),
                       ("numpy full", lambda: numpy_rows_var_es(accounts @ shocks, k))]:
         times = []
         for _ in range(BATCH_REPEATS):
@@ -121,7 +123,7 @@ def main() -> None:
         rows.append((f"full recompute {ACCOUNTS} x {N} x {S}", impl, f"{np.median(times) * 1e3:.0f} ms",
                      f"max {max(times) * 1e3:.0f} ms", "<= 1000 ms"))
 
-    _, var_b, es_b = kernels.batch_var_es(accounts, shocks, k)
+    _, var_b, es_b = batch_var_es(accounts, shocks, k)
     var_n, es_n = numpy_rows_var_es(accounts @ shocks, k)
     assert np.allclose(var_b, var_n, rtol=1e-9) and np.allclose(es_b, es_n, rtol=1e-9), "numba and numpy disagree"
 

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from bench.harness import raw_bytes
 from common.schema import parse_schema
 from rdb.store import Store
 
@@ -90,7 +91,7 @@ def memory_table(data: dict) -> Store:
     checkpoints = [ROWS // 10, ROWS // 2, ROWS]
     store, marks = load_store(data, ROWS, checkpoints)
     table = store.table("trade")
-    per_row_raw = table.raw_bytes() / len(table)
+    per_row_raw = raw_bytes(table) / len(table)
     index_bytes = sum(len(r) * r.dtype.itemsize for r in table.sym_index.values()) / len(table)
     out, prev_rows, prev_rss = [], 0, 0
     for rows, seconds, rss in marks:

@@ -1,5 +1,5 @@
 """What the benchmarks share: free ports, waiting for a process to answer, a tickerplant subprocess,
-CPU time of a process, and per-call latencies."""
+CPU time of a process, per-call latencies, and the raw column bytes of an rdb table."""
 from __future__ import annotations
 
 import os
@@ -69,3 +69,9 @@ def latencies_us(step, events: int, warmup: int = 200) -> np.ndarray:
         step(e)
         out[e] = clock() - t0
     return out / 1e3
+
+
+def raw_bytes(table) -> int:
+    """Bytes of an rdb Table's live column data (rows x stored item sizes), the baseline of the
+    memory ratios (bench_rdb, tests/test_rdb_store.py)."""
+    return sum(table.column(name).nbytes for name in table.column_names)

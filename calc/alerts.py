@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from calc.config import AlertConfig
 from calc.state import Account
+from common.alerts import INFO
 
 NS_PER_MIN = 60_000_000_000
 
@@ -51,7 +52,7 @@ class AlertMonitor:
             self.active.add(key)
             return [AlertEvent(account, kind, severity, model, value, threshold, text_on)]
         self.active.discard(key)
-        return [AlertEvent(account, kind, "info", model, value, threshold, text_off)]
+        return [AlertEvent(account, kind, INFO, model, value, threshold, text_off)]
 
     def _im_floor(self, account: str, time_ns: int, im: float, minutes: float) -> float:
         """The lowest im within the window ending at time_ns (this one included), window kept trimmed."""
@@ -69,7 +70,7 @@ class AlertMonitor:
 
     def replay_alert(self, account: str, kind: str, severity: str) -> None:
         """An alert published before a restart: rebuilds which conditions hold."""
-        if severity == "info":
+        if severity == INFO:
             self.active.discard((account, kind))
         else:
             self.active.add((account, kind))

@@ -9,6 +9,7 @@ from pathlib import Path
 from calc.covariance import COVARIANCE_METHODS
 from calc.scenarios import HOLDING_METHODS
 from calc.stress import StressScenario
+from common.alerts import FIRING
 from common.defaults import REPO_ROOT
 
 CONFIG_PATH = REPO_ROOT / "config" / "calc.toml"
@@ -147,6 +148,8 @@ def parse_config(data: dict, path: str = "<config>") -> EngineConfig:
         severity_call=_typed(alerts_t, "severity_call", str, f"{path}: alerts", "high"),
         severity_threshold=_typed(alerts_t, "severity_threshold", str, f"{path}: alerts", "warn"),
     )
+    for key in ("severity_call", "severity_threshold"):
+        _check(getattr(alerts, key) in FIRING, f"{path}: alerts.{key}", f"{getattr(alerts, key)!r} is not one of {FIRING}")
     _check(not alerts.stress_scenario or alerts.stress_scenario in stress, f"{path}: alerts.stress_scenario",
            f"unknown stress scenario {alerts.stress_scenario!r}")
     for n, m in models.items():

@@ -41,6 +41,7 @@ from calc.attribution import format_drivers
 from calc.engine import MARGIN_FIELDS, MarginEngine
 from calc.margin_model import Issue
 from calc.whatif import BeforeCache, what_if
+from common.alerts import WARN, alert_batch, alert_row
 from common.defaults import CALC_QUERY, TP_CONTROL, TP_INGEST
 from common.rpc import RpcServer
 from common.schema import TableSchema
@@ -214,10 +215,12 @@ class CalcServer:
                 if i == 0:
                     events += self.monitor.observe(row, acct)
             alerts += self._alert_rows(account, rows, events)
-        for table, rows in (("margin", margins), ("alert", alerts)):
-            if rows:
-                self.publisher.publish(table, _rows_to_batch(rows, self.sub.schemas[table]))
-                self.counters[f"published_{table}"] += len(rows)
+        if margins:
+            self.publisher.publish("margin", _rows_to_batch(margins, self.sub.schemas["margin"]))
+            self.counters["published_margin"] += len(margins)
+        if alerts:
+            self.publisher.publish("alert", alert_batch(alerts))
+            self.counters["published_alert"] += len(alerts)
         return len(margins), len(alerts)
 
     def _stress(self, account: str) -> dict | None:
@@ -248,16 +251,14 @@ class CalcServer:
             return []
         drivers = format_drivers(eng.drivers(account, top=eng.config.alerts.top_drivers))
         loss = stress["loss"] if stress else math.nan
-        return [{"time": eng.time_ns, "sym": e.account, "kind": e.kind, "severity": e.severity, "model": e.model,
-                 "value": e.value, "threshold": e.threshold,
-                 "text": e.text + (f"; stress {stress['scenario']}: loss {stress['loss']:,.0f}, call "
-                                   f"{stress['call']:,.0f}" if stress and e.kind != "stresscall" else ""),
-                 "drivers": drivers, "stress": loss} for e in events]
+        return [alert_row(eng.time_ns, e.account, e.kind, e.severity,
+                          e.text + (f"; stress {stress['scenario']}: loss {stress['loss']:,.0f}, call "
+                                    f"{stress['call']:,.0f}" if stress and e.kind != "stresscall" else ""),
+                          model=e.model, value=e.value, threshold=e.threshold, drivers=drivers, stress=loss)
+                for e in events]
 
     def _issue_row(self, issue: Issue) -> dict:
-        return {"time": self.engine.time_ns, "sym": issue.account, "kind": issue.kind, "severity": "warn",
-                "model": issue.model, "value": math.nan, "threshold": math.nan, "text": issue.text,
-                "drivers": "", "stress": math.nan}
+        return alert_row(self.engine.time_ns, issue.account, issue.kind, WARN, issue.text, model=issue.model)
 
     # ---- RPC ops (docs/protocol.md) --------------------------------------------------------------
     def _accounts_arg(self, req: dict) -> list[str]:

@@ -1,7 +1,8 @@
 """Request/reply between margintick processes: ZeroMQ ROUTER servers, DEALER clients, msgpack bodies.
 
-Frames: client `[request_id, pack(request)]`, server back `[request_id, pack(reply)]`, where
-`request = {"op": name, ...}` and `reply = {"ok": True, ...}` or `{"ok": False, "error": text}`.
+Frames: client `[request_id, request]`, server back `[request_id, pack(reply)]`, the request and
+reply envelopes of common/wire.py (`{"op": name, ...}`; `{"ok": True, ...}` or `{"ok": False,
+"error": text}`).
 A message may carry several requests, `[id1, req1, id2, req2, ...]`; the server answers them in one
 message `[id1, reply1, id2, reply2, ...]`, each request on its own (one failing fails only itself).
 A DEALER keeps many requests in flight; replies are matched by request id, so a reply that arrives
@@ -27,6 +28,7 @@ from typing import Callable
 import zmq
 import zmq.asyncio
 
+from common import wire
 from common.codec import pack, unpack
 from common.zmqio import EVENTS, NOBLOCK, POLLIN, SNDMORE, recv_message
 
@@ -84,18 +86,18 @@ class RpcServer:
         """Decodes one request and runs its handler; every failure becomes an error reply."""
         try:
             request = unpack(body)
-            op = request.get("op") if isinstance(request, dict) else None
+            op = wire.request_op(request)
             handler = self.handlers.get(op)
             if handler is None:
                 self.failed += 1
-                return {"ok": False, "error": f"unknown op: {op!r}"}
+                return wire.error_reply(f"unknown op: {op!r}")
             reply = handler(request)
             self.served += 1
-            return {"ok": True, **reply}
+            return wire.ok_reply(reply)
         except Exception as e:                       # noqa: BLE001 - a bad request must not kill the server
             self.failed += 1
             log.info("rpc %s: request failed: %s", self.endpoint, e)
-            return {"ok": False, "error": str(e) or type(e).__name__}
+            return wire.error_reply(str(e) or type(e).__name__)
 
     def serve_forever(self, stop: Callable[[], bool] = lambda: False, poll_ms: int = 100) -> None:
         while not stop():
@@ -108,8 +110,9 @@ class RpcServer:
 
 def _reply(body: bytes) -> dict:
     reply = unpack(body)
-    if not reply.get("ok"):
-        raise RpcError(reply.get("error", "error"))
+    error = wire.reply_error(reply)
+    if error is not None:
+        raise RpcError(error)
     return reply
 
 
@@ -125,9 +128,9 @@ class RpcClient:
         self.socket.connect(endpoint)
 
     def call(self, op: str, timeout: float | None = None, **args) -> dict:
-        request_id = next(self._ids).to_bytes(8, "little")
+        request_id = wire.request_id(next(self._ids))
         self.socket.send(request_id, SNDMORE)
-        self.socket.send(pack({"op": op, **args}))
+        self.socket.send(wire.request(op, args))
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         while (left := deadline - time.monotonic()) > 0:
             if not self.socket.poll(int(left * 1000) + 1):
@@ -231,8 +234,8 @@ class AsyncRpcClient:
 
     async def call(self, op: str, timeout: float | None = None, **args) -> dict:
         loop = self._attach()
-        request_id = next(self._ids).to_bytes(8, "little")
-        body = pack({"op": op, **args})
+        request_id = wire.request_id(next(self._ids))
+        body = wire.request(op, args)
         future = loop.create_future()
         self._pending[request_id] = future
         timeout = self.timeout if timeout is None else timeout

@@ -30,6 +30,7 @@ import numpy as np
 
 from common.rpc import AsyncRpcClient, RpcError, RpcTimeout
 from common.schema import load_schemas
+from common.wire import reply_fields
 from gateway.qcodec import NULL_LONG, ColumnDict, KeyedTable, TypedVector, schema_qtypes
 from gateway.users import User
 
@@ -195,8 +196,7 @@ class Api:
         except RpcError as e:
             text = str(e)
             raise ApiError(text.removeprefix("'"), 400) from e
-        reply.pop("ok", None)
-        return reply
+        return reply_fields(reply)
 
     async def _result(self, client: AsyncRpcClient, op: str, qtypes: dict | None = None, **args) -> Result:
         """The reply as a Result: its one value (or the dict of its values), without the echo of

@@ -1,5 +1,5 @@
 """Store: the rdb's tables of the day by name, sharing one SymList; the entry point for applying
-batches and for the query layer (RPC ops here, q-sql later)."""
+batches and for the query layer (the RPC ops of rdb/queries.py and the q-sql evaluator of rdb/qsql)."""
 from __future__ import annotations
 
 from rdb.symlist import SymList

@@ -132,10 +132,6 @@ class Table:
             self.column(name)
         return names
 
-    def raw_bytes(self) -> int:
-        """Bytes of the live column data (rows x stored item sizes), the baseline for memory ratios."""
-        return sum(len(col) * col.dtype.itemsize for col in self._data.values())
-
     # ---- writing ------------------------------------------------------------------------------------
     def append(self, batch: dict) -> int:
         """Appends a columnar batch (every schema column; symbols as str); returns the rows added.

@@ -64,3 +64,29 @@ def test_command_line(tmp_path):
     out = subprocess.run([sys.executable, "-m", "calc", "--config", str(bad)], capture_output=True, text=True, check=False,
                          timeout=120)
     assert out.returncode == 2 and "models.m.kind" in out.stderr
+
+
+def test_one_alert_row_builder_and_severity_vocabulary():
+    import math
+
+    import pytest
+
+    from calc.config import ConfigError, parse_config
+    from common.alerts import SEVERITIES, alert_batch, alert_row
+    from feedhandlers.fix.batches import alert_batch as fix_alert_batch
+
+    row = alert_row(5, "ACC", "threshold", "warn", "above", model="fhs", value=2.0, threshold=1.0)
+    assert list(row) == ["time", "sym", "kind", "severity", "model", "value", "threshold", "text", "drivers", "stress"]
+    assert math.isnan(row["stress"]) and row["drivers"] == ""
+    with pytest.raises(ValueError, match="severity"):
+        alert_row(5, "ACC", "threshold", "critical", "x")
+    fix = fix_alert_batch(7, "FUND1", "unknown instrument")
+    same = alert_batch([alert_row(7, "FUND1", "data", "warn", "unknown instrument")])
+    assert list(fix) == list(same) and fix["severity"].tolist() == ["warn"] and fix["time"].dtype == "datetime64[ns]"
+    assert {e[1] for e in kinds(AlertMonitor(AlertConfig()).observe(row_(0), ACCOUNT))} <= set(SEVERITIES)
+    with pytest.raises(ConfigError, match="alerts.severity_call"):
+        parse_config({"models": {"m": {"kind": "parametric"}}, "alerts": {"severity_call": "critical"}})
+
+
+def row_(time_min):
+    return row(time_min, 2000, requirement=2000, call=1500)

@@ -182,3 +182,19 @@ def test_async_rpc_many_in_flight_errors_and_a_late_reply_discarded():
         t.join(5)
         client.close()
         server.close()
+
+
+def test_wire_frames_round_trip():
+    from common import wire
+    head = wire.ingest_head(7, b"fixfh", b"fill")
+    assert head[:1] == wire.UPDATE and wire.parse_ingest_head(head) == (7, b"fixfh", b"fill")
+    for bad in (b"", b"X" + head[1:], head[:10], head[:9] + b"\xff" + head[10:]):
+        with pytest.raises(ValueError):
+            wire.parse_ingest_head(bad)
+    assert [wire.ingest_reply(b)[0] for b in (wire.ack(1, 2, "a"), wire.reject(1, "e", "a"), wire.resend(3, "a"),
+                                              wire.hello_reply(0, 0, 0, 1, "a"), wire.failure("x"))] == \
+        ["ack", "reject", "resend", "hello", "error"]
+    assert wire.read_publish_header(wire.publish_header(5, 3, [[5, 2]])) == (5, 3, [[5, 2]])
+    assert wire.table_topic("fill") == b"fill\x00"
+    assert wire.group_topic("fill", frozenset({"A", "B"})) == wire.group_topic("fill", frozenset({"B", "A"}))
+    assert wire.reply_error(wire.ok_reply({"x": 1})) is None and wire.reply_error(wire.error_reply("no")) == "no"

@@ -6,6 +6,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from bench.harness import raw_bytes
 from common.schema import load_schemas
 from rdb.hdb import write_partition
 from rdb.queries import QueryHandlers
@@ -162,7 +163,7 @@ def test_memory_per_million_rows_is_within_1_3x_raw_column_bytes():
         table.append({**batch, "time": batch["time"] + np.timedelta64(i, "s")})
     table.update_index()
     added_rows = len(table) - 20_000
-    raw = table.raw_bytes() * added_rows // len(table)
+    raw = raw_bytes(table) * added_rows // len(table)
     assert added_rows == 1_000_000
     assert _rss_bytes() - before <= 1.3 * raw
 

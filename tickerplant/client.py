@@ -29,13 +29,14 @@ from typing import Callable
 import numpy as np
 import zmq
 
+from common import wire
 from common.codec import as_columns, pack, unpack
 from common.defaults import TP_CONTROL, TP_INGEST
 from common.rpc import RpcClient, RpcError
 from common.schema import TableSchema, schemas_from_qtypes
+from common.wire import EOD, HEARTBEAT
 from common.zmqio import EVENTS, NOBLOCK, POLLIN, SNDMORE, recv_message
 from tickerplant import journal
-from tickerplant.fanout import EOD, HEARTBEAT
 from tickerplant.replay import SNDHWM
 
 log = logging.getLogger("tickerplant.client")
@@ -83,11 +84,10 @@ class Publisher:
     def __init__(self, name: str, endpoint: str = TP_INGEST, timeout: float = 5.0,
                  resend_after: float = 1.0, on_reject: Callable[[int, str], None] | None = None,
                  context: zmq.Context | None = None):
-        if not 0 < len(name.encode()) < 256:
-            raise ValueError("publisher name must be 1 to 255 bytes")
+        if not 0 < len(name.encode()) <= wire.MAX_NAME:
+            raise ValueError(f"publisher name must be 1 to {wire.MAX_NAME} bytes")
         self.name = name
         self._name_b = name.encode()
-        self._name_part = bytes([len(self._name_b)]) + self._name_b
         self.endpoint = endpoint
         self.timeout = timeout
         self.resend_after = resend_after
@@ -168,7 +168,7 @@ class Publisher:
             self.poll(min(int(left * 1000) + 1, 100))
 
     def _send(self, msgid: int, table_b: bytes, payload: bytes) -> None:
-        head = b"U" + msgid.to_bytes(8, "little") + self._name_part + table_b
+        head = wire.ingest_head(msgid, self._name_b, table_b)
         copy = len(payload) < 65536
         try:
             self._send_frames(head, payload, copy)
@@ -193,7 +193,7 @@ class Publisher:
 
     def _send_hello(self) -> None:
         self._hello_t = time.monotonic()
-        self.socket.send_multipart([b"hello", self._name_b])
+        self.socket.send_multipart([wire.HELLO, self._name_b])
 
     def _handle_replies(self, resend: bool = True) -> None:
         """Applies waiting replies; resend=False (while blocked sending) defers resend requests
@@ -203,10 +203,10 @@ class Publisher:
                 body = self.socket.recv(zmq.NOBLOCK)
             except zmq.Again:
                 break
-            reply = unpack(body)
-            if "ack" in reply:
+            kind, reply = wire.ingest_reply(body)
+            if kind == "ack":
                 self._acked(reply["ack"], reply.get("seq", 0))
-            elif "reject" in reply:
+            elif kind == "reject":
                 msgid, error = reply["reject"], reply.get("error", "")
                 self.rejected[msgid] = error
                 self.unacked.pop(msgid, None)
@@ -214,7 +214,7 @@ class Publisher:
                 log.warning("publisher %s: batch %d rejected: %s", self.name, msgid, error)
                 if self.on_reject is not None:
                     self.on_reject(msgid, error)
-            elif "resend" in reply or "last_msgid" in reply:
+            elif kind in ("resend", "hello"):
                 self._deferred.append(reply)
             else:
                 log.warning("publisher %s: tickerplant says %s", self.name, reply.get("error"))
@@ -518,9 +518,8 @@ class Subscriber:
             while not done:
                 while not eof and len(inflight) < self.replay_window:
                     req_no += 1
-                    rid = req_no.to_bytes(4, "little")
-                    sock.send_multipart([rid, pack({"date": date, "offset": ask,
-                                                    "size": self.replay_chunk})])
+                    rid = wire.request_id(req_no)
+                    sock.send_multipart([rid, wire.replay_request(date, ask, self.replay_chunk)])
                     inflight[rid] = ask
                     ask += self.replay_chunk
                 if not sock.poll(int(self.timeout * 1000)):
@@ -628,19 +627,17 @@ class Subscriber:
         table = self._by_topic.get(topic)
         if table is None or len(frames) != 3:
             return
-        header = unpack(frames[1])
-        seq = header["seq"]
+        seq, prev, segs = wire.read_publish_header(frames[1])
         covered = self.covered[table]
         if seq <= covered:
             self.duplicates += 1
             return
-        if header["prev"] > covered:
+        if prev > covered:
             log.info("subscriber %s: missed messages on %s (prev %d, have %d); recovering from "
-                     "the journal", self.name, table, header["prev"], covered)
+                     "the journal", self.name, table, prev, covered)
             self._try_recover(seq)
             return
         cols = as_columns(unpack(frames[2]), self.schemas[table])
-        segs = header["segs"]
         if segs[0][0] <= covered:
             skip = sum(n for s, n in segs if s <= covered)
             cols = {k: v[skip:] for k, v in cols.items()}

@@ -1,18 +1,17 @@
 """The tickerplant's publish side: topics per table and per sym group, prev chains, batch mode.
 
-Frames on the PUB socket: `[topic, header, payload]` with topic `table\\x00` (every row of a table)
-or `table\\x01<group id>` (the rows of a sym-filtered group), header `pack({"seq", "prev", "segs"})`
-where prev is the seq of the previous message on the same topic (a subscriber that sees a prev it
-never received knows it missed something) and segs `[[seq, nrows], ...]` names the journal records
-whose rows the payload holds, in order. Zero-latency mode publishes each record as it is journaled,
-passing the received payload through; batch mode (`batch_ms` > 0) gathers each topic's records and
-publishes them as one concatenated batch on `flush`. Events: `[b"\\x00hb", pack(info)]`,
-`[b"\\x00eod", pack(info)]`.
+Frames on the PUB socket (built with common/wire.py): `[topic, publish_header(seq, prev, segs),
+payload]` on the table topic (every row of a table) or a sym group's topic (the rows of a
+sym-filtered group); prev is the seq of the previous message on the same topic (a subscriber that
+sees a prev it never received knows it missed something) and segs `[[seq, nrows], ...]` names the
+journal records whose rows the payload holds, in order. Zero-latency mode publishes each record as
+it is journaled, passing the received payload through; batch mode (`batch_ms` > 0) gathers each
+topic's records and publishes them as one concatenated batch on `flush`. Events (heartbeat, end of
+day): `[wire.HEARTBEAT or wire.EOD, pack(info)]`.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -20,20 +19,8 @@ import numpy as np
 import zmq
 
 from common.codec import pack
+from common.wire import group_topic, publish_header, table_topic
 from common.zmqio import SNDMORE
-
-HEARTBEAT = b"\x00hb"
-EOD = b"\x00eod"
-
-
-def table_topic(table: str) -> bytes:
-    return table.encode() + b"\x00"
-
-
-def group_topic(table: str, syms: frozenset[str]) -> bytes:
-    """Topic of the sym group (table, syms); the same set always gives the same topic."""
-    digest = hashlib.blake2b("\x1f".join(sorted(syms)).encode(), digest_size=8).hexdigest()
-    return table.encode() + b"\x01" + digest.encode()
 
 
 @dataclass
@@ -136,7 +123,7 @@ class Fanout:
         p.parts.append(cols)
 
     def _send(self, topic: bytes, seq: int, segs: list, payload: bytes) -> None:
-        header = pack({"seq": seq, "prev": self.prev.get(topic, self.start_seq), "segs": segs})
+        header = publish_header(seq, self.prev.get(topic, self.start_seq), segs)
         self.prev[topic] = seq
         send = self.socket.send
         send(topic, SNDMORE)

@@ -2,12 +2,12 @@
 the journal directory (another host, no shared filesystem).
 
 A thread of the tickerplant with its own ROUTER socket, so that reading the journal never holds up
-the live loop. Stateless, request per chunk (the ZeroMQ guide's credit-based file transfer): the
-client's DEALER sends `[request_id, pack({"date", "offset", "size"})]`, the reply is
-`[request_id, pack({"date", "offset", "end", "later"}), data]` where data is the bytes of
+the live loop. Stateless, request per chunk (the ZeroMQ guide's credit-based file transfer; frames
+in common/wire.py): the client's DEALER sends `[request_id, replay_request(date, offset, size)]`,
+the reply is `[request_id, replay_head(date, offset, end, later), data]` where data is the bytes of
 `tp.<date>.log` from `offset`, at most min(size, MAX_CHUNK) of them, cut anywhere (the client
 reassembles records and checks every CRC); `end` is the file's size when it was read and `later`
-the date of the next journal file, or None. An error is `[request_id, pack({"error": text})]`.
+the date of the next journal file, or None. An error is `[request_id, failure(text)]`.
 The client keeps at most a few requests in flight (its credit). Sends never block: a reply that
 does not fit in the peer's queue (SNDHWM replies) waits in that peer's backlog of at most BACKLOG
 replies and is sent as the queue drains; past that it is dropped (a client ignoring its credit
@@ -25,7 +25,8 @@ from collections import deque
 
 import zmq
 
-from common.codec import pack, unpack
+from common import wire
+from common.codec import unpack
 from common.zmqio import NOBLOCK, recv_message
 from tickerplant import journal
 
@@ -87,21 +88,21 @@ class ReplayServer:
         if len(frames) != 3:
             self.errors += 1
             if len(frames) >= 2:
-                self._send(frames[:2], pack({"error": "replay request must be [request_id, "
-                                                      "pack({date, offset, size})]"}))
+                self._send(frames[:2], wire.failure("replay request must be [request_id, "
+                                                    "pack({date, offset, size})]"))
             return
         try:
             head, data = self.chunk(unpack(frames[2]))
         except Exception as exc:           # noqa: BLE001 - odd input must not stop the service
             self.errors += 1
-            self._send(frames[:2], pack({"error": f"replay: {exc}"}))
+            self._send(frames[:2], wire.failure(f"replay: {exc}"))
             return
         self.served += 1
         self.bytes_sent += len(data)
-        self._send(frames[:2], pack(head), data)
+        self._send(frames[:2], head, data)
 
-    def chunk(self, req: dict) -> tuple[dict, bytes]:
-        """The reply to one request: (head, data)."""
+    def chunk(self, req: dict) -> tuple[bytes, bytes]:
+        """The reply to one request: (head frame, data)."""
         date = str(req["date"])
         offset, size = int(req["offset"]), int(req["size"])
         if not journal.FILE_RE.match(f"tp.{date}.log"):
@@ -119,7 +120,7 @@ class ReplayServer:
         finally:
             os.close(fd)
         later = [d for d, _ in journal.journal_files(self.directory) if d > date]
-        return {"date": date, "offset": offset, "end": end, "later": later[0] if later else None}, data
+        return wire.replay_head(date, offset, end, later[0] if later else None), data
 
     def _send(self, route: list[bytes], *parts: bytes) -> None:
         """Sends [peer, request id, parts...] now, or after the peer's backlog."""

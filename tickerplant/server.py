@@ -22,12 +22,14 @@ from dataclasses import dataclass, field
 
 import zmq
 
+from common import wire
 from common.codec import pack, unpack
 from common.rpc import RpcServer
 from common.schema import BatchError, TableSchema
+from common.wire import EOD, HEARTBEAT, table_topic
 from common.zmqio import recv_message
 from tickerplant import journal
-from tickerplant.fanout import EOD, HEARTBEAT, Fanout, table_topic
+from tickerplant.fanout import Fanout
 from tickerplant.fastcheck import FastCheck
 from tickerplant.replay import ReplayServer, default_endpoint
 from tickerplant.tradingday import next_roll, trading_date
@@ -179,20 +181,19 @@ class Tickerplant:
             frames = recv_message(sock)
             if frames is None:
                 break
-            if len(frames) == 3 and frames[1][:1] == b"U":
+            if len(frames) == 3 and frames[1][:1] == wire.UPDATE:
                 self._upd(frames, recv_ns, records, published, replies, acks, resent)
                 nbytes += len(frames[2])
                 if nbytes >= MAX_DRAIN_BYTES:
                     break
-            elif len(frames) == 3 and frames[1] == b"hello":
+            elif len(frames) == 3 and frames[1] == wire.HELLO:
                 self._hello(frames[0], frames[2])
             else:
                 self.counters.bad_frames += 1
                 log.warning("ingest: dropped a malformed message (%d frames, command %r)",
                             len(frames), frames[1][:16] if len(frames) > 1 else b"")
-                sock.send_multipart([frames[0], pack(
-                    {"error": "malformed message: expected [U<msgid><name><table>, payload] "
-                              "or [hello, name]"})])
+                sock.send_multipart([frames[0], wire.failure(
+                    "malformed message: expected [U<msgid><name><table>, payload] or [hello, name]")])
         write_no = self.appender.write(records) if records else self.appender.write_no
         if offset0 - self.index[-1][1] >= INDEX_EVERY:
             self.index.append((seq0, offset0))
@@ -204,7 +205,7 @@ class Tickerplant:
             out = [(ident, body) for ident, bodies in replies.items() for body in bodies]
             acked = {}
             for ident, (name, msgid, seq) in acks.items():
-                out.append((ident, pack({"ack": msgid, "seq": seq, "name": name})))
+                out.append((ident, wire.ack(msgid, seq, name)))
                 acked[name] = msgid
             self.pending.append((write_no, out, acked))
             self.release(self.appender.durable_no)
@@ -212,16 +213,12 @@ class Tickerplant:
     def _upd(self, frames, recv_ns, records, published, replies, acks, resent) -> None:
         ident, head, payload = frames
         try:
-            if len(head) < 11 or not 0 < head[9] <= len(head) - 10:
-                raise ValueError("head must be U + msgid (u64 LE) + len(name) (u8) + name + table")
-            msgid = int.from_bytes(head[1:9], "little")
-            name_b = head[10:10 + head[9]]
-            table_b = head[10 + head[9]:]
+            msgid, name_b, table_b = wire.parse_ingest_head(head)
             name = name_b.decode()
             table = table_b.decode()
         except (UnicodeDecodeError, ValueError) as exc:
             self.counters.bad_frames += 1
-            self.ingest.send_multipart([ident, pack({"error": f"malformed upd: {exc}"})])
+            self.ingest.send_multipart([ident, wire.failure(f"malformed upd: {exc}")])
             return
         last = self.msgids.get(name, 0)
         if msgid <= last:
@@ -233,7 +230,7 @@ class Tickerplant:
             self.counters.out_of_order += 1
             if ident not in resent:
                 resent.add(ident)
-                replies.setdefault(ident, []).append(pack({"resend": last + 1, "name": name}))
+                replies.setdefault(ident, []).append(wire.resend(last + 1, name))
             return
         self.msgids[name] = msgid
         schema = self.schemas.get(table)
@@ -257,8 +254,7 @@ class Tickerplant:
             log.info("rejected %s msgid %d (%s): %s", name, msgid, table, error)
             records.append(journal.encode_control(self.seq, name_b, msgid, recv_ns,
                                                   {"kind": "reject", "table": table[:255]}))
-            replies.setdefault(ident, []).append(
-                pack({"reject": msgid, "error": error, "name": name}))
+            replies.setdefault(ident, []).append(wire.reject(msgid, error, name))
         else:
             self.seq += 1
             records.extend(journal.record_parts(self.seq, msgid, recv_ns, table_b, name_b,
@@ -274,10 +270,8 @@ class Tickerplant:
 
     def _hello(self, ident: bytes, name_b: bytes) -> None:
         name = name_b.decode(errors="replace")
-        self.ingest.send_multipart([ident, pack({
-            "last_msgid": self.msgids.get(name, 0),
-            "durable_msgid": self.durable_msgids.get(name, 0),
-            "seq": self.seq, "epoch": self.epoch, "name": name})])
+        self.ingest.send_multipart([ident, wire.hello_reply(
+            self.msgids.get(name, 0), self.durable_msgids.get(name, 0), self.seq, self.epoch, name)])
 
     def release(self, durable_no: int) -> None:
         """Sends the replies of every write now durable."""

@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from common.codec import text_array
+from common import alerts
 from feedhandlers.fix.book import FillRow
 
 ALERT_KIND = "data"
-ALERT_SEVERITY = "warn"            # the calc's word for it too
 
 
 def fill_batch(rows: list[FillRow]) -> dict:
@@ -28,18 +27,6 @@ def fill_rows(cols: dict[str, np.ndarray]) -> list[FillRow]:
 
 
 def alert_batch(time_ns: int, account: str, text: str) -> dict[str, np.ndarray]:
-    """A one-row `alert` of kind `data` (a fill the reference data does not know, a rejected
-    ExecutionReport); `account` and `text` must be printable ASCII (they are journaled)."""
-    nan = np.array([np.nan])
-    return {
-        "time": np.array([time_ns], dtype=np.int64).view("datetime64[ns]"),
-        "sym": text_array([account]),
-        "kind": text_array([ALERT_KIND]),
-        "severity": text_array([ALERT_SEVERITY]),
-        "model": text_array([""]),
-        "value": nan,
-        "threshold": nan.copy(),
-        "text": text_array([text]),
-        "drivers": text_array([""]),
-        "stress": nan.copy(),
-    }
+    """A one-row `alert` of kind `data`, severity warn (a fill the reference data does not know, a
+    rejected ExecutionReport); `account` and `text` must be printable ASCII (they are journaled)."""
+    return alerts.alert_batch([alerts.alert_row(time_ns, account, ALERT_KIND, alerts.WARN, text)])
