@@ -44,12 +44,16 @@ _INT64 = 2**63
 TIMESTAMP_TEXT = re.compile(r"\d{4}[-.]\d{2}[-.]\d{2}", re.ASCII)     # how a timestamp's text starts
 
 
+def bounded(text: str) -> str:
+    """An error text as a client gets it: at most MAX_ERROR_TEXT characters."""
+    return text if len(text) <= MAX_ERROR_TEXT else text[:MAX_ERROR_TEXT - 1] + "\u2026"
+
+
 class ApiError(Exception):
     """A request failed; `text` is q-style (no leading quote), `status` the HTTP status."""
 
     def __init__(self, text: str, status: int = 400):
-        if len(text) > MAX_ERROR_TEXT:
-            text = text[:MAX_ERROR_TEXT - 1] + "\u2026"
+        text = bounded(text)
         super().__init__(text)
         self.text = text
         self.status = status

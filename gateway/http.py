@@ -88,6 +88,11 @@ def json_depth(body: bytes) -> int:
     return int(np.cumsum(steps).max(initial=0))
 
 
+def _not_json(constant: str):
+    """NaN, Infinity and -Infinity, which Python's json reads but JSON does not have."""
+    raise ValueError(f"{constant} is not JSON")
+
+
 class _Handler(web.RequestHandler):
     """aiohttp's connection handler, with its protocol-level errors (a request it cannot parse,
     500 for an exception no handler caught) as JSON rather than plain text."""
@@ -237,9 +242,10 @@ class HttpApi:
         if json_depth(raw) > MAX_JSON_DEPTH:
             raise ApiError(f"json: nested deeper than {MAX_JSON_DEPTH} levels")
         try:
-            return json.loads(raw)
+            return json.loads(raw, parse_constant=_not_json)
         except (ValueError, RecursionError):        # JSONDecodeError, UnicodeDecodeError
-            raise ApiError("json: the body must be a JSON object") from None
+            raise ApiError("json: the body must be a JSON object (NaN and Infinity are not JSON: leave out "
+                           "a price to use the mark)") from None
 
     async def whatif(self, request):
         body = await self._json_body(request)

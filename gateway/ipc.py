@@ -29,7 +29,7 @@ import struct
 
 import pykx as kx
 
-from gateway.api import Api, ApiError
+from gateway.api import Api, ApiError, bounded
 from gateway.compression import MIN_COMPRESS_BYTES, compress, decompress
 from gateway.hub import SUBSCRIBABLE, Hub
 from gateway.qcall import Answer, Call, QSyntaxError, read
@@ -219,7 +219,7 @@ class IpcServer:
             self.served += 1
         except (ApiError, QSyntaxError, QTypeError, ScanError) as e:
             self.errors += 1
-            reply = error_message(getattr(e, "text", None) or str(e))
+            reply = error_message(bounded(getattr(e, "text", None) or str(e)))
         except Exception:
             self.errors += 1
             log.exception("%s (%s): request failed", conn.peer, conn.user.name)

@@ -242,7 +242,8 @@ def test_http_hostile_bodies_get_json_answers(stack):
 
 def test_http_request_smuggling_huge_qty_and_long_names_are_refused(stack):
     """Fuzz findings: a request line without HTTP/1.x (read as HTTP/0.9, the next line a header) got
-    200; a what-if of 2^63 shares got 200; an unknown 2,500-character account came back whole."""
+    200; a what-if of 2^63 shares got 200, one priced `NaN` (not JSON) too; an unknown 2,500-character
+    account, or a 10,000-character symbol sent as a whole kdb+ message, came back whole."""
     port = stack["http"]
     status, body = json_status(raw_http(port, b"GET /margin\r\nX-Injected: 1 HTTP/1.1\r\nHost: x\r\n" + AUTH
                                         + b"Connection: close\r\n\r\n"))
@@ -256,6 +257,14 @@ def test_http_request_smuggling_huge_qty_and_long_names_are_refused(stack):
     with pykx_connection(stack["port"]) as conn:
         with pytest.raises(kx.QError, match="at most 64"):
             conn("positions", "FUND1" * 500)
+    status, body = http(port, "/whatif", b'{"account": "FUND1", "sym": "SPY", "qty": 1, "price": NaN}')
+    assert status == 400 and "NaN and Infinity are not JSON" in body["error"]
+    s, _ = raw_login(stack["port"])
+    s.settimeout(30)
+    s.sendall(sync_body(b"\xf5" + b"FUND1" * 2000 + b"\x00"))      # a 10,000-character symbol as the message
+    text = q_error(recv_message(s))
+    assert text.startswith("type: send") and len(text) <= 300
+    s.close()
     healthy(stack)
 
 
