@@ -32,7 +32,7 @@ class Issue:
     key: tuple = field(default=(), compare=False)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Position:
     """One holding as a model sees it: signed quantity and value (qty x mark x multiplier, 0 without a
     mark); `inst` None when the instrument is not in the reference data."""
@@ -42,7 +42,7 @@ class Position:
     inst: Instrument | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Positions:
     """All holdings of an account, as arrays, for a full revaluation (`MarginModel.build`)."""
     syms: list[str]
@@ -55,7 +55,7 @@ class Positions:
             yield Position(sym, self.qty.item(i), self.value.item(i), self.insts[i])
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Measure:
     """A model's numbers for one account: the initial margin, its VaR and ES (NaN where the model has
     none), whether they are all usable (a row that is not is withheld) and, when asked for, the
@@ -67,7 +67,7 @@ class Measure:
     drivers: list[tuple[str, float]] = field(default_factory=list)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StressLoss:
     """A named stress scenario on an account's positions under a model: the loss (shock loss plus
     stressed VaR), the model's charges outside it (add-ons, full-value charges) and each position's
