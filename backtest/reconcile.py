@@ -192,11 +192,11 @@ def calibrate(X: pd.DataFrame, y: pd.Series, train_end) -> tuple[pd.Series, dict
 
 # ---------------------------------------------------------------- the demo / CLI
 
-def load_prices(sym: str, path: str = "data/history/spy_prices.csv") -> pd.Series:
-    df = pd.read_csv(path)
-    dcol = df.columns[0]
-    col = next((c for c in df.columns if c.upper() == sym.upper()), df.columns[1])
-    return pd.Series(df[col].to_numpy(float), index=pd.to_datetime(df[dcol]), name=sym).dropna()
+def load_prices(sym: str, history=None) -> pd.Series:
+    """The sym's closes from the project's history (common.history, the same data the models see)."""
+    from common.history import load_history
+    h = history or load_history()
+    return pd.Series(h.prices[:, h.syms.index(sym)], index=pd.to_datetime(h.dates), name=sym).dropna()
 
 
 def _fmt_row(name, m):
@@ -214,7 +214,7 @@ def run(ccp_file, product, sym, qty, models, start, end, calibrate_split=None, h
     steps = read_ccp_file(ccp_file, product)
     steps = steps[steps["product"] == product]
     out = {"ccp_file": str(ccp_file), "product": product, "sym": sym, "qty": qty, "rows": {}}
-    prices = load_prices(sym)
+    prices = load_prices(sym, history)
     for name in models:
         dm = daily_margins(name, {sym: qty}, start, end, history=history, **dm_kw)
         pred = pd.Series(dm["im"].to_numpy(float), index=pd.to_datetime(dm["date"]))
@@ -241,12 +241,13 @@ def main(argv=None) -> int:
     ap.add_argument("--end", default="2018-12-31")
     ap.add_argument("--calibrate", action="store_true", help="fit the calibrated variant up to --train-end")
     ap.add_argument("--train-end", default="2015-12-31")
+    ap.add_argument("--rebalance", type=int, default=1, help="rebuild the models every N trading days (1: daily, exact)")
     ap.add_argument("--json")
     a = ap.parse_args(argv)
     try:
         res = run(a.ccp_file, a.product, a.sym, a.qty, [m for m in a.models.split(",") if m],
-                  a.start, a.end, a.train_end if a.calibrate else None)
-    except CcpFileError as e:
+                  a.start, a.end, a.train_end if a.calibrate else None, rebalance=a.rebalance)
+    except (CcpFileError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(HEADER)

@@ -97,3 +97,28 @@ def test_calibrate_recovers_a_linear_map():
     assert info["train_n"] == 200
     assert info["coef"]["im"] == pytest.approx(1.5)
     np.testing.assert_allclose(pred.to_numpy(), y.to_numpy())
+
+
+def test_real_es_demo_short_window():
+    """The real files end to end: one long ES ~ 500 SPY, CME's actual ES requirement, sane figures."""
+    from backtest.reconcile import run
+    res = run(CME, "ES", "SPY", 500, ["param", "hist", "fhs"], "2015-06-01", "2016-09-30",
+              calibrate_split="2015-12-31", rebalance=5)
+    rows = res["rows"]
+    for name in ("param", "hist", "fhs", "fhs oos", "fhs+cal oos"):
+        m = rows[name]
+        assert m["n"] > 50
+        assert m["mean_pred"] > 0 and m["mean_actual"] > 0
+        for key in ("bias", "bias_pct", "mape", "mae", "rmse"):
+            assert math.isfinite(m[key]), (name, key)
+        assert -1 <= m["corr"] <= 1
+        assert m["best_lag"] is None or -30 <= m["best_lag"] <= 30
+
+
+def test_cli_bad_file_is_a_clear_error(tmp_path, capsys):
+    from backtest.reconcile import main
+    p = tmp_path / "bad.csv"
+    p.write_text("date,initial,maintenance\n20150101,x,1\n")
+    assert main(["--ccp-file", str(p), "--product", "ES", "--models", "param",
+                 "--start", "2015-06-01", "--end", "2015-07-31"]) == 2
+    assert f"{p}:2: field 'initial'" in capsys.readouterr().err
