@@ -1,0 +1,5 @@
+import sys
+
+from backtest.run import main
+
+sys.exit(main())
