@@ -64,30 +64,41 @@ def daily_margins(model_name: str, positions: dict[str, float], start: str, end:
     config = config or load_config()
     history = history or load_history()
     mc = model_config(config, model_name, overrides)
-    if rebalance < 1:
-        raise BacktestError("rebalance must be >= 1")
     if not positions:
         raise BacktestError("no positions")
     syms = list(positions)
     check_syms(history, syms)
     idx = date_range(history, start, end)
+    qty = np.tile(np.array([float(positions[s]) for s in syms]), (len(idx), 1))
+    return margin_rows(mc, config, history, syms, idx, qty, rebalance)
+
+
+def margin_rows(mc, config, history: History, syms: list[str], idx: np.ndarray, qty: np.ndarray,
+                rebalance: int = 1, k0: int = 0) -> pd.DataFrame:
+    """The core of daily_margins for history rows `idx` (ascending) with quantities qty[i] (one row per
+    date, columns in `syms`) under ModelConfig `mc`. k0: the position of idx[0] in the whole back-test,
+    so that a chunk rebuilds on the same dates (k % rebalance == 0) as the whole run does; a chunk also
+    builds at its first date, so chunks should start on a multiple of `rebalance` for identical results."""
+    if rebalance < 1:
+        raise BacktestError("rebalance must be >= 1")
     cols = [history.syms.index(s) for s in syms]
-    qty = np.array([float(positions[s]) for s in syms])
     insts = [Instrument(s) for s in syms]
     universe = Universe(history.syms)
     for s in history.syms:
         universe.map(s, s)
     rows, model = [], None
-    for k, t in enumerate(idx.tolist()):
-        if model is None or k % rebalance == 0:
+    for k, t in enumerate(np.asarray(idx).tolist()):
+        if model is None or (k0 + k) % rebalance == 0:
             sliced = History(history.dates[:t + 1], history.syms, history.prices[:t + 1])
             model = build_model(mc, sliced, universe, config)
         px = history.prices[t, cols]
-        if not np.all(np.isfinite(px)):
-            bad = [s for s, p in zip(syms, px) if not np.isfinite(p)]
+        q = np.asarray(qty[k], dtype=np.float64)
+        held = q != 0
+        if not np.all(np.isfinite(px[held])):
+            bad = [s for s, p, h in zip(syms, px, held) if h and not np.isfinite(p)]
             raise BacktestError(f"no close for {', '.join(bad)} on {history.dates[t]}")
-        value = qty * px
-        state, _ = model.build("backtest", Positions(syms, qty, value, insts))
+        value = np.where(held, q * np.nan_to_num(px), 0.0)
+        state, _ = model.build("backtest", Positions(syms, q, value, insts))
         m = model.measure(state)
         rows.append((pd.Timestamp(history.dates[t]), m.im, m.var, m.es, float(value.sum())))
     return pd.DataFrame(rows, columns=["date", "im", "var", "es", "value"])
