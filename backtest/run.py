@@ -95,13 +95,14 @@ def quantity_matrix(history, idx: np.ndarray, positions) -> tuple[list[str], np.
     syms = list(dict.fromkeys(positions["sym"]))
     check_syms(history, syms)
     dates = history.dates[idx]
-    book_dates = np.array(sorted(set(positions["date"])), dtype="datetime64[D]")
+    pdates = positions["date"].to_numpy(dtype="datetime64[D]")
+    book_dates = np.unique(pdates)
     if book_dates[0] > dates[0]:
         raise BacktestError(f"the positions file starts on {book_dates[0]}, after the back-test's first date {dates[0]}")
     col = {s: j for j, s in enumerate(syms)}
     books = np.zeros((len(book_dates), len(syms)))
-    for d, s, q in positions.itertuples(index=False):
-        books[np.searchsorted(book_dates, d), col[s]] += q
+    for d, s, q in zip(np.searchsorted(book_dates, pdates).tolist(), positions["sym"], positions["qty"]):
+        books[d, col[s]] += q
     which = np.searchsorted(book_dates, dates, side="right") - 1
     return syms, books[which]
 
