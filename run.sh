@@ -41,13 +41,14 @@ PYEOF
 }
 
 cmd=${1:-demo}
-if [ $# -gt 0 ]; then case "$cmd" in demo|setup|test|bench|chaos|fuzz) shift ;; esac; fi
+if [ $# -gt 0 ]; then case "$cmd" in demo|setup|test|bench|chaos|fuzz|backtest) shift ;; esac; fi
 case "$cmd" in
     setup) setup ;;
     test)  setup; exec "$PY" -m pytest "$@" ;;
     bench) setup; exec "$PY" -m bench "$@" ;;
     chaos) setup; exec "$PY" -m chaos "$@" ;;
     fuzz)  setup; exec "$PY" -m fuzz "$@" ;;
+    backtest) setup; exec "$PY" -m backtest "$@" ;;
     -h|--help|help) sed -n '2,10p' "$0" ;;
     *)     setup; exec "$PY" -m stack "$@" ;;        # the demo; options (e.g. --help) go to python -m stack
 esac

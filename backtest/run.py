@@ -292,7 +292,11 @@ def main(argv=None) -> int:
         for m in models:
             model_config(config, m)
         history = load_history()
-        date_range(history, args.start, args.end)
+        idx = date_range(history, args.start, args.end)
+        first, last = history.dates[idx[0]], history.dates[idx[-1]]
+        if np.datetime64(args.start, "D") < history.dates[0] or np.datetime64(args.end, "D") > history.dates[-1]:
+            print(f"backtest: note: the history covers {history.dates[0]} to {history.dates[-1]}; "
+                  f"back-testing {first} to {last} ({len(idx)} trading dates)", file=sys.stderr)
         if args.chunk < 1:
             raise BacktestError("--chunk must be >= 1")
         client, cluster = _client(args)
