@@ -178,3 +178,10 @@ def test_cli_runs(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "kupiec_lr" in r.stdout and "zone_250" in r.stdout
     assert out.read_text().splitlines()[0] == "date,model,im,var,es,value,loss,exception"
+
+
+def test_cli_unreachable_scheduler(capsys):
+    assert main(["--positions", "AAPL=1", "--start", "2016-01-04", "--end", "2016-01-08", "--models", "hist",
+                 "--scheduler", "tcp://127.0.0.1:9"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("backtest: error:") and "127.0.0.1:9" in err and "\n" not in err
