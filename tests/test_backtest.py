@@ -185,3 +185,18 @@ def test_cli_unreachable_scheduler(capsys):
                  "--scheduler", "tcp://127.0.0.1:9"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("backtest: error:") and "127.0.0.1:9" in err and "\n" not in err
+
+
+def test_synthetic_normal_returns_exception_rate_near_one_percent(config):
+    """IID normal daily returns: each model's 99% 2-day margin is exceeded on about 1% of days."""
+    rng = np.random.default_rng(20)
+    n = 6000
+    dates = np.datetime64("2000-01-03") + np.arange(n).astype("timedelta64[D]")
+    h = History(dates, ["SYN"], 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))[:, None])
+    _, stats = run(["hist", "param"], {"SYN": 100.0}, str(dates[600]), str(dates[-1]), config=config,
+                   history=h, rebalance=25)
+    for label in ("hist", "param"):
+        s = stats[label]
+        assert s["observations"] == n - 600 - 2
+        assert 0.985 < s["coverage"] < 0.995, (label, s["coverage"])
+        assert s["kupiec_p"] > 0.01, (label, s)
