@@ -262,9 +262,8 @@ class MarginEngine:
         except (ConfigError, ValueError) as e:
             return f"VaR parameter file {path} could not be used: {e}", set(self.config.models)
         self.config = replace(self.config, models={**self.config.models, **new})
-        for model in built.values():
-            for sym, vol in self.book.vol.items():
-                model.on_quotes({}, {sym: None}, self.book)
+        for model in built.values():                   # today's vols, as the models they replace had them
+            model.on_quotes({}, dict.fromkeys(self.book.vol), self.book)
         self.models.update(built)
         log.info("VaR parameter file %s: models %s rebuilt", path, sorted(built))
         return "", set(built)

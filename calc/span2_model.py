@@ -27,9 +27,9 @@ from calc.var_model import VarModel
 class Span2Model(VarModel):
     """A filtered historical `VarModel` floored by the worst named stress loss."""
 
-    def __init__(self, *args, scenarios=(), **kwargs):
+    def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.scenarios = list(scenarios)
+        self.scenarios = []                               # calc.stress.StressScenario, set by from_history
         self.sector = {}                                  # history column -> sector of its instruments
         self._shocks: np.ndarray | None = None            # (N, scenarios), built from `sector`
 
@@ -38,9 +38,9 @@ class Span2Model(VarModel):
         unknown = [n for n in config.stress_scenarios if n not in engine.stress]
         if unknown:
             raise ValueError(f"model {config.name}: unknown stress scenarios {unknown}")
-        base = VarModel.from_history(config, history, universe, engine)
-        return cls(config, base.syms, base.cov, universe, base.shocks, base.excluded, base.notes(),
-                   engine.vol_floor, scenarios=[engine.stress[n] for n in config.stress_scenarios])
+        model = super().from_history(config, history, universe, engine)
+        model.scenarios = [engine.stress[n] for n in config.stress_scenarios]
+        return model
 
     def apply(self, account: str, e: Exposure, p: Position) -> list[Issue]:
         self._learn_sector(p)

@@ -369,16 +369,17 @@ class VarModel(MarginModel):
         f = self.volscale[idx]
         key = (scenario.name, cols, syms, sectors)
         entry = self.stress_cache.get(key)
+        if entry is not None and entry[1] == f.tobytes():
+            return entry[2], entry[3]
+        base = self.cov[np.ix_(idx, idx)]
         if entry is None:
             if len(self.stress_cache) >= STRESS_CACHE_SIZE:
                 self.stress_cache.clear()
-            base = check_covariance(self.cov[np.ix_(idx, idx)], list(syms))
-            corr = stressed_correlation(correlation_from_covariance(base)[1], scenario, syms, sectors)
+            corr = stressed_correlation(correlation_from_covariance(check_covariance(base, list(syms)))[1], scenario,
+                                        syms, sectors)
             entry = self.stress_cache[key] = [corr, None, scenario.shock_vector(syms, sectors), None]
-        if entry[1] != f.tobytes():
-            entry[1] = f.tobytes()
-            entry[3] = stressed_covariance(self.cov[np.ix_(idx, idx)] * np.outer(f, f), scenario, syms, sectors,
-                                           stressed_corr=entry[0])
+        entry[1] = f.tobytes()
+        entry[3] = stressed_covariance(base * np.outer(f, f), scenario, syms, sectors, stressed_corr=entry[0])
         return entry[2], entry[3]
 
     # ---- market --------------------------------------------------------------------------------
