@@ -433,6 +433,12 @@ class MarginEngine:
             raise LookupError(f"account {account} has no model {name} (models: {list(risk.models)})")
         return self.models[name].drivers(risk.models[name], top)
 
+    def breakdown(self, account: str) -> dict[str, list]:
+        """The primary model's breakdown of the account's requirement (`MarginModel.breakdown`)."""
+        risk = self.account_risk(account)
+        name = next(iter(risk.models), None)
+        return self.models[name].breakdown(risk.models[name]) if name else {}
+
     def positions(self, account: str, holdings: dict[str, Holding] | None = None) -> dict[str, list]:
         """Columns sym, qty, mark, value, vm of the account's non-flat holdings."""
         book = self.book

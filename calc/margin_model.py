@@ -119,6 +119,11 @@ class MarginModel(ABC):
     def drivers(self, state, top: int | None = None) -> list[tuple[str, float]]:
         """Every position's contribution (or the `top` largest), largest first."""
 
+    def breakdown(self, state) -> dict[str, list]:
+        """The requirement's components by the model's own grouping, as columns (SPAN: per combined
+        commodity); none (an empty dict) for a model without one."""
+        return {}
+
     @abstractmethod
     def drift(self, state, full) -> float:
         """The largest relative difference between an incremental state and a full revaluation."""

@@ -85,7 +85,8 @@ class CalcServer:
         self.rpc = RpcServer(query, {"margin": self._op_margin, "whatif": self._op_whatif,
                                      "positions": self._op_positions, "drivers": self._op_drivers,
                                      "stress": self._op_stress, "scenarios": self._op_scenarios,
-                                     "accounts": self._op_accounts, "status": self._op_status})
+                                     "accounts": self._op_accounts, "status": self._op_status,
+                                     "breakdown": self._op_breakdown})
         self.publisher: Publisher | None = None
         self.whatif_before = BeforeCache()
         self._to_check: list[str] = []                        # accounts left in this round of the drift check
@@ -297,6 +298,10 @@ class CalcServer:
         drivers = self.engine.drivers(account, req.get("model"), top=req.get("top"))
         return {"account": account, "drivers": {"sym": [s for s, _ in drivers], "contribution": [c for _, c in drivers]}}
 
+    def _op_breakdown(self, req: dict) -> dict:
+        account = _required(req, "account")
+        return {"account": account, "breakdown": self.engine.breakdown(account)}
+
     def _op_stress(self, req: dict) -> dict:
         scenario = req.get("scenario") or self.engine.config.alerts.stress_scenario
         return self.engine.stress(_required(req, "account"), scenario)
@@ -313,6 +318,7 @@ class CalcServer:
         for c in ACCOUNT_COLUMNS:
             cols[c] = [getattr(a, c) for a in accounts]
         cols["models"] = [",".join(self.engine.model_names(a.sym)) for a in accounts]
+        cols["stress"] = [self.engine.runs_stress(a.sym) for a in accounts]
         return {"accounts": cols}
 
     def _op_status(self, req: dict) -> dict:

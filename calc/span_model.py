@@ -100,6 +100,14 @@ class SpanModel(MarginModel):
         ranked = sorted(((s, float(c)) for s, c in out.items() if c), key=lambda sc: -sc[1])
         return ranked if top is None else ranked[:top]
 
+    BREAKDOWN = ("cc", "currency", "scan", "intra", "spot", "inter", "som", "risk", "nov", "initial", "maintenance")
+
+    def breakdown(self, state: SpanExposure) -> dict[str, list]:
+        """Per combined commodity: scan risk, intra-commodity spread charge, spot charge, inter-commodity
+        credit, short option minimum, the risk they give, net option value, initial and maintenance."""
+        rows = state.account.result(with_positions=False).by_cc if state.account is not None else []
+        return {c: [getattr(r, c) for r in rows] for c in self.BREAKDOWN}
+
     def drift(self, state: SpanExposure, full: SpanExposure) -> float:
         worst = relative_difference(state.unmodelled_sum.value, full.unmodelled_sum.value)
         if state.account is not None and full.account is not None:

@@ -45,6 +45,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="seconds for an HTTP request head, and idle between requests (default %(default)s)")
     p.add_argument("--http-body-timeout", type=float, default=BODY_TIMEOUT_S,
                    help="seconds for an HTTP request body (default %(default)s)")
+    p.add_argument("--session-idle-minutes", type=float, default=480.0,
+                   help="a dashboard session ends after this long unused (default %(default)s)")
     p.add_argument("--compress", choices=("remote", "always", "never"), default="remote",
                    help="compress replies over 2000 bytes: to clients on other hosts (kdb+ behaviour), "
                         "always, or never (default %(default)s)")
@@ -60,6 +62,7 @@ async def serve(args) -> None:
     from gateway.hub import Hub
     from gateway.ipc import IpcServer
     from gateway.qscan import Limits
+    from gateway.sessions import Sessions
     from gateway.users import Users
 
     log = logging.getLogger("gateway")
@@ -72,9 +75,10 @@ async def serve(args) -> None:
     port = await ipc.start(args.host, args.port)
     http = None
     if args.http_port >= 0:
-        http = HttpApi(api, users, hub, args.http_header_timeout, args.http_body_timeout)
+        http = HttpApi(api, users, hub, args.http_header_timeout, args.http_body_timeout,
+                       Sessions(args.session_idle_minutes * 60.0))
         http_port = await http.start(args.host, args.http_port)
-        log.info("HTTP JSON API on http://%s:%d (OpenAPI at /openapi.json)", args.host, http_port)
+        log.info("dashboard on http://%s:%d/ and the HTTP JSON API (OpenAPI at /openapi.json)", args.host, http_port)
     feed = None
     if args.control:
         feed = Feed(hub, args.control, loop)

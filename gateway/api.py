@@ -161,7 +161,7 @@ class Api:
 
     FUNCTIONS: ClassVar[dict[str, tuple[int, int]]] = {
         "margin": (0, 1), "whatif": (2, 4), "positions": (1, 1), "drivers": (1, 1), "stress": (1, 2),
-        "alerts": (0, 2), "scenarios": (0, 1), "accounts": (0, 1), "qsql": (1, 1)}
+        "alerts": (0, 2), "scenarios": (0, 1), "accounts": (0, 1), "qsql": (1, 1), "breakdown": (1, 1)}
 
     def __init__(self, rdb: AsyncRpcClient, calc: AsyncRpcClient, timeout: float = 10.0):
         self.rdb = rdb
@@ -170,6 +170,7 @@ class Api:
         self.qtypes = schema_qtypes(load_schemas())
         self._desks: dict[str, str] = {}
         self._desks_at = 0.0
+        self._desks_lock = asyncio.Lock()
         self._slots: dict[str, asyncio.Semaphore] = {}
         self._queued: dict[str, int] = {}
 
@@ -214,11 +215,17 @@ class Api:
 
     # ---- entitlements ---------------------------------------------------------------------------
     async def desk_of(self, account: str) -> str | None:
+        """The account's desk from the rdb's account table, read again (at most once a
+        DESK_REFRESH_S, by one caller while the others wait for it) for an account not yet known."""
         if account not in self._desks and time.monotonic() - self._desks_at > DESK_REFRESH_S:
-            self._desks_at = time.monotonic()
-            reply = await self._call(self.rdb, "last", table="account", columns=["sym", "desk"])
-            table = reply["table"]
-            self._desks = dict(zip(map(str, table["sym"]), map(str, table["desk"])))
+            async with self._desks_lock:
+                if time.monotonic() - self._desks_at > DESK_REFRESH_S:
+                    try:
+                        reply = await self._call(self.rdb, "last", table="account", columns=["sym", "desk"])
+                        table = reply["table"]
+                        self._desks = dict(zip(map(str, table["sym"]), map(str, table["desk"])))
+                    finally:
+                        self._desks_at = time.monotonic()
         return self._desks.get(account)
 
     async def entitled(self, user: User, account: str) -> str:
@@ -264,6 +271,44 @@ class Api:
         account = await self.entitled(user, _one(account, "account"))
         args = {} if scenario in (None, "") else {"scenario": _one(scenario, "scenario")}
         return await self._result(self.calc, "stress", account=account, **args)
+
+    async def breakdown(self, user: User, account) -> Result:
+        account = await self.entitled(user, _one(account, "account"))
+        return await self._result(self.calc, "breakdown", account=account)
+
+    async def history(self, user: User, account) -> Result:
+        """Today's margin rows of the account (time, model, im, vm, requirement, call) from the rdb."""
+        account = await self.entitled(user, _one(account, "account"))
+        return await self._result(self.rdb, "select", self.qtypes["margin"], table="margin", syms=[account],
+                                  columns=["time", "model", "im", "vm", "requirement", "call"])
+
+    async def account_table(self, user: User) -> dict[str, list]:
+        """The reference data calc holds for each account the user may see (desk, ccp, collateral,
+        buffer, thresholds, models), as columns."""
+        table = (await self._call(self.calc, "accounts"))["accounts"]
+        visible = await self.visible(user, None)
+        keep = range(len(table["sym"])) if visible is None else \
+            [i for i, a in enumerate(table["sym"]) if a in set(visible)]
+        return {c: [v[i] for i in keep] for c, v in table.items()}
+
+    async def start_of_day(self, user: User) -> dict[tuple[str, str], float]:
+        """The first requirement of the day per (account, model) the user may see, from the rdb."""
+        result = (await self._call(self.rdb, "qsql", query="select first requirement by sym, model from margin"))["result"]
+        data = result["data"]
+        visible = await self.visible(user, None)
+        return {(a, m): r for a, m, r in zip(data["sym"], data["model"], data["requirement"])
+                if visible is None or a in visible}
+
+    async def health(self, timeout: float = 1.0) -> dict:
+        """Whether calc and the rdb answer within `timeout`, with calc's last input seq and time."""
+        async def probe(client, op, **args):
+            try:
+                return reply_fields(await client.call(op, timeout=timeout, **args))
+            except (RpcTimeout, RpcError, OSError):
+                return None
+        calc, rdb = await asyncio.gather(probe(self.calc, "status"), probe(self.rdb, "count", table="margin"))
+        return {"calc": calc is not None, "rdb": rdb is not None,
+                "seq": calc["seq"] if calc else None, "time": calc["time"] if calc else None}
 
     async def scenarios(self, user: User, _=None) -> Result:
         return await self._result(self.calc, "scenarios")

@@ -1,10 +1,13 @@
 """The HTTP JSON API (aiohttp): the named API for systems such as the EMS pre-trade check.
 
-Same users and entitlements as the kdb+ port: HTTP Basic (user:password) or `Authorization: Bearer
-<token>`. Every error is JSON `{"error": "..."}` with a 4xx (5xx for a backend timeout) status.
+Same users and entitlements as the kdb+ port: HTTP Basic (user:password), `Authorization: Bearer
+<token>`, or the dashboard's session cookie (gateway.dashboard, which this app also serves). Every
+error is JSON `{"error": "..."}` with a 4xx (5xx for a backend timeout) status.
 Tables are JSON arrays of row objects, timestamps ISO-8601 with nanoseconds, NaN as null.
 GET /stream is a server-sent-events stream: `event: margin|alert`, `data: [rows]`; a client that
-cannot keep up (more than `SSE_QUEUE` batches waiting) is disconnected.
+cannot keep up (more than `SSE_QUEUE` batches waiting) is disconnected. With `conflate=MS` the margin
+rows are conflated: every MS milliseconds one event with the newest row per (account, model) that
+changed (alerts are never conflated), so a screen stays smooth however fast the margin moves.
 
 Limits: a connection that has not sent a whole request head within `header_timeout` (slow
 clients included) or stays idle that long between requests is closed; a body must arrive within
@@ -27,14 +30,17 @@ import re
 import numpy as np
 from aiohttp import web
 
-from gateway.api import Api, ApiError
+from gateway.api import Api, ApiError, bounded
+from gateway.dashboard import PUBLIC_PATHS, PUBLIC_PREFIX, SESSION_COOKIE, Dashboard
 from gateway.hub import SUBSCRIBABLE, Hub
 from gateway.openapi import OPENAPI
 from gateway.qcodec import is_batch
+from gateway.sessions import Sessions
 from gateway.users import Users
 
 SSE_QUEUE = 1000
 SSE_KEEPALIVE_S = 15.0
+MAX_CONFLATE_MS = 10_000
 HEADER_TIMEOUT_S = 10.0          # for a request head, and for the next request on an idle connection
 BODY_TIMEOUT_S = 10.0
 MAX_BODY = 1 << 20
@@ -88,6 +94,10 @@ def json_depth(body: bytes) -> int:
     return int(np.cumsum(steps).max(initial=0))
 
 
+def _event(table_name: str, rows: list) -> bytes:
+    return f"event: {table_name}\ndata: {json.dumps(rows, separators=(',', ':'))}\n\n".encode()
+
+
 def _not_json(constant: str):
     """NaN, Infinity and -Infinity, which Python's json reads but JSON does not have."""
     raise ValueError(f"{constant} is not JSON")
@@ -108,17 +118,18 @@ class _Handler(web.RequestHandler):
 
 class HttpApi:
     def __init__(self, api: Api, users: Users, hub: Hub, header_timeout: float = HEADER_TIMEOUT_S,
-                 body_timeout: float = BODY_TIMEOUT_S):
+                 body_timeout: float = BODY_TIMEOUT_S, sessions: Sessions | None = None):
         self.header_timeout, self.body_timeout = header_timeout, body_timeout
         self.api = api
         self.users = users
         self.hub = hub
+        self.dashboard = Dashboard(api, users, sessions or Sessions(), jsonable)
         self.app = web.Application(middlewares=[self._json_errors, self._auth], client_max_size=MAX_BODY)
         self.app.add_routes([
             web.get("/openapi.json", self.openapi), web.get("/margin", self.margin),
             web.post("/whatif", self.whatif), web.get("/positions", self.positions),
             web.get("/drivers", self.drivers), web.get("/stress", self.stress),
-            web.get("/alerts", self.alerts), web.get("/stream", self.stream)])
+            web.get("/alerts", self.alerts), web.get("/stream", self.stream), *self.dashboard.routes()])
         self.runner: web.AppRunner | None = None
         self.server: asyncio.AbstractServer | None = None
 
@@ -162,7 +173,10 @@ class HttpApi:
 
     @web.middleware
     async def _auth(self, request: web.Request, handler):
-        if request.path == "/openapi.json":
+        """Basic, Bearer, or the dashboard's session cookie. A request from the page (it carries the
+        cookie, or X-Requested-With) gets its 401 without the Basic challenge, so the browser shows
+        the page's own message rather than a password dialog."""
+        if request.path in PUBLIC_PATHS or request.path.startswith(PUBLIC_PREFIX):
             return await handler(request)
         header = request.headers.get("Authorization", "")
         scheme, _, credentials = header.partition(" ")
@@ -176,7 +190,11 @@ class HttpApi:
                 await asyncio.get_running_loop().run_in_executor(None, self.users.verify, name, password)
         elif scheme.lower() == "bearer":
             user = self.users.by_token(credentials.strip())
+        elif not header:
+            user = self.dashboard.user_of(request)
         if user is None:
+            if SESSION_COOKIE in request.cookies or "X-Requested-With" in request.headers:
+                return _error(401, "access: your session has expired or you are signed out: sign in again")
             return _error(401, "access: authenticate with HTTP Basic or a Bearer token",
                           {"WWW-Authenticate": 'Basic realm="margintick"'})
         request["user"] = user
@@ -273,32 +291,61 @@ class HttpApi:
         bad = [t for t in names if t not in SUBSCRIBABLE]
         if bad:
             raise ApiError(f"table: can stream {', '.join(SUBSCRIBABLE)}, not {', '.join(bad)}")
+        conflate_s = self._conflate(request)
         accounts = await self.api.visible(request["user"], self._list(self._query(request, "account")))
         queue: asyncio.Queue = asyncio.Queue(SSE_QUEUE)
+        latest: dict[tuple[str, str], dict] = {}      # conflated: the newest margin row per (account, model)
         overflow = asyncio.Event()
 
         def sink(table_name: str, rows: dict) -> None:
+            if conflate_s and table_name == "margin":
+                for row in jsonable(rows):
+                    latest[row["sym"], row["model"]] = row
+                return
             if queue.full():
                 overflow.set()
                 raise ConnectionError("SSE client too slow")     # the hub drops this subscription
-            queue.put_nowait((table_name, rows))
+            queue.put_nowait((table_name, jsonable(rows)))
 
         sid = self.hub.add(names, accounts, sink)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        loop = asyncio.get_running_loop()
         try:
             await response.prepare(request)
             await response.write(b": subscribed\n\n")
+            flush_at = loop.time() + conflate_s
+            quiet_since = loop.time()
             while not overflow.is_set():
+                wait = min(SSE_KEEPALIVE_S, flush_at - loop.time()) if conflate_s else SSE_KEEPALIVE_S
                 try:
-                    table_name, rows = await asyncio.wait_for(queue.get(), SSE_KEEPALIVE_S)
+                    table_name, rows = await asyncio.wait_for(queue.get(), max(wait, 0.0))
+                    await response.write(_event(table_name, rows))
+                    quiet_since = loop.time()
                 except TimeoutError:
+                    pass
+                if conflate_s and loop.time() >= flush_at:
+                    flush_at = loop.time() + conflate_s
+                    if latest:
+                        rows = list(latest.values())
+                        latest.clear()
+                        await response.write(_event("margin", rows))
+                        quiet_since = loop.time()
+                if loop.time() - quiet_since >= SSE_KEEPALIVE_S:
                     await response.write(b": keepalive\n\n")
-                    continue
-                data = json.dumps(jsonable(rows), separators=(",", ":"))
-                await response.write(f"event: {table_name}\ndata: {data}\n\n".encode())
+                    quiet_since = loop.time()
             await response.write(b'event: error\ndata: {"error": "client too slow: disconnected"}\n\n')
         except (ConnectionError, asyncio.CancelledError):
             pass
         finally:
             self.hub.remove(sid)
         return response
+
+    @classmethod
+    def _conflate(cls, request: web.Request) -> float:
+        """The stream's `conflate` period in seconds (query in ms, 0..MAX_CONFLATE_MS; 0 = every batch)."""
+        text = cls._query(request, "conflate")
+        if text is None:
+            return 0.0
+        if not text.isdigit() or int(text) > MAX_CONFLATE_MS:
+            raise ApiError(f"conflate: a whole number of milliseconds from 0 to {MAX_CONFLATE_MS}, got {bounded(text)}")
+        return int(text) / 1000.0

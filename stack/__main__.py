@@ -50,6 +50,7 @@ def main(argv=None) -> int:
     e = s.endpoints
     print(f"""
 margintick is up:
+  dashboard: http://127.0.0.1:{e['http_port']}/   (sign in as demo / demo, or trader1 / trader1 for desk TECH)
   q / PyKX:  h:hopen `:127.0.0.1:{e['gateway_port']}:demo:demo   |  pykx.SyncQConnection('127.0.0.1', {e['gateway_port']}, username='demo', password='demo')
   HTTP:      curl -u demo:demo http://127.0.0.1:{e['http_port']}/margin   (OpenAPI: http://127.0.0.1:{e['http_port']}/openapi.json)
   FIX:       drop copy acceptor on 127.0.0.1:{e['fix_port']}, TargetCompID MARGINTICK, SenderCompID CLIENT free for your engine

@@ -218,18 +218,42 @@ class GatewayStack:
         from common.net import listening
         self.rdb, self.calc = free_endpoint(), free_endpoint()
         self.port, self.http_port = _free_port(), _free_port()
+        self.spawn = spawn
         self.tp = TickerplantProcess(spawn, folder, "--log-level", "WARNING").start()
         ingest, control = self.tp.ingest, self.tp.control
         assert spawn("feedhandlers.refdata", "--ingest", ingest).wait(60) == 0
+        self.args = {"calc": ("--control", control, "--ingest", ingest, "--query", self.calc, "--log-level", "WARNING"),
+                     "gateway": ("--port", self.port, "--http-port", self.http_port, "--rdb", self.rdb,
+                                 "--calc", self.calc, "--control", control, *gateway_args)}
         self.procs = [self.tp.proc,
                       spawn("rdb", "--control", control, "--query", self.rdb, "--hdb", folder / "hdb",
                             "--log-level", "WARNING"),
-                      spawn("calc", "--control", control, "--ingest", ingest, "--query", self.calc,
-                            "--log-level", "WARNING")]
+                      spawn("calc", *self.args["calc"])]
+        self.prices_control = None
         if prices:
-            spawn("feedhandlers.prices", "--ingest", ingest, "--control", free_endpoint(), "--steps-per-sec", "2")
-        self.procs.append(spawn("gateway", "--port", self.port, "--http-port", self.http_port, "--rdb", self.rdb,
-                                "--calc", self.calc, "--control", control, *gateway_args))
+            self.start_prices()
+        self.procs.append(spawn("gateway", *self.args["gateway"]))
         wait_until(lambda: (s := rpc_answer(self.calc, "status")) and s["accounts"] >= 3, 120, what="calc ready")
         wait_until(lambda: rpc_answer(self.rdb, "count", table="account"), 60, what="rdb ready")
         wait_until(lambda: listening(self.http_port) and listening(self.port), 60, what="gateway listening")
+
+    def start_prices(self, steps_per_sec: int = 2) -> None:
+        """The simulated price feed; events go to `prices_control` (feedhandlers.prices --send)."""
+        self.prices_control = free_endpoint()
+        self.spawn("feedhandlers.prices", "--ingest", self.tp.ingest, "--control", self.prices_control,
+                   "--steps-per-sec", steps_per_sec)
+
+    def kill(self, name: str) -> None:
+        """kill -9 of calc or the gateway."""
+        proc = self.procs[2 if name == "calc" else 3]
+        proc.kill()
+        proc.wait(10)
+
+    def restart(self, name: str) -> None:
+        """Starts calc or the gateway again with its arguments and waits until it answers."""
+        from common.net import listening
+        self.procs[2 if name == "calc" else 3] = self.spawn(name, *self.args[name])
+        if name == "calc":
+            wait_until(lambda: (s := rpc_answer(self.calc, "status")) and s["accounts"] >= 3, 120, what="calc ready")
+        else:
+            wait_until(lambda: listening(self.http_port) and listening(self.port), 60, what="gateway listening")
