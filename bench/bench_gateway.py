@@ -49,7 +49,7 @@ TRADE = ("FUND1", "SPY", -1000.0, float("nan"))
 class Stack:
     """tickerplant + refdata + rdb + calc + gateway as subprocesses in a temporary folder."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, refdata: Path | None = None):
         self.procs: list[subprocess.Popen] = []
         self.folder = folder
         ingest, pub, control, rdb, calc = (free_endpoint() for _ in range(5))
@@ -57,15 +57,15 @@ class Stack:
         self._run("tickerplant", "--ingest", ingest, "--pub", pub, "--control", control,
                   "--journal", folder / "journal", "--log-level", "WARNING")
         wait_for(lambda: rpc_answer(control), "tickerplant")
-        subprocess.run([sys.executable, "-m", "feedhandlers.refdata", "--ingest", ingest], cwd=REPO, check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run([sys.executable, "-m", "feedhandlers.refdata", "--ingest", ingest,
+                        *(["--dir", refdata] if refdata else [])], cwd=REPO, check=True, stdout=subprocess.DEVNULL)
         self._run("rdb", "--control", control, "--query", rdb, "--hdb", folder / "hdb", "--log-level", "WARNING")
         self._run("calc", "--control", control, "--ingest", ingest, "--query", calc, "--log-level", "WARNING")
         self._run("gateway", "--port", self.port, "--http-port", self.http_port, "--rdb", rdb, "--calc", calc,
                   "--control", control, "--log-level", "WARNING")
         wait_for(lambda: (s := rpc_answer(calc)) and s["accounts"] > 0, "calc")
         wait_for(lambda: listening(self.port), "gateway")
-        self.calc = calc
+        self.calc, self.ingest = calc, ingest
         self.pids = {name: p.pid for name, p in zip(("tickerplant", "rdb", "calc", "gateway"), self.procs)}
 
     def _run(self, module, *args):

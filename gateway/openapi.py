@@ -73,7 +73,11 @@ OPENAPI = {
                             "parameters": [
                                 {"name": "tables", "in": "query", "required": False,
                                  "schema": {"type": "string", "default": "margin,alert"}},
-                                {"name": "account", "in": "query", "required": False, "schema": {"type": "string"}}],
+                                {"name": "account", "in": "query", "required": False, "schema": {"type": "string"}},
+                                {"name": "conflate", "in": "query", "required": False,
+                                 "description": "milliseconds: one margin event per period with the newest row per "
+                                                "(account, model); alerts are never conflated",
+                                 "schema": {"type": "integer", "minimum": 0, "maximum": 10000}}],
                             "responses": {"200": {"description": "text/event-stream; event = table name, data = JSON rows",
                                                   "content": {"text/event-stream": {}}}, **_ERRORS}}},
         "/openapi.json": {"get": {"summary": "this document", "security": [],

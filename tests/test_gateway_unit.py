@@ -136,7 +136,7 @@ def test_pykx_default_connection_named_api(gateway):
             conn("whatif", "FUND1")
         with pytest.raises(kx.QError, match="type: qty"):
             conn("whatif", "FUND1", "AMD", "lots", 1.0)
-        assert conn("key", "").py() == sorted(["accounts", "alerts", "drivers", "margin", "positions",
+        assert conn("key", "").py() == sorted(["accounts", "alerts", "breakdown", "drivers", "margin", "positions",
                                                "qsql", "scenarios", "stress", "whatif"])
 
 
@@ -373,6 +373,23 @@ def http(port, path, user="demo", password="demo", body=None, token=None):
             return r.status, json.loads(r.read())
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read())
+
+
+def test_concurrent_first_requests_of_a_desk_user_all_see_the_desk(gateway):
+    """The desk map is read once, by the first request; the others wait for it (they once saw no desk
+    at all while it was being read)."""
+    _, port = gateway
+    answers = [None] * 8
+
+    def margin(i):
+        answers[i] = http(port, "/margin", "trader1", "trader1")
+
+    threads = [threading.Thread(target=margin, args=(i,)) for i in range(len(answers))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert [(status, sorted({r["sym"] for r in rows})) for status, rows in answers] == [(200, ["FUND1"])] * 8
 
 
 def test_http_api(gateway):

@@ -188,11 +188,46 @@ async function loadBlotter() {
   state.sod = Object.fromEntries(snap.sod.map(r => [`${r.sym}|${r.model}`, r.requirement]));
   for (const sym of Object.keys(state.accounts)) for (const m of (state.accounts[sym].models || "").split(","))
     if (m && !state.models.includes(m)) state.models.push(m);
-  const table = await makeTable("blotter", $("blotter"), {index: "sym", height: "calc(100vh - 110px)", layout: "fitDataStretch",
+  const table = await makeTable("blotter", $("blotter"), {index: "sym", height: "calc(100vh - 110px)", layout: "fitDataStretch", rowHeight: 26,
     columns: blotterColumns(), rowFormatter: colourRow, initialSort: [{column: "call", dir: "desc"}]});
+  if (!table.redrawsOnScroll) {
+    table.redrawsOnScroll = true;
+    let pending = 0;
+    table.on("scrollVertical", () => { pending ||= requestAnimationFrame(() => { pending = 0; redrawOnScreen(table); }); });
+  }
   table.setColumns(blotterColumns());
   await table.replaceData(Object.keys(state.accounts).sort().map(blotterRow));
   fillAccountSelects();
+}
+
+// Tabulator redraws a row on updateData, measuring its height each time (a forced layout): only the
+// rows on screen go through it (found from the scroll position; asking Tabulator which rows are
+// visible measures every row). The others get their data object refreshed in place (what sorting
+// and filtering read) and are drawn again from it when scrolled into view.
+function rowsOnScreen() {
+  const holder = $("blotter").querySelector(".tabulator-tableholder");
+  if (!holder) return new Set();
+  const top = holder.scrollTop, bottom = top + holder.clientHeight, out = new Set();
+  for (const row of holder.querySelectorAll(".tabulator-row")) {
+    if (row.offsetTop + row.offsetHeight >= top && row.offsetTop <= bottom)
+      out.add(row.querySelector('[tabulator-field="sym"]').textContent);
+  }
+  return out;
+}
+
+function updateBlotter(table, accounts) {
+  const onScreen = rowsOnScreen(), drawn = [];
+  for (const account of accounts) {
+    if (onScreen.has(account)) { drawn.push(blotterRow(account)); continue; }
+    const row = table.getRow(account);
+    if (row) Object.assign(row.getData(), blotterRow(account));
+    else table.addData([blotterRow(account)]);
+  }
+  if (drawn.length) table.updateData(drawn);
+}
+
+function redrawOnScreen(table) {
+  table.updateData([...rowsOnScreen()].filter(a => a in state.accounts).map(blotterRow));
 }
 
 function takeMarginRow(row) {
@@ -208,7 +243,7 @@ function scheduleDraw() {
     const accounts = [...state.dirty];
     state.dirty.clear();
     const table = tables.blotter && await tables.blotter;
-    if (table && accounts.length) table.updateOrAddData(accounts.filter(a => a in state.accounts).map(blotterRow));
+    if (table && accounts.length) updateBlotter(table, accounts.filter(a => a in state.accounts));
     if (state.view === "account" && accounts.includes(state.account)) {
       renderAccountCards();
       clearTimeout(state.accountTimer);
