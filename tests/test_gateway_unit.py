@@ -9,6 +9,7 @@ import json
 import socket
 import struct
 import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -19,6 +20,7 @@ import pytest
 from common.net import listening
 from conftest import pykx_connection, wait_until
 
+from common.alerts import alert_batch, alert_row
 from common.rpc import RpcServer
 from gateway.api import MAX_RUNNING, MAX_WAITING
 from gateway.compression import compress
@@ -356,6 +358,54 @@ def test_u_sub_pushes_upd_like_a_tickerplant(spawn, free_port, standin, tickerpl
     assert (fn, table_name) == ("upd", "margin")
     assert rows["sym"] == ["FUND1"] and rows["im"] == [5.0]         # entitled rows only
     s.close()
+    pub.close()
+
+
+def test_sse_stream_conflates_margin_rows_but_never_alerts(spawn, free_port, standin, tickerplant):
+    """With conflate=MS one margin event per period carries the newest row per (account, model);
+    alerts pass as they come."""
+    _, http_port = start_gateway(spawn, free_port, standin, "--control", tickerplant.control)
+    token = base64.b64encode(b"demo:demo").decode()
+    pub = Publisher("test.calc", endpoint=tickerplant.ingest)
+    stream = urllib.request.urlopen(urllib.request.Request(
+        f"http://127.0.0.1:{http_port}/stream?conflate=400", headers={"Authorization": f"Basic {token}"}), timeout=30)
+    assert stream.readline().startswith(b": subscribed")
+    events = []
+
+    def read():
+        event = None
+        for _ in range(10_000):
+            line = stream.readline()
+            if not line:
+                return
+            if line.startswith(b"event: "):
+                event = line[7:].strip().decode()
+            elif line.startswith(b"data: "):
+                events.append((event, json.loads(line[6:]), time.monotonic()))
+                if event == "margin" and {r["sym"]: r["im"] for r in events[-1][1]}.get("FUND2") == 40.0:
+                    return                                   # the last rows published
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    wait_until(lambda: pub.publish_sync("margin", margin_batch(["FUND1"], 0.5), timeout=10) and events, 60,
+               what="the gateway's feed connected")
+    start = time.monotonic()
+    for k in range(1, 41):                                   # 40 rows each for FUND1 and FUND2 over ~1 s
+        pub.publish("margin", margin_batch(["FUND1", "FUND2"], float(k)))
+        if k == 20:
+            pub.publish("alert", alert_batch([alert_row(time.time_ns(), "FUND2", "threshold", "warn", "over")]))
+        time.sleep(0.025)
+    pub.flush(10)
+    reader.join(10)
+    assert not reader.is_alive(), "the last rows did not arrive"
+    stream.close()
+    margin = [(rows, t) for e, rows, t in events if e == "margin" and t >= start]
+    assert len(margin) <= 6                                  # ~1 s of rows at one event per 0.4 s
+    assert all(len(rows) == len({(r["sym"], r["model"]) for r in rows}) for rows, _ in margin)
+    assert margin[-1][0] and {r["sym"]: r["im"] for r in margin[-1][0]} == {"FUND1": 40.0, "FUND2": 40.0}
+    assert [rows[0]["text"] for e, rows, _ in events if e == "alert"] == ["over"]
+    for bad in ("abc", "20000", "-1"):
+        status, reply = http(http_port, f"/stream?conflate={bad}")
+        assert status == 400 and "conflate" in reply["error"]
     pub.close()
 
 
