@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from backtest.margins import BacktestError, check_syms, date_range, margin_rows, model_config
+from backtest.report import backtest_report, write_outputs
 from backtest.stats import christoffersen, kupiec, traffic_light
 from calc.config import load_config
 from common.history import load_history
@@ -144,11 +145,20 @@ def chunks(n: int, size: int, rebalance: int) -> list[tuple[int, int]]:
     return [(lo, min(n, lo + size)) for lo in range(0, n, size)]
 
 
+def _progress_bar(done: int, total: int) -> None:
+    width = 40
+    filled = width * done // max(total, 1)
+    sys.stderr.write(f"\rbacktest: [{'#' * filled}{'.' * (width - filled)}] {done}/{total} tasks")
+    if done == total:
+        sys.stderr.write("\n")
+    sys.stderr.flush()
+
+
 def compute(models: list[str], positions, start: str, end: str, *, config=None, history=None, rebalance: int = 1,
-            client=None, chunk: int = 250) -> dict[str, pd.DataFrame]:
+            client=None, chunk: int = 250, progress: bool = False) -> dict[str, pd.DataFrame]:
     """{variant label: daily frame (date, im, var, es, value, loss, exception)}. With a dask.distributed
     Client, the (variant x date chunk) tasks run on its cluster; else in this process, chunk by chunk
-    (same tasks, identical results)."""
+    (same tasks, identical results). `progress`: a progress bar on stderr (Dask's own on a cluster)."""
     config = config or load_config()
     history = history or load_history()
     if rebalance < 1:
@@ -159,11 +169,18 @@ def compute(models: list[str], positions, start: str, end: str, *, config=None, 
     parts = chunks(len(idx), chunk, rebalance)
     tasks = [(v, lo, hi) for v in vs for lo, hi in parts]
     if client is None:
-        results = [_task(v, config, history, syms, idx[lo:hi], qty[lo:hi], rebalance, lo) for v, lo, hi in tasks]
+        results = []
+        for v, lo, hi in tasks:
+            results.append(_task(v, config, history, syms, idx[lo:hi], qty[lo:hi], rebalance, lo))
+            if progress:
+                _progress_bar(len(results), len(tasks))
     else:
         h, c = client.scatter([history, config], broadcast=True)
         futures = [client.submit(_task, v, c, h, syms, idx[lo:hi], qty[lo:hi], rebalance, lo, pure=False)
                    for v, lo, hi in tasks]
+        if progress:
+            from distributed import progress as dask_progress
+            dask_progress(futures, notebook=False)
         results = client.gather(futures)
     out = {}
     for v in vs:
@@ -231,11 +248,12 @@ def table(stats: dict[str, dict]) -> str:
     return "\n".join("  ".join(c.ljust(w[0]) if i == 0 else c.rjust(w[i]) for i, c in enumerate(r)) for r in lines)
 
 
-def run(models, positions, start, end, *, config=None, history=None, rebalance=1, client=None, chunk=250):
+def run(models, positions, start, end, *, config=None, history=None, rebalance=1, client=None, chunk=250,
+        progress=False):
     """(daily frames, statistics) per variant."""
     config = config or load_config()
     frames = compute(models, positions, start, end, config=config, history=history, rebalance=rebalance,
-                     client=client, chunk=chunk)
+                     client=client, chunk=chunk, progress=progress)
     vs = {v.label: v for v in variants(config, models)}
     stats = {}
     for label, df in frames.items():
@@ -281,6 +299,9 @@ def main(argv=None) -> int:
     ap.add_argument("--config", help="config file (default config/calc.toml)")
     ap.add_argument("--json", metavar="FILE", help="write statistics and daily series as JSON")
     ap.add_argument("--csv", metavar="FILE", help="write the daily series (long: one row per date x model)")
+    ap.add_argument("--out", metavar="DIR", help="write daily.parquet, stats.parquet and report.html (charts) there")
+    ap.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                    help="a progress bar on stderr (default: when stderr is a terminal)")
     args = ap.parse_args(argv)
     client = cluster = None
     try:
@@ -300,8 +321,9 @@ def main(argv=None) -> int:
         if args.chunk < 1:
             raise BacktestError("--chunk must be >= 1")
         client, cluster = _client(args)
+        progress = sys.stderr.isatty() if args.progress is None else args.progress
         frames, stats = run(models, positions, args.start, args.end, config=config, history=history,
-                            rebalance=args.rebalance, client=client, chunk=args.chunk)
+                            rebalance=args.rebalance, client=client, chunk=args.chunk, progress=progress)
     except BacktestError as e:
         print(f"backtest: error: {e}", file=sys.stderr)
         return 2
@@ -321,4 +343,9 @@ def main(argv=None) -> int:
         d = daily.assign(date=daily["date"].dt.strftime("%Y-%m-%d"))
         with open(args.json, "w") as f:
             json.dump({"stats": stats, "daily": json.loads(d.to_json(orient="records"))}, f, indent=1)
+    if args.out:
+        what = (f"positions {args.positions or args.positions_csv}, {first} to {last} ({len(idx)} trading dates), "
+                f"models {', '.join(models)}, rebalanced every {args.rebalance} day(s)")
+        for path in write_outputs(args.out, daily, stats, backtest_report(frames, stats, ROWS, what)):
+            print(f"backtest: wrote {path}", file=sys.stderr)
     return 0

@@ -1,6 +1,7 @@
 """backtest: the statistics against published worked examples and hand computations; daily margins by the
 live model code; the CLI; the same back-test in process and on a real 2-worker Dask LocalCluster."""
 import math
+import re
 import subprocess
 import sys
 
@@ -178,6 +179,27 @@ def test_cli_runs(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "kupiec_lr" in r.stdout and "zone_250" in r.stdout
     assert out.read_text().splitlines()[0] == "date,model,im,var,es,value,loss,exception"
+
+
+def test_cli_out_writes_parquet_for_duckdb_and_a_self_contained_report(tmp_path):
+    import duckdb
+    import pandas as pd
+    folder = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "backtest", "--positions", "AAPL=1000,SPY=-500", "--start", "2017-01-03",
+                        "--end", "2017-03-31", "--models", "hist,fhs", "--csv", str(tmp_path / "d.csv"),
+                        "--out", str(folder), "--progress"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "tasks" in r.stderr and "report.html" in r.stderr                 # the progress bar, the files
+    daily = duckdb.sql(f"select * from '{folder / 'daily.parquet'}' order by model, date").df()
+    csv = pd.read_csv(tmp_path / "d.csv").sort_values(["model", "date"], kind="stable").reset_index(drop=True)
+    assert list(daily["model"].unique()) == ["fhs", "fhs-noapc", "hist"]
+    assert np.allclose(daily["im"].to_numpy(), csv["im"].to_numpy(), rtol=1e-12)
+    assert (daily["exception"].to_numpy() == csv["exception"].to_numpy()).all()
+    stats = pd.read_parquet(folder / "stats.parquet").set_index("model")
+    assert stats.loc["hist", "exceptions"] == int(csv[csv["model"] == "hist"]["exception"].sum())
+    report = (folder / "report.html").read_text()
+    assert "uPlot" in report and report.count("new uPlot(") == 3             # a chart per model variant
+    assert "zone_250" in report and not re.search(r"(src|href)=.?https?:", report)   # nothing to fetch: opens offline
 
 
 def test_cli_unreachable_scheduler(capsys):
