@@ -11,14 +11,18 @@ live state is never changed.
 The search, all quantities whole numbers (the trade to add, signed: buy > 0):
 
 1. Bracket `[-Q, Q]`, Q = the account's gross exposure (sum of |value| of its positions) / the value
-   of one unit of the hedge (price x multiplier), rounded up, at least 1: a hedge larger than the
-   whole book in one instrument only adds risk of its own.
+   of one unit of the hedge (price x multiplier), rounded up, at least 1.
 2. Coarse curve: `points` evenly spaced quantities over the bracket, 0 included, each with margin
-   and stress.
+   and stress. When the lowest requirement is at an end of the bracket (a book of high-beta names
+   hedged with an index needs more than its own notional), the bracket is doubled and the curve
+   taken again over it (points already evaluated are reused), at most `MAX_BRACKET_DOUBLINGS`
+   times; the curve returned is the last one.
 3. Minimum of the primary model's requirement: golden-section search on whole numbers between the
    two coarse neighbours of the best coarse point, keeping the best point evaluated (ties: the
-   smaller |qty|). An ES or parametric requirement is convex in the quantity (a coherent measure
-   of a linear portfolio plus convex add-ons), so this is its minimum. A VaR requirement
+   smaller |qty|), then a local descent on whole numbers from it (a step to a lower neighbour,
+   doubling after each move) until neither neighbour is lower (within the bracket). An ES or
+   parametric requirement is convex in the quantity (a coherent measure of a linear portfolio plus
+   convex add-ons), so this is its minimum. A VaR requirement
    (historical, filtered historical with `measure = "var"`: the k-th worst scenario), SPAN's scan
    and span2's floor are not convex in general: the search then returns the minimum around the
    best coarse point, which is the global one unless a dip narrower than the coarse spacing lies
@@ -31,8 +35,10 @@ The search, all quantities whole numbers (the trade to add, signed: buy > 0):
    within the bracket (or no stress under the account's model): null, and the reason in
    `target.reason`.
 
-Every loop is bounded: at most `MAX_POINTS` coarse points, `MAX_REFINE_STEPS` golden-section steps,
-`MAX_BISECT_STEPS` bisection steps per target (2^53 quantities need 53).
+Every loop is bounded: at most `MAX_POINTS` coarse points per curve and `MAX_BRACKET_DOUBLINGS` + 1
+curves, `MAX_REFINE_STEPS` golden-section steps,
+`MAX_DESCENT_STEPS` descent steps, `MAX_BISECT_STEPS` bisection steps per target (2^53 quantities
+need 53).
 """
 from __future__ import annotations
 
@@ -47,6 +53,8 @@ DEFAULT_POINTS = 41
 MIN_POINTS, MAX_POINTS = 3, 1001
 MAX_REFINE_STEPS = 128          # golden-section steps: log_phi(2^53) ~ 77 needed at most
 MAX_BISECT_STEPS = 64           # bisection steps per target: 53 needed at most
+MAX_BRACKET_DOUBLINGS = 4       # the bracket grows to at most 16 x the gross exposure
+MAX_DESCENT_STEPS = 64          # local descent steps after the golden-section search
 INVERSE_PHI = (math.sqrt(5.0) - 1.0) / 2.0
 _REQUIREMENT, _CALL = COMPARED.index("requirement"), COMPARED.index("call")
 
@@ -140,6 +148,23 @@ def _golden_minimum(curve: _HedgeCurve, low: int, high: int) -> None:
         f(qty)
 
 
+def _local_descent(curve: _HedgeCurve, qty: int, bound: int) -> None:
+    """From `qty`, moves to a neighbour at distance `step` while that lowers the requirement (the
+    step doubling after a move and halving after none), until neither whole-number neighbour is
+    lower: a VaR requirement has kinks that golden-section search, which assumes one minimum, can
+    stop beside. At most MAX_DESCENT_STEPS steps."""
+    f = curve.requirement
+    step = 1
+    for _ in range(MAX_DESCENT_STEPS):
+        lower = next((q for q in (qty - step, qty + step) if abs(q) <= bound and f(q) < f(qty)), None)
+        if lower is not None:
+            qty, step = lower, step * 2
+        elif step == 1:
+            break
+        else:
+            step //= 2
+
+
 def _best(values: dict[int, float]) -> int:
     """The quantity of the lowest value, the smaller |qty| on a tie."""
     return min(values, key=lambda q: (values[q], abs(q)))
@@ -207,13 +232,16 @@ def hedge(engine: MarginEngine, account: str, sym: str, target: float | None = N
 
     curve = _HedgeCurve(engine, account, sym, scenario, cache or BeforeCache())
     bound = _bracket(engine, account, unit_value)
-    coarse = _coarse_quantities(bound, points)
-    for qty in coarse:
-        curve.ensure(qty, margin=True, stress=True)
-
-    requirements = {q: curve.margin[q][0] for q in coarse}
-    best = coarse.index(_best(requirements))
+    for doubling in range(MAX_BRACKET_DOUBLINGS + 1):
+        coarse = _coarse_quantities(bound, points)
+        for qty in coarse:
+            curve.ensure(qty, margin=True, stress=True)
+        best = coarse.index(_best({q: curve.margin[q][0] for q in coarse}))
+        if 0 < best < len(coarse) - 1 or doubling == MAX_BRACKET_DOUBLINGS or bound >= MAX_QTY:
+            break
+        bound = int(min(MAX_QTY, 2 * bound))        # the minimum lies at the edge: look beyond it
     _golden_minimum(curve, coarse[max(0, best - 1)], coarse[min(len(coarse) - 1, best + 1)])
+    _local_descent(curve, _best({q: m[0] for q, m in curve.margin.items()}), bound)
     minimum = _best({q: m[0] for q, m in curve.margin.items()})
 
     call_qty, call_reason = _smallest_reaching(curve, {q: m[1] for q, m in curve.margin.items()}, curve.call,

@@ -58,8 +58,7 @@ OPENAPI = {
                                     "value": {"type": "number"}, "call": _HEDGE_POINT, "stress": _HEDGE_POINT,
                                     "reason": {"type": "object", "description": "why call / stress is null"}}},
                                 "scenario": {"type": "string", "description": "the stress scenario; empty: none"},
-                                "curve": {"type": "object", "description": "qty, requirement, call, stress_call: "
-                                                                          "equal-length arrays"},
+                                "curve": {"$ref": "#/components/schemas/Rows"},      # qty, requirement, call, stress_call
                                 "evaluations": {"type": "integer"}}},
             "WhatIfResult": {"type": "object", "properties": {
                 "before": {"type": "object"}, "after": {"type": "object"}, "delta": {"type": "object"},
