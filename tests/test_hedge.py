@@ -24,7 +24,7 @@ from calc.hedge import hedge
 from calc.whatif import what_if
 from common.history import load_history
 from feedhandlers.prices.calibrate import TRADING_DAYS, calibrate
-from feedhandlers.prices.events import antitrust
+from feedhandlers.prices.events import antitrust, event_ticks
 from feedhandlers.refdata.loader import load_refdata
 
 BRUTE_FORCE_POINTS = 401
@@ -52,12 +52,10 @@ def apply_antitrust(engine: MarginEngine, history, refdata, seq: int = 100) -> N
     sector's volatility twice its calibrated level (the annualised vol the feed would quote)."""
     inst = refdata["instrument"]
     sectors = {s: sec for s, sec, cls in zip(inst["sym"], inst["sector"], inst["assetclass"]) if cls == "equity"}
-    event = antitrust("AMD", sectors)
-    syms = sorted(set(event.shocks) & set(history.syms))
-    daily_vol = dict(zip(syms, calibrate(history, syms).daily_vol.tolist()))
-    prices = [engine.book.mark(s) * (1 + event.shocks[s]) for s in syms]
-    vols = [daily_vol[s] * event.vol[s] * math.sqrt(TRADING_DAYS) for s in syms]
-    engine.apply("quote", quotes(syms, prices, vols), seq)
+    syms = [s for s in sectors if s in history.syms]
+    annual_vol = dict(zip(syms, (calibrate(history, syms).daily_vol * math.sqrt(TRADING_DAYS)).tolist()))
+    ticks = event_ticks(antitrust("AMD", sectors), {s: engine.book.mark(s) for s in syms}, annual_vol)
+    engine.apply("quote", quotes(list(ticks), [p for p, _ in ticks.values()], [v for _, v in ticks.values()]), seq)
 
 
 @pytest.fixture(scope="module")
