@@ -75,8 +75,10 @@ class _HedgeCurve:
         engine, account = self.engine, self.account
         if qty == 0:                        # the live state, through the what-ifs' before cache
             if margin:
-                values = self.cache.margin(engine, account, self.live)[0][1]
-                self.margin[0] = (values[_REQUIREMENT], values[_CALL])
+                rows = self.cache.margin(engine, account, self.live)
+                if not rows or rows[0][0] != self.primary:
+                    raise ValueError(f"hedge: the margin of {account} under {self.primary} is not computable now")
+                self.margin[0] = (rows[0][1][_REQUIREMENT], rows[0][1][_CALL])
             if stress:
                 self.stress[0] = self.cache.stress(engine, account, self.live, self.scenario)["call"]
             return
@@ -123,7 +125,7 @@ def _bracket(engine: MarginEngine, account: str, unit_value: float) -> int:
     """Q: the account's gross exposure in units of the hedge, rounded up, within [1, 2^53]."""
     values = np.asarray(engine.positions(account)["value"], dtype=float)
     gross = float(np.abs(values[np.isfinite(values)]).sum()) if values.size else 0.0
-    return int(min(MAX_QTY, max(1.0, math.ceil(gross / unit_value))))
+    return int(max(1.0, math.ceil(min(MAX_QTY, gross / unit_value))))
 
 
 def _coarse_quantities(bound: int, points: int) -> list[int]:
@@ -170,7 +172,7 @@ def _best(values: dict[int, float]) -> int:
     return min(values, key=lambda q: (values[q], abs(q)))
 
 
-def _smallest_reaching(curve: _HedgeCurve, values: dict[int, float], value_at, target: float, what: str,
+def _smallest_reaching(values: dict[int, float], value_at, target: float, what: str,
                        bound: int) -> tuple[int | None, str]:
     """The smallest |qty|, in the direction of the lowest evaluated value, whose value (call or stress
     call, `value_at`) is <= target: bisection between the evaluated quantities that bound it."""
@@ -218,7 +220,8 @@ def hedge(engine: MarginEngine, account: str, sym: str, target: float | None = N
         raise ValueError(f"hedge: no price for {sym}")
     unit_value = price * book.multiplier(sym)
     if not (math.isfinite(unit_value) and unit_value > 0):
-        raise ValueError(f"hedge: {sym} has no usable unit value (price {price:g} x multiplier {book.multiplier(sym):g})")
+        raise ValueError(f"hedge: {sym} has no usable unit value (price {price:g} x multiplier "
+                         f"{book.multiplier(sym):g})")
     stress_reason = ""
     if not engine.runs_stress(account):
         stress_reason = f"stress scenarios do not run under {engine.model_names(account)[0]}, which margins {account}"
@@ -244,11 +247,11 @@ def hedge(engine: MarginEngine, account: str, sym: str, target: float | None = N
     _local_descent(curve, _best({q: m[0] for q, m in curve.margin.items()}), bound)
     minimum = _best({q: m[0] for q, m in curve.margin.items()})
 
-    call_qty, call_reason = _smallest_reaching(curve, {q: m[1] for q, m in curve.margin.items()}, curve.call,
+    call_qty, call_reason = _smallest_reaching({q: m[1] for q, m in curve.margin.items()}, curve.call,
                                                target, "predicted call", bound)
     stress_qty = None
     if scenario:
-        stress_qty, stress_reason = _smallest_reaching(curve, dict(curve.stress), curve.stress_call, target,
+        stress_qty, stress_reason = _smallest_reaching(dict(curve.stress), curve.stress_call, target,
                                                        "stress call", bound)
     points_of = [curve.point(q) for q in coarse]
     return {

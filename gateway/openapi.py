@@ -58,7 +58,7 @@ OPENAPI = {
                                     "value": {"type": "number"}, "call": _HEDGE_POINT, "stress": _HEDGE_POINT,
                                     "reason": {"type": "object", "description": "why call / stress is null"}}},
                                 "scenario": {"type": "string", "description": "the stress scenario; empty: none"},
-                                "curve": {"$ref": "#/components/schemas/Rows"},      # qty, requirement, call, stress_call
+                                "curve": {"$ref": "#/components/schemas/Rows"},      # qty, requirement, call, stress
                                 "evaluations": {"type": "integer"}}},
             "WhatIfResult": {"type": "object", "properties": {
                 "before": {"type": "object"}, "after": {"type": "object"}, "delta": {"type": "object"},

@@ -71,7 +71,8 @@ def test_mission_scenario(spawn, free_port, tmp_path, repo_root):
 
     sized = client.call("hedge", account="FUND1", sym="SPY")                   # hedge sizing (calc.hedge)
     assert sized["minimum"]["qty"] < 0 and sized["minimum"]["requirement"] < sized["now"]["requirement"]
-    assert sized["minimum"]["call"] < sized["now"]["call"] and sized["minimum"]["stress_call"] < sized["now"]["stress_call"]
+    assert sized["minimum"]["call"] < sized["now"]["call"]
+    assert sized["minimum"]["stress_call"] < sized["now"]["stress_call"]
 
     unhedged = fund1(client)["fhs"]["im"]
     spy = client.call("positions", account="FUND3")["positions"]
