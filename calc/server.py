@@ -22,7 +22,8 @@ row per account and model.
 Queries come first: each turn answers the waiting RPC requests before anything else, again after
 every chunk of inputs drained, and the periodic full recompute (the drift check) advances one
 account at a time only while no request waits; the publisher's socket is polled only when it has
-something to say or rows are unacknowledged. What-ifs share one `BeforeCache` (calc.whatif).
+something to say or rows are unacknowledged. What-ifs and hedge sizing (calc.hedge) share one
+`BeforeCache` (calc.whatif).
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ import zmq
 from calc.alerts import AlertEvent, AlertMonitor
 from calc.attribution import format_drivers
 from calc.engine import MARGIN_FIELDS, MarginEngine
+from calc.hedge import DEFAULT_POINTS, hedge
 from calc.margin_model import Issue
 from calc.whatif import BeforeCache, what_if
 from common.alerts import WARN, alert_batch, alert_row
@@ -83,6 +85,7 @@ class CalcServer:
         self.sub = Subscriber(name, control=control, tables=[*engine.tables, "margin", "alert"],
                               on_batch=self._on_batch)
         self.rpc = RpcServer(query, {"margin": self._op_margin, "whatif": self._op_whatif,
+                                     "hedge": self._op_hedge,
                                      "positions": self._op_positions, "drivers": self._op_drivers,
                                      "stress": self._op_stress, "scenarios": self._op_scenarios,
                                      "accounts": self._op_accounts, "status": self._op_status,
@@ -288,6 +291,10 @@ class CalcServer:
     def _op_whatif(self, req: dict) -> dict:
         return what_if(self.engine, _required(req, "account"), _required(req, "trades"), req.get("stress"),
                        req.get("top"), cache=self.whatif_before)
+
+    def _op_hedge(self, req: dict) -> dict:
+        return hedge(self.engine, _required(req, "account"), _required(req, "sym"), req.get("target"),
+                     req.get("scenario"), req.get("points", DEFAULT_POINTS), cache=self.whatif_before)
 
     def _op_positions(self, req: dict) -> dict:
         account = _required(req, "account")

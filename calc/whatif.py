@@ -18,6 +18,7 @@ import math
 import operator
 
 from calc.engine import MarginEngine
+from calc.margin_model import Issue
 from calc.state import AccountRisk, Holding
 
 COMPARED = ("im", "vm", "requirement", "call", "var", "es")
@@ -73,31 +74,44 @@ class BeforeCache:
         return stresses[scenario]
 
 
+def state_after_trades(engine: MarginEngine, account: str, live: AccountRisk,
+                       trades: list[tuple[str, float, float]], what: str = "what-if"
+                       ) -> tuple[AccountRisk, dict[str, Holding], list[Issue]]:
+    """The account's state with the trades (sym, signed qty, price; NaN = the mark) added: a fork of
+    `live` with each traded holding revalued by the engine's own incremental update, the holdings
+    after (the live ones with the traded ones replaced by changed copies) and the issues the models
+    found in the hypothetical holdings. Neither `live` nor the book is changed. `what` names the
+    caller in error texts."""
+    book = engine.book
+    risk = live.fork()
+    held = book.holdings.get(account, {})
+    overlay: dict[str, Holding] = {}
+    for sym, qty, price in trades:
+        if sym not in book.instruments:
+            raise ValueError(f"{what}: unknown instrument {sym}")
+        h = overlay.get(sym) or (held[sym].copy() if sym in held else Holding())
+        overlay[sym] = h
+        if math.isnan(price):
+            price = book.mark(sym, h)
+            if not math.isfinite(price):
+                raise ValueError(f"{what}: no price for {sym}; give one")
+        h.add(qty, price)
+    issues: list[Issue] = []
+    for sym, h in overlay.items():
+        issues += engine.revalue_holding(account, sym, h, risk)
+    return risk, {**held, **overlay}, issues
+
+
 def what_if(engine: MarginEngine, account: str, trades: dict, stress: str | None = None,
             top: int | None = None, cache: BeforeCache | None = None) -> dict:
     """before / after / delta (primary model, and per model under "models"), the `top` drivers after
     (default: the alerts' top_drivers; 0: none), and the stress scenario's call before and after when
     `stress` (default: the alerts' scenario; "" for none) is set. `cache` reuses the before side."""
     parsed = _trades(trades)
-    book = engine.book
     live = engine.account_risk(account)
     cache = cache or BeforeCache()
     before_rows = cache.margin(engine, account, live)
-    risk = live.fork()
-    held = book.holdings.get(account, {})
-    overlay: dict[str, Holding] = {}
-    for sym, qty, price in parsed:
-        if sym not in book.instruments:
-            raise ValueError(f"what-if: unknown instrument {sym}")
-        h = overlay.get(sym) or (held[sym].copy() if sym in held else Holding())
-        overlay[sym] = h
-        if math.isnan(price):
-            price = book.mark(sym, h)
-            if not math.isfinite(price):
-                raise ValueError(f"what-if: no price for {sym}; give one")
-        h.add(qty, price)
-    for sym, h in overlay.items():
-        engine.revalue_holding(account, sym, h, risk)       # issues of a hypothetical state: not raised
+    risk, holdings, _ = state_after_trades(engine, account, live, parsed, "what-if")   # issues: not raised
     top = engine.config.alerts.top_drivers if top is None else top
     after = engine.evaluate(account, risk, top)
     after_rows, drivers = after.rows, after.drivers
@@ -114,7 +128,7 @@ def what_if(engine: MarginEngine, account: str, trades: dict, stress: str | None
     scenario = stress if stress is not None else engine.config.alerts.stress_scenario
     if scenario and engine.runs_stress(account):
         s_before = cache.stress(engine, account, live, scenario)
-        s_after = engine.stress(account, scenario, holdings={**held, **overlay}, risk=risk)
+        s_after = engine.stress(account, scenario, holdings=holdings, risk=risk)
         out["stress"] = {"scenario": scenario, "before": s_before["call"], "after": s_after["call"],
                          "delta": s_after["call"] - s_before["call"],
                          "loss_before": s_before["loss"], "loss_after": s_after["loss"]}

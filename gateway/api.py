@@ -5,8 +5,8 @@ calc over ZeroMQ request/reply (common.rpc.AsyncRpcClient, many requests in flig
 request) and returns a `Result` (a value plus the q types of its columns). Failures raise `ApiError`
 with a q-style text (`'access: ...`, `'type: ...`, `'timeout: ...`) and an HTTP status.
 
-margin (every model of each account, as of calc's last event), whatif, positions, drivers, stress,
-scenarios come from calc; alerts from the rdb `alert` table; q-sql strings go to the rdb `qsql` op;
+margin (every model of each account, as of calc's last event), whatif, hedge, positions, drivers,
+stress, scenarios come from calc; alerts from the rdb `alert` table; q-sql strings go to the rdb `qsql` op;
 the desk of an account (for desk entitlements) from the rdb `account` table.
 
 Arguments are bounded before anything is asked of a backend: account lists are de-duplicated and
@@ -160,8 +160,9 @@ class Api:
     """Named API functions over the rdb and calc; `FUNCTIONS` maps q names to methods and arities."""
 
     FUNCTIONS: ClassVar[dict[str, tuple[int, int]]] = {
-        "margin": (0, 1), "whatif": (2, 4), "positions": (1, 1), "drivers": (1, 1), "stress": (1, 2),
-        "alerts": (0, 2), "scenarios": (0, 1), "accounts": (0, 1), "qsql": (1, 1), "breakdown": (1, 1)}
+        "margin": (0, 1), "whatif": (2, 4), "hedge": (2, 3), "positions": (1, 1), "drivers": (1, 1),
+        "stress": (1, 2), "alerts": (0, 2), "scenarios": (0, 1), "accounts": (0, 1), "qsql": (1, 1),
+        "breakdown": (1, 1)}
 
     def __init__(self, rdb: AsyncRpcClient, calc: AsyncRpcClient, timeout: float = 10.0):
         self.rdb = rdb
@@ -258,6 +259,18 @@ class Api:
     async def whatif(self, user: User, account, sym, qty=None, price=None) -> Result:
         account = await self.entitled(user, _one(account, "account"))
         return await self._result(self.calc, "whatif", account=account, trades=trades_from(sym, qty, price))
+
+    async def hedge(self, user: User, account, sym, target=None) -> Result:
+        """Hedge sizing (calc.hedge) of the account with `sym`; target: the call to get under (none
+        or null: 0)."""
+        account = await self.entitled(user, _one(account, "account"))
+        args = {"account": account, "sym": _one(sym, "sym")}
+        target = _number(target, "target", allow_null=True)
+        if not math.isnan(target):
+            if target < 0:
+                raise ApiError("type: target must be >= 0 (the call to get under)")
+            args["target"] = target
+        return await self._result(self.calc, "hedge", **args)
 
     async def positions(self, user: User, account) -> Result:
         account = await self.entitled(user, _one(account, "account"))

@@ -127,7 +127,8 @@ class HttpApi:
         self.app = web.Application(middlewares=[self._json_errors, self._auth], client_max_size=MAX_BODY)
         self.app.add_routes([
             web.get("/openapi.json", self.openapi), web.get("/margin", self.margin),
-            web.post("/whatif", self.whatif), web.get("/positions", self.positions),
+            web.post("/whatif", self.whatif), web.get("/hedge", self.hedge), web.post("/hedge", self.hedge),
+            web.get("/positions", self.positions),
             web.get("/drivers", self.drivers), web.get("/stress", self.stress),
             web.get("/alerts", self.alerts), web.get("/stream", self.stream), *self.dashboard.routes()])
         self.runner: web.AppRunner | None = None
@@ -284,6 +285,29 @@ class HttpApi:
         else:
             result = await self.api.whatif(request["user"], body.get("account"), body.get("sym"),
                                            body.get("qty"), body.get("price"))
+        return web.json_response(jsonable(result.value))
+
+    async def hedge(self, request):
+        """GET with query parameters account, sym, target (optional), or POST of the same as JSON."""
+        if request.method == "POST":
+            body = await self._json_body(request)
+            if not isinstance(body, dict):
+                raise ApiError("json: the body must be a JSON object")
+            unknown = set(body) - {"account", "sym", "target"}
+            if unknown:
+                raise ApiError(f"json: unknown fields {sorted(unknown)}")
+            account, sym, target = body.get("account"), body.get("sym"), body.get("target")
+        else:
+            account, sym = self._query(request, "account", True), self._query(request, "sym", True)
+            target = self._query(request, "target", empty=False)
+            if target is not None:
+                try:
+                    target = float(target)
+                except ValueError:
+                    target = math.nan
+                if not math.isfinite(target):
+                    raise ApiError("type: target must be a finite number >= 0 (leave it out for 0)")
+        result = await self.api.hedge(request["user"], account, sym, target)
         return web.json_response(jsonable(result.value))
 
     async def stream(self, request):

@@ -9,15 +9,22 @@ from gateway.api import MAX_TRADES, TIMESTAMP_TEXT
 _NAME = {"type": "string", "minLength": 1}
 _QTY = {"type": "number", "not": {"enum": [0]}, "description": "signed, buy > 0"}
 _ACCOUNT = {"name": "account", "in": "query", "required": True, "schema": _NAME}
+_TARGET = {"type": "number", "minimum": 0, "description": "the call to get under (default 0: no call)"}
+_NUMBER = {"type": "number", "nullable": True, "description": "null: not a number (NaN), e.g. no stress"}
+_HEDGE_POINT = {"type": "object", "nullable": True, "required": ["qty", "requirement", "call", "stress_call"],
+                "properties": {"qty": {"type": "number", "description": "the hedge trade to add, signed"},
+                               "requirement": _NUMBER, "call": _NUMBER, "stress_call": _NUMBER}}
 _ERROR = {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 _ROWS = {"description": "rows", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Rows"}}}}
+_HEDGE_RESULT = {"description": "result", "content": {"application/json": {
+    "schema": {"$ref": "#/components/schemas/HedgeResult"}}}}
 _ERRORS = {"400": _ERROR, "401": _ERROR, "403": _ERROR, "405": _ERROR, "408": _ERROR, "413": _ERROR,
            "429": _ERROR, "500": _ERROR, "504": _ERROR}
 
 OPENAPI = {
     "openapi": "3.0.3",
     "info": {"title": "margintick gateway", "version": "1.0",
-             "description": "Predicted margin, what-if (pre-trade), positions, alerts. Authenticate with "
+             "description": "Predicted margin, what-if (pre-trade), hedge sizing, positions, alerts. Authenticate with "
                             "HTTP Basic (user:password) or a Bearer token. Timestamps are ISO-8601 UTC "
                             "with nanoseconds; nulls are JSON null."},
     "components": {
@@ -40,6 +47,19 @@ OPENAPI = {
                                                  "items": {"$ref": "#/components/schemas/Trade"}},
                                       "sym": _NAME, "qty": _QTY,
                                       "price": {"type": "number", "nullable": True}}},
+            "Hedge": {"type": "object", "additionalProperties": False, "required": ["account", "sym"],
+                      "properties": {"account": _NAME, "sym": _NAME, "target": {**_TARGET, "nullable": True}}},
+            "HedgeResult": {"type": "object", "required": ["sym", "model", "price", "held", "now", "minimum", "target",
+                                                           "scenario", "curve", "evaluations"],
+                            "properties": {
+                                "sym": {"type": "string"}, "model": {"type": "string"}, "price": {"type": "number"},
+                                "held": {"type": "number"}, "now": {"type": "object"}, "minimum": _HEDGE_POINT,
+                                "target": {"type": "object", "properties": {
+                                    "value": {"type": "number"}, "call": _HEDGE_POINT, "stress": _HEDGE_POINT,
+                                    "reason": {"type": "object", "description": "why call / stress is null"}}},
+                                "scenario": {"type": "string", "description": "the stress scenario; empty: none"},
+                                "curve": {"$ref": "#/components/schemas/Rows"},      # qty, requirement, call, stress
+                                "evaluations": {"type": "integer"}}},
             "WhatIfResult": {"type": "object", "properties": {
                 "before": {"type": "object"}, "after": {"type": "object"}, "delta": {"type": "object"},
                 "drivers": {"$ref": "#/components/schemas/Rows"}}},
@@ -56,6 +76,16 @@ OPENAPI = {
                                  "schema": {"$ref": "#/components/schemas/WhatIf"}}}},
                              "responses": {"200": {"description": "result", "content": {"application/json": {
                                  "schema": {"$ref": "#/components/schemas/WhatIfResult"}}}}, **_ERRORS}}},
+        "/hedge": {
+            "get": {"summary": "hedge sizing: the quantity of sym minimising the requirement, the smallest ones "
+                               "bringing the call and the stress call under target, the curve",
+                    "parameters": [_ACCOUNT, {"name": "sym", "in": "query", "required": True, "schema": _NAME},
+                                   {"name": "target", "in": "query", "required": False, "schema": _TARGET}],
+                    "responses": {"200": _HEDGE_RESULT, **_ERRORS}},
+            "post": {"summary": "hedge sizing, the arguments as a JSON object",
+                     "requestBody": {"required": True, "content": {"application/json": {
+                         "schema": {"$ref": "#/components/schemas/Hedge"}}}},
+                     "responses": {"200": _HEDGE_RESULT, **_ERRORS}}},
         "/positions": {"get": {"summary": "positions of an account", "parameters": [_ACCOUNT],
                                "responses": {"200": _ROWS, **_ERRORS}}},
         "/drivers": {"get": {"summary": "positions driving an account's requirement", "parameters": [_ACCOUNT],

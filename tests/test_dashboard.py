@@ -244,7 +244,7 @@ def test_hedge_sizing_finds_the_minimum_of_a_brute_force_scan(stack, page):
     hedge = response.value.json()
     shown = page.inner_text("#hedge-cards")
     assert f"{hedge['minimum']['qty']:,.0f}" in shown
-    curve = hedge["curve"]["qty"]
+    curve = [p["qty"] for p in hedge["curve"]]
     scan = [q for q in range(int(min(curve)), int(max(curve)) + 1, max(1, int((max(curve) - min(curve)) / 40)))]
     scanned = {}
     for q in scan:

@@ -138,7 +138,7 @@ def test_pykx_default_connection_named_api(gateway):
             conn("whatif", "FUND1")
         with pytest.raises(kx.QError, match="type: qty"):
             conn("whatif", "FUND1", "AMD", "lots", 1.0)
-        assert conn("key", "").py() == sorted(["accounts", "alerts", "breakdown", "drivers", "margin", "positions",
+        assert conn("key", "").py() == sorted(["accounts", "alerts", "breakdown", "drivers", "hedge", "margin", "positions",
                                                "qsql", "scenarios", "stress", "whatif"])
 
 
@@ -468,6 +468,13 @@ def test_http_api(gateway):
         ("/whatif", {"body": {"account": "FUND1", "sym": "AMD", "qty": "ten"}}, 400, "qty"),
         ("/whatif", {"body": {"account": "FUND1", "sym": "AMD", "qty": 1, "extra": 1}}, 400, "unknown"),
         ("/whatif", {"body": {"account": "FUND2", "sym": "AMD", "qty": 1}, "token": "trader1-token"}, 403, "access"),
+        ("/hedge?account=FUND1", {}, 400, "sym"),
+        ("/hedge?account=FUND1&sym=AMD&target=-1", {}, 400, "target"),
+        ("/hedge?account=FUND1&sym=AMD&target=inf", {}, 400, "target"),
+        ("/hedge?account=FUND1&sym=" + "A" * 65, {}, 400, "limit"),
+        ("/hedge", {"body": {"account": "FUND1", "sym": "AMD", "qty": 1}}, 400, "unknown"),
+        ("/hedge", {"body": {"account": "FUND1", "sym": "AMD", "target": "none"}}, 400, "target"),
+        ("/hedge?account=FUND2&sym=AMD", {"token": "trader1-token"}, 403, "access"),
         ("/stream?tables=fill", {}, 400, "table"),
         ("/stream", {}, 400, "nyi"),
         ("/nosuch", {}, 404, "Not Found"),

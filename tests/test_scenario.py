@@ -3,7 +3,8 @@ data feed, simulated price feed, calc. The antitrust shock on AMD (price drop, v
 and its sector) raises the demo fund's VaR and brings alerts naming the drivers and the stress
 result; the tech sector crash stress predicts a call using most of the cash buffer; a what-if short
 SPY hedge lowers the forecast call, confirmed by a new run after the hedge trade (the hedge fill is
-published straight into the tickerplant, as the FIX handler would)."""
+published straight into the tickerplant, as the FIX handler would); the SPY hedge sizing's minimum
+lowers the requirement, the call and the stress call."""
 import numpy as np
 import pytest
 from conftest import wait_until
@@ -67,6 +68,11 @@ def test_mission_scenario(spawn, free_port, tmp_path, repo_root):
     whatif = client.call("whatif", account="FUND1", trades={"sym": ["SPY"], "qty": [HEDGE], "price": [np.nan]})
     assert whatif["stress"]["after"] < 0.9 * whatif["stress"]["before"]      # the stress call falls >10%
     assert whatif["after"]["call"] < whatif["before"]["call"] and whatif["after"]["im"] < whatif["before"]["im"]
+
+    sized = client.call("hedge", account="FUND1", sym="SPY")                   # hedge sizing (calc.hedge)
+    assert sized["minimum"]["qty"] < 0 and sized["minimum"]["requirement"] < sized["now"]["requirement"]
+    assert sized["minimum"]["call"] < sized["now"]["call"]
+    assert sized["minimum"]["stress_call"] < sized["now"]["stress_call"]
 
     unhedged = fund1(client)["fhs"]["im"]
     spy = client.call("positions", account="FUND3")["positions"]

@@ -90,6 +90,20 @@ def antitrust(target: str, sectors: dict[str, str], drop: float = ANTITRUST_DEFA
                                 shocks, {s: vol for s in peers}))
 
 
+def event_ticks(event: MarketEvent, marks: dict[str, float], annual_vol: dict[str, float]
+                ) -> dict[str, tuple[float, float]]:
+    """What the feed quotes right after `event` for each sym it touches that has a mark: (price,
+    vol) = (mark x (1 + shock), calibrated annualised vol x multiplier), NaN for the one the event
+    leaves alone (an engine applying these ticks sees the event as calc does; tests and benches)."""
+    out = {}
+    for sym in sorted(set(event.shocks) | set(event.vol)):
+        if sym in marks:
+            price = marks[sym] * (1 + event.shocks[sym]) if sym in event.shocks else np.nan
+            vol = annual_vol[sym] * event.vol[sym] if sym in event.vol and sym in annual_vol else np.nan
+            out[sym] = (float(price), float(vol))
+    return out
+
+
 def _checked(event: MarketEvent) -> MarketEvent:
     for sym, r in event.shocks.items():
         if not r > -1:

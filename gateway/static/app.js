@@ -458,14 +458,14 @@ async function runHedge(event) {
       card("Requirement now → at minimum", `${fmtMoney(h.now.requirement)} → ${fmtMoney(h.minimum.requirement)}`),
       card("Call now → at minimum", `${fmtMoney(h.now.call)} → ${fmtMoney(h.minimum.call)}`),
       card("Stress call now → at minimum", `${fmtMoney(h.now.stress_call)} → ${fmtMoney(h.minimum.stress_call)}`),
-      card(`Smallest qty for call ≤ ${fmtMoney(t.value)}`, tc ? fmtQty(tc.qty) : "not reachable"),
-      card(`Smallest qty for stress call ≤ ${fmtMoney(t.value)}`, ts ? fmtQty(ts.qty) : "not reachable"),
+      card(`Smallest qty for call ≤ ${fmtMoney(t.value)}`, tc ? fmtQty(tc.qty) : `not reachable: ${t.reason?.call || ""}`),
+      card(`Smallest qty for stress call ≤ ${fmtMoney(t.value)}`, ts ? fmtQty(ts.qty) : `not reachable: ${t.reason?.stress || ""}`),
     ].join("");
     $("hedge-result").hidden = false;
-    const c = h.curve;
+    const c = h.curve;                                        // rows, by quantity
     lineChart("hedge", $("hedge-curve"), [{label: "requirement", stroke: "#e0b341"}, {label: "call", stroke: "#e05252"},
                                           {label: "stress call", stroke: "#b36ae2"}],
-              [c.qty, c.requirement, c.call, c.stress_call], false);
+              ["qty", "requirement", "call", "stress_call"].map(k => c.map(p => p[k])), false);
   } catch (e) { showError("hedge-error", e); }
 }
 
