@@ -302,3 +302,16 @@ def test_antitrust_amd_moves_fund1_in_the_page_without_a_reload(stack, page):
     kinds = page.locator('#alerts .tabulator-row:has-text("FUND1") [tabulator-field="kind"]').all_inner_texts()
     assert set(kinds) & {"stresscall", "threshold", "callbuffer", "imjump"}
     shot(stack, page, "alerts")
+
+    page.goto(stack.base + "/#/hedge")                       # the SPY hedge after the shock (MISSION)
+    page.select_option("#hedge-account", "FUND1")
+    page.fill("#hedge-target", "")
+    with page.expect_response("**/hedge?**") as response:
+        page.click("#hedge-run")
+    page.wait_for_selector("#hedge-curve canvas")
+    hedge = response.value.json()
+    assert hedge["now"]["call"] > 0 and hedge["minimum"]["qty"] < 0                 # sell SPY
+    assert hedge["minimum"]["call"] < hedge["now"]["call"]
+    assert hedge["minimum"]["stress_call"] < hedge["now"]["stress_call"]
+    assert f"{hedge['minimum']['qty']:,.0f}" in page.inner_text("#hedge-cards")
+    shot(stack, page, "hedge_after_antitrust")
