@@ -140,6 +140,49 @@ def test_sessions_expire_when_idle():
     assert sessions.user(None) is None and sessions.user("x") is None
 
 
+def post(stack, path: str, body: bytes, content_type: str, cookie: str = ""):
+    request = urllib.request.Request(stack.base + path, data=body, method="POST",
+                                     headers={"Content-Type": content_type, **({"Cookie": cookie} if cookie else {})})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+@pytest.mark.parametrize("body, content_type, status, reason", [
+    (b"username=demo&password=wrong", "application/x-www-form-urlencoded", 401, "Wrong user name or password"),
+    (b"username=demo", "application/x-www-form-urlencoded", 400, "Give a user name and a password"),
+    (b'{"username": "demo", "password": "demo"}', "application/json", 400, "Give a user name and a password"),
+    (b"\xff\xfe\x00garbage", "application/octet-stream", 400, "Give a user name and a password"),
+    (b"username=" + b"x" * 300 + b"&password=demo", "application/x-www-form-urlencoded", 400, "too long"),
+    (b"username=demo&password=" + b"p" * 2000, "application/x-www-form-urlencoded", 413, "too large"),
+])
+def test_sign_in_refuses_bad_forms_with_a_reason(stack, body, content_type, status, reason):
+    code, page = post(stack, "/login", body, content_type)
+    assert code == status and reason in page and "<form" in page
+
+
+def test_views_without_a_session_or_with_bad_arguments(stack):
+    def get(path, cookie=None):
+        request = urllib.request.Request(stack.base + path, headers={"Cookie": cookie} if cookie else {})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as r:
+                return r.status, dict(r.headers), json.load(r)
+        except urllib.error.HTTPError as e:
+            return e.code, dict(e.headers), json.load(e)
+    status, headers, body = get("/ui/blotter")                       # a program: the Basic challenge
+    assert status == 401 and "WWW-Authenticate" in headers
+    status, headers, body = get("/ui/blotter", "margintick_session=stale")   # the page: no browser dialog
+    assert status == 401 and "WWW-Authenticate" not in headers and "sign in again" in body["error"]
+    assert http(stack, "/ui/account")[0] == 400
+    status, body = http(stack, "/ui/account?account=" + "X" * 5000)
+    assert status == 400 and len(body["error"]) <= 300
+    assert http(stack, "/ui/account?account=FUND2", user="trader1") == (403, {
+        "error": "access: user trader1 is not entitled to account FUND2"})
+    assert http(stack, "/ui/blotter", user="trader1")[1]["accounts"][0]["sym"] == "FUND1"
+
+
 # ---- account view and entitlements -------------------------------------------------------------------
 def test_account_view_shows_drivers_stress_history_and_span_breakdown(stack, page):
     sign_in(page, stack.base, "demo", "demo")
