@@ -118,7 +118,7 @@ class HttpApi:
             web.get("/openapi.json", self.openapi), web.get("/margin", self.margin),
             web.post("/whatif", self.whatif), web.get("/positions", self.positions),
             web.get("/drivers", self.drivers), web.get("/stress", self.stress),
-            web.get("/alerts", self.alerts), web.get("/stream", self.stream)])
+            web.get("/alerts", self.alerts), web.get("/stream", self.stream), web.get("/recon", self.recon)])
         self.runner: web.AppRunner | None = None
         self.server: asyncio.AbstractServer | None = None
 
@@ -215,6 +215,14 @@ class HttpApi:
     async def alerts(self, request):
         result = await self.api.alerts(request["user"], self._list(self._query(request, "account")),
                                        self._query(request, "since", empty=False))
+        return web.json_response(jsonable(result.value))
+
+    async def recon(self, request):
+        n = self._query(request, "n")
+        if n is not None and not n.isdigit():
+            raise ApiError("type: n must be a whole number")
+        result = await self.api.recon(request["user"], self._query(request, "account", True),
+                                      None if n is None else int(n))
         return web.json_response(jsonable(result.value))
 
     async def positions(self, request):
