@@ -167,3 +167,66 @@ def test_recon_killed_and_restarted_loses_nothing_and_doubles_nothing(stack):
     wait_until(lambda: recon_alerts() == alerts_before + len(fund3), 30, what="FUND3's alerts")
     status = rpc_answer(stack.endpoints["recon_query"])
     assert status["answered"] == len({k[:4] for k in after})
+
+
+# ---- the statement reader and the recon settings: bad input named by file:line and field --------------
+
+HEADER = "account,ccp,kind,cutoff,initial,maintenance"
+
+
+@pytest.mark.parametrize("row, reason", [
+    ("FUND1,LCH,eod,2026-12-05T17:00:00,100,80,9", "s.csv:2: expected 6 fields, got 7"),
+    (",LCH,eod,2026-12-05T17:00:00,100,80", "s.csv:2: field 'account': empty"),
+    ("FUND1,LCH,weekly,2026-12-05T17:00:00,100,80", "s.csv:2: field 'kind': 'weekly' is not one of eod, intraday"),
+    ("FUND1,LCH,eod,2026-12-05,100,80", "s.csv:2: field 'cutoff': not a timestamp"),
+    ("FUND1,LCH,eod,2026-13-05T17:00:00,100,80", "s.csv:2: field 'cutoff': not a timestamp"),
+    ("FUND1,LCH,eod,2026-12-05T17:00:00,-5,80", "s.csv:2: field 'initial': must be a positive number"),
+    ("FUND1,LCH,eod,2026-12-05T17:00:00,100,inf", "s.csv:2: field 'maintenance': must be a positive number"),
+])
+def test_read_statement_names_file_line_and_field(tmp_path, row, reason):
+    from common.ccpfile import CcpFileError, read_statement
+    path = tmp_path / "s.csv"
+    path.write_text(f"{HEADER}\n{row}\n")
+    with pytest.raises(CcpFileError, match=reason.replace("(", r"\(")):
+        read_statement(path)
+
+
+def test_read_statement_duplicates_header_and_good_file(tmp_path):
+    from common.ccpfile import CcpFileError, read_statement
+    path = tmp_path / "s.csv"
+    path.write_text(f"{HEADER}\nFUND1,LCH,eod,2026-12-05T17:00:00Z,100,80\n\nFUND1,LCH,eod,2026-12-05T17:00:00,90,70\n")
+    with pytest.raises(CcpFileError, match="s.csv:4: field 'account': FUND1 LCH eod 2026-12-05T17:00:00 already on line 2"):
+        read_statement(path)
+    path.write_text("account,ccp,cutoff,initial,maintenance\n")
+    with pytest.raises(CcpFileError, match="s.csv:1: header has no 'kind' column"):
+        read_statement(path)
+    path.write_text(f"{HEADER}\n")
+    with pytest.raises(CcpFileError, match="s.csv: no data rows"):
+        read_statement(path)
+    path.write_text(f"{HEADER}\nFUND1,LCH,EOD,2026-12-05T17:00:00.5Z,100,80\nFUND2,EUREX,intraday,2026-12-05T11:30:00,5,4\n")
+    batch = read_statement(path)
+    assert batch["kind"].tolist() == ["eod", "intraday"] and batch["source"].tolist() == ["s.csv:2", "s.csv:3"]
+    assert batch["cutoff"][0] == np.datetime64("2026-12-05T17:00:00.5", "ns")
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("tolerance_pct = -1\n", "tolerance_pct must be a number >= 0"),
+    ("severity = 'info'\n", "severity must be one of"),
+    ("history_rows = 0\n", "history_rows must be an integer"),
+    ("tolerance = 5\n", r"unknown key\(s\) \['tolerance'\]"),
+])
+def test_recon_config_names_the_bad_key(tmp_path, text, reason):
+    from recon.engine import ReconConfig
+    path = tmp_path / "recon.toml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=reason):
+        ReconConfig.load(path)
+
+
+def test_history_keeps_the_newest_rows_and_answers_as_of():
+    from recon.engine import History
+    h = History(limit=3)
+    for t, v in ((10, 1.0), (30, 3.0), (20, 2.0), (40, 4.0)):
+        h.add(t, v)
+    assert list(h.times) == [20, 30, 40]                 # 10 dropped; 20 inserted in order
+    assert math.isnan(h.as_of(19)) and h.as_of(20) == 2.0 and h.as_of(39) == 3.0 and h.as_of(99) == 4.0
