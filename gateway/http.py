@@ -219,7 +219,7 @@ class HttpApi:
 
     async def recon(self, request):
         n = self._query(request, "n")
-        if n is not None and not n.isdigit():
+        if n is not None and not (n.isascii() and n.isdigit()):
             raise ApiError("type: n must be a whole number")
         result = await self.api.recon(request["user"], self._query(request, "account", True),
                                       None if n is None else int(n))
