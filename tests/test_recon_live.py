@@ -230,3 +230,33 @@ def test_history_keeps_the_newest_rows_and_answers_as_of():
         h.add(t, v)
     assert list(h.times) == [20, 30, 40]                 # 10 dropped; 20 inserted in order
     assert math.isnan(h.as_of(19)) and h.as_of(20) == 2.0 and h.as_of(39) == 3.0 and h.as_of(99) == 4.0
+
+
+def test_a_figure_alerted_but_not_answered_is_answered_again_without_a_second_alert():
+    """The window recon/engine.py describes: killed after the alert, before the recon rows. The
+    journal then holds the alert only; the restarted engine answers the figure, raising no alert."""
+    from common.alerts import alert_batch
+    from recon.engine import Recon, ReconConfig, recon_batch
+    ns = lambda s: np.array([np.datetime64(s, "ns")])
+    obj = lambda *v: np.array(v, dtype=object)
+    margin = {"time": ns("2026-12-05T10:00:00"), "sym": obj("FUND1"), "model": obj("fhs"), "im": np.array([50.0])}
+    figure = {"time": ns("2026-12-05T18:00:00"), "sym": obj("FUND1"), "ccp": obj("LCH"), "kind": obj("eod"),
+              "cutoff": ns("2026-12-05T17:00:00"), "initial": np.array([100.0]), "maintenance": np.array([80.0]),
+              "source": obj("s.csv:2")}
+    first = Recon(ReconConfig())
+    first.apply("margin", margin, 1)
+    first.apply("ccpmargin", figure, 2)
+    rows, alerts = first.answer(0)
+    assert [(r["predicted"], r["diff"], r["pct"], r["ccpseq"]) for r in rows] == [(50.0, -50.0, -50.0, 2)]
+    assert len(alerts) == 1 and alerts[0]["value"] == -50.0
+    again = Recon(ReconConfig())                       # the restart: replay of margin, ccpmargin, the alert
+    again.apply("margin", margin, 1)
+    again.apply("ccpmargin", figure, 2)
+    again.apply("alert", alert_batch(alerts), 3)
+    rows2, alerts2 = again.answer(1)
+    assert [r["pct"] for r in rows2] == [-50.0] and alerts2 == []
+    done = Recon(ReconConfig())                        # and with the recon rows journaled too: nothing
+    for table, batch, seq in (("margin", margin, 1), ("ccpmargin", figure, 2), ("alert", alert_batch(alerts), 3),
+                              ("recon", recon_batch(rows2), 4)):
+        done.apply(table, batch, seq)
+    assert done.answer(2) == ([], [])
