@@ -169,6 +169,21 @@ def test_recon_killed_and_restarted_loses_nothing_and_doubles_nothing(stack):
     assert status["answered"] == len({k[:4] for k in after})
 
 
+
+def test_statements_killed_between_publish_and_move_does_not_publish_again(stack):
+    """A published file back in the folder (as after a kill between the publish and the move) is
+    recognised from the journal by the restarted feedhandler and not published a second time."""
+    folder = stack.state_dir / "statements"
+    wait_until(lambda: (folder / "done" / "ccp_eod_1.csv").exists(), 60, what="the first statement done")
+    before = select(stack, "ccpmargin")["source"].tolist()
+    pid = stack.kill("statements", signal.SIGKILL)
+    os.replace(folder / "done" / "ccp_eod_1.csv", folder / "ccp_eod_1.csv")
+    wait_until(lambda: stack.ready("statements") and stack.pid("statements") != pid, 60, what="statements restarted")
+    wait_until(lambda: (folder / "done" / "ccp_eod_1.csv").exists(), 30, what="the file moved to done/")
+    assert rpc_answer(stack.endpoints["statements_control"])["already"] == 1
+    assert select(stack, "ccpmargin")["source"].tolist() == before
+    assert "already published today" in stack.log_path("statements").read_text()
+
 # ---- the statement reader and the recon settings: bad input named by file:line and field --------------
 
 HEADER = "account,ccp,kind,cutoff,initial,maintenance"
