@@ -119,11 +119,14 @@ def test_statements_recon_rows_alerts_and_gateway(stack):
         acc = result["accuracy"]
         i = acc["model"].index(model1)
         assert acc["n"][i] == 1 and acc["mape"][i] == pytest.approx(abs(100 * (p1 - actual1) / actual1))
+        empty = q("recon", "FUTS1", 3).py()                  # no figure yet: empty rows and accuracy
+        assert len(empty["rows"]["sym"]) == 0 and len(empty["accuracy"]["model"]) == 0
     body = http(stack, "/recon?account=FUND2&n=5")
     assert {r["sym"] for r in body["rows"]} == {"FUND2"}
     first = next(a for a in body["accuracy"] if a["model"] == str(m2["model"][0]))
     assert first["bias_pct"] == pytest.approx(-50.0, abs=0.01) and first["mae"] == pytest.approx(actual2 - p2)
     assert http(stack, "/recon?account=FUND1", "trader1:trader1")["rows"]
+    assert http(stack, "/recon?account=FUTS1") == {"rows": [], "accuracy": []}
     with pytest.raises(urllib.error.HTTPError) as e:
         http(stack, "/recon?account=FUND2", "trader1:trader1")
     assert e.value.code == 403
