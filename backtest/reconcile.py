@@ -1,6 +1,7 @@
 """Reconciliation of the twin's margins against a CCP's published requirements (issue 20, part 3).
 
-- `read_ccp_file`: a CCP's requirement file (read with common.ccpfile, shared with the live statements feed) (date, [product|account], initial, maintenance), one file
+- `read_ccp_file`: a CCP's requirement file (CSV walk and field checks in common/ccpfile.py, shared
+  with the live statements feed) (date, [product|account], initial, maintenance), one file
   per CCP; a bad row is a `CcpFileError` naming the file, the line and the field.
 - `expand_daily`: the step series (a requirement stays in force until the next change) on daily dates.
 - `compare`: predicted vs actual over the overlap: error, bias (absolute and %), MAPE, correlation of

@@ -6,7 +6,8 @@ request) and returns a `Result` (a value plus the q types of its columns). Failu
 with a q-style text (`'access: ...`, `'type: ...`, `'timeout: ...`) and an HTTP status.
 
 margin (every model of each account, as of calc's last event), whatif, positions, drivers, stress,
-scenarios come from calc; alerts from the rdb `alert` table; recon (the live parallel run's rows and accuracy) from the rdb `recon` table; q-sql strings go to the rdb `qsql` op;
+scenarios come from calc; alerts from the rdb `alert` table; recon (the live parallel run's rows and
+accuracy, gateway/recon.py) from the rdb `recon` table; q-sql strings go to the rdb `qsql` op;
 the desk of an account (for desk entitlements) from the rdb `account` table.
 
 Arguments are bounded before anything is asked of a backend: account lists are de-duplicated and
@@ -31,8 +32,8 @@ import numpy as np
 from common.rpc import AsyncRpcClient, RpcError, RpcTimeout
 from common.schema import load_schemas
 from common.wire import reply_fields
-from gateway.recon import MAX_RECON_N, RECON_N, accuracy, last_figures
 from gateway.qcodec import NULL_LONG, ColumnDict, KeyedTable, TypedVector, schema_qtypes
+from gateway.recon import MAX_RECON_N, RECON_N, accuracy, last_figures
 from gateway.users import User
 
 DESK_REFRESH_S = 1.0
