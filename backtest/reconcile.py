@@ -1,6 +1,7 @@
 """Reconciliation of the twin's margins against a CCP's published requirements (issue 20, part 3).
 
-- `read_ccp_file`: a CCP's requirement file (date, [product|account], initial, maintenance), one file
+- `read_ccp_file`: a CCP's requirement file (CSV walk and field checks in common/ccpfile.py, shared
+  with the live statements feed) (date, [product|account], initial, maintenance), one file
   per CCP; a bad row is a `CcpFileError` naming the file, the line and the field.
 - `expand_daily`: the step series (a requirement stays in force until the next change) on daily dates.
 - `compare`: predicted vs actual over the overlap: error, bias (absolute and %), MAPE, correlation of
@@ -13,31 +14,18 @@ module holds no margin model of its own.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import sys
-from datetime import date, datetime
+from datetime import date
 
 import numpy as np
 import pandas as pd
 
-
-class CcpFileError(ValueError):
-    """A bad CCP requirement file: the message names the file, the line and the field."""
+from common.ccpfile import CcpFileError, parse_date, positive_amount, records
 
 
 _PRODUCT_COLS = ("product", "account")
-
-
-def _parse_date(s: str) -> date:
-    s = s.strip()
-    for fmt in ("%Y%m%d", "%Y-%m-%d"):
-        try:
-            return datetime.strptime(s, fmt).date()
-        except ValueError:
-            pass
-    raise ValueError(f"not a date (YYYYMMDD or YYYY-MM-DD): {s!r}")
 
 
 def read_ccp_file(path, product: str | None = None) -> pd.DataFrame:
@@ -45,52 +33,26 @@ def read_ccp_file(path, product: str | None = None) -> pd.DataFrame:
 
     Without a product/account column, `product` names the file's single product (required)."""
     path = str(path)
-    try:
-        fh = open(path, newline="")
-    except OSError as e:
-        raise CcpFileError(f"{path}: cannot open: {e.strerror}") from None
     rows = []
-    with fh:
-        reader = csv.reader(fh)
+    last: dict[str, date] = {}
+    pcol = None
+    for line_no, rec in records(path, ("date", "initial", "maintenance"), "date,[product],initial,maintenance"):
+        if pcol is None:
+            pcol = next((c for c in _PRODUCT_COLS if c in rec), "")
+            if not pcol and not product:
+                raise CcpFileError(f"{path}:1: no product/account column: give the product as an argument")
         try:
-            header = next(reader)
-        except StopIteration:
-            raise CcpFileError(f"{path}:1: empty file (expected a header date,[product],initial,maintenance)") from None
-        cols = [h.strip().lower() for h in header]
-        for need in ("date", "initial", "maintenance"):
-            if need not in cols:
-                raise CcpFileError(f"{path}:1: header has no {need!r} column (got {header})")
-        pcol = next((c for c in _PRODUCT_COLS if c in cols), None)
-        if pcol is None and not product:
-            raise CcpFileError(f"{path}:1: no product/account column: give the product as an argument")
-        idx = {c: cols.index(c) for c in cols}
-        last: dict[str, date] = {}
-        for line_no, rec in enumerate(reader, start=2):
-            if not rec or all(not f.strip() for f in rec):
-                continue
-            if len(rec) != len(cols):
-                raise CcpFileError(f"{path}:{line_no}: expected {len(cols)} fields, got {len(rec)}: {rec}")
-            try:
-                d = _parse_date(rec[idx["date"]])
-            except ValueError as e:
-                raise CcpFileError(f"{path}:{line_no}: field 'date': {e}") from None
-            prod = rec[idx[pcol]].strip() if pcol else product
-            if not prod:
-                raise CcpFileError(f"{path}:{line_no}: field {pcol!r}: empty")
-            vals = {}
-            for f in ("initial", "maintenance"):
-                raw = rec[idx[f]].strip()
-                try:
-                    v = float(raw)
-                except ValueError:
-                    raise CcpFileError(f"{path}:{line_no}: field {f!r}: not a number: {raw!r}") from None
-                if not math.isfinite(v) or v <= 0:
-                    raise CcpFileError(f"{path}:{line_no}: field {f!r}: must be a positive number, got {raw!r}")
-                vals[f] = v
-            if prod in last and d <= last[prod]:
-                raise CcpFileError(f"{path}:{line_no}: field 'date': {d} not after the previous {prod} row ({last[prod]})")
-            last[prod] = d
-            rows.append((pd.Timestamp(d), prod, vals["initial"], vals["maintenance"]))
+            d = parse_date(rec["date"])
+        except ValueError as e:
+            raise CcpFileError(f"{path}:{line_no}: field 'date': {e}") from None
+        prod = rec[pcol].strip() if pcol else product
+        if not prod:
+            raise CcpFileError(f"{path}:{line_no}: field {pcol!r}: empty")
+        vals = {f: positive_amount(path, line_no, f, rec[f]) for f in ("initial", "maintenance")}
+        if prod in last and d <= last[prod]:
+            raise CcpFileError(f"{path}:{line_no}: field 'date': {d} not after the previous {prod} row ({last[prod]})")
+        last[prod] = d
+        rows.append((pd.Timestamp(d), prod, vals["initial"], vals["maintenance"]))
     if not rows:
         raise CcpFileError(f"{path}: no data rows")
     df = pd.DataFrame(rows, columns=["date", "product", "initial", "maintenance"])

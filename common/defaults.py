@@ -15,3 +15,5 @@ PRICES_CONTROL = f"tcp://{HOST}:5130"    # the price feed's control socket (even
 GATEWAY_IPC_PORT = 5010
 GATEWAY_HTTP_PORT = 8080
 FIX_PORT = 9878
+RECON_QUERY = f"tcp://{HOST}:5170"       # the recon process's query socket (status)
+STATEMENTS_CONTROL = f"tcp://{HOST}:5171"    # the statements feedhandler's control socket (status)

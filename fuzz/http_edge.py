@@ -14,9 +14,10 @@ from fuzz.core import CLOSED, ERROR, HANG, OK, Case, Deadline, Result, abort, cl
 
 EDGE = "http"
 TOKEN = "demo-token"
-PATHS = ("/margin", "/whatif", "/hedge", "/positions", "/drivers", "/stress", "/alerts", "/openapi.json", "/stream",
-         "/", "/nosuch", "/margin/", "//margin", "/../etc/passwd", "/margin%00", "/%ff", "/whatif?")
-PARAMS = ("account", "scenario", "since", "tables", "sym", "qty", "target", "x")
+PATHS = ("/margin", "/whatif", "/hedge", "/positions", "/drivers", "/stress", "/alerts", "/recon", "/openapi.json",
+         "/stream", "/login", "/ui/account", "/", "/nosuch", "/margin/", "//margin", "/../etc/passwd", "/margin%00",
+         "/%ff", "/whatif?")
+PARAMS = ("account", "scenario", "since", "tables", "sym", "qty", "target", "n", "conflate", "username", "x")
 VALUES = ("FUND1", "FUND2", "FUND1,FUND2", "FUTS1", "", "NOSUCH", "tech_crash", "nosuch", "2026-12-05T00:00:00",
           "2026.12.05D00:00:00", "margin,alert", "%00", "%ff%fe", "FUND1" * 3000, "'", "`FUND1", "-1", "1e309",
           "NaN", "<script>", "FUND1&account=FUND2")

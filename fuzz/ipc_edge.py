@@ -22,7 +22,8 @@ from fuzz.core import (CLOSED, ERROR, HANG, OK, Case, Deadline, Result, abort, c
 from gateway.qcodec import ASYNC, RESPONSE, SYNC, message
 
 EDGE = "ipc"
-API = ("margin", "whatif", "hedge", "positions", "drivers", "stress", "alerts", "scenarios", "accounts", ".u.sub",
+API = ("margin", "whatif", "hedge", "positions", "drivers", "stress", "alerts", "scenarios", "accounts", "recon",
+       "breakdown", ".u.sub",
        ".margin", "select", "exec", "nosuch", "", ".z.p", "value", "system", "\\\\", "hopen", "exit")
 ACCOUNTS = ("FUND1", "FUND2", "FUND3", "FUTS1", "NOSUCH")
 SYMS = ("SPY", "AMD", "AAPL", "ESZ26", "NQZ26", "ZZZ")

@@ -6,7 +6,8 @@ request) and returns a `Result` (a value plus the q types of its columns). Failu
 with a q-style text (`'access: ...`, `'type: ...`, `'timeout: ...`) and an HTTP status.
 
 margin (every model of each account, as of calc's last event), whatif, hedge, positions, drivers,
-stress, scenarios come from calc; alerts from the rdb `alert` table; q-sql strings go to the rdb `qsql` op;
+stress, scenarios come from calc; alerts from the rdb `alert` table; recon (the live parallel run's
+rows and accuracy, gateway/recon.py) from the rdb `recon` table; q-sql strings go to the rdb `qsql` op;
 the desk of an account (for desk entitlements) from the rdb `account` table.
 
 Arguments are bounded before anything is asked of a backend: account lists are de-duplicated and
@@ -32,6 +33,7 @@ from common.rpc import AsyncRpcClient, RpcError, RpcTimeout
 from common.schema import load_schemas
 from common.wire import reply_fields
 from gateway.qcodec import NULL_LONG, ColumnDict, KeyedTable, TypedVector, schema_qtypes
+from gateway.recon import MAX_RECON_N, RECON_N, accuracy, last_figures
 from gateway.users import User
 
 DESK_REFRESH_S = 1.0
@@ -162,7 +164,7 @@ class Api:
     FUNCTIONS: ClassVar[dict[str, tuple[int, int]]] = {
         "margin": (0, 1), "whatif": (2, 4), "hedge": (2, 3), "positions": (1, 1), "drivers": (1, 1),
         "stress": (1, 2), "alerts": (0, 2), "scenarios": (0, 1), "accounts": (0, 1), "qsql": (1, 1),
-        "breakdown": (1, 1)}
+        "breakdown": (1, 1), "recon": (1, 2)}
 
     def __init__(self, rdb: AsyncRpcClient, calc: AsyncRpcClient, timeout: float = 10.0):
         self.rdb = rdb
@@ -255,6 +257,17 @@ class Api:
     async def alerts(self, user: User, accounts=None, since=None) -> Result:
         return await self._result(self.rdb, "select", self.qtypes["alert"], table="alert",
                                   syms=await self.visible(user, accounts), start=_since(since))
+
+    async def recon(self, user: User, account, n=None) -> Result:
+        """The account's `recon` rows of its last n official figures (default RECON_N) and the
+        accuracy per model over them (gateway.recon.accuracy)."""
+        account = await self.entitled(user, _one(account, "account"))
+        n = RECON_N if n is None else _number(n, "n")
+        if not (n == int(n) and 1 <= n <= MAX_RECON_N):
+            raise ApiError(f"type: n must be a whole number 1..{MAX_RECON_N}")
+        rows = (await self._call(self.rdb, "select", table="recon", syms=[account]))["table"]
+        last = last_figures(rows, int(n))
+        return Result({"rows": last, "accuracy": accuracy(last)})
 
     async def whatif(self, user: User, account, sym, qty=None, price=None) -> Result:
         account = await self.entitled(user, _one(account, "account"))

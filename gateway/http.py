@@ -130,7 +130,8 @@ class HttpApi:
             web.post("/whatif", self.whatif), web.get("/hedge", self.hedge), web.post("/hedge", self.hedge),
             web.get("/positions", self.positions),
             web.get("/drivers", self.drivers), web.get("/stress", self.stress),
-            web.get("/alerts", self.alerts), web.get("/stream", self.stream), *self.dashboard.routes()])
+            web.get("/alerts", self.alerts), web.get("/stream", self.stream), web.get("/recon", self.recon),
+            *self.dashboard.routes()])
         self.runner: web.AppRunner | None = None
         self.server: asyncio.AbstractServer | None = None
 
@@ -234,6 +235,14 @@ class HttpApi:
     async def alerts(self, request):
         result = await self.api.alerts(request["user"], self._list(self._query(request, "account")),
                                        self._query(request, "since", empty=False))
+        return web.json_response(jsonable(result.value))
+
+    async def recon(self, request):
+        n = self._query(request, "n")
+        if n is not None and not (n.isascii() and n.isdigit()):
+            raise ApiError("type: n must be a whole number")
+        result = await self.api.recon(request["user"], self._query(request, "account", True),
+                                      None if n is None else int(n))
         return web.json_response(jsonable(result.value))
 
     async def positions(self, request):

@@ -5,6 +5,7 @@ unknown fields) and every error status it gives, so a client generated from it, 
 checking the server against it (tests/test_gateway_fuzz.py), sees the server as it is.
 """
 from gateway.api import MAX_TRADES, TIMESTAMP_TEXT
+from gateway.recon import MAX_RECON_N
 
 _NAME = {"type": "string", "minLength": 1}
 _QTY = {"type": "number", "not": {"enum": [0]}, "description": "signed, buy > 0"}
@@ -99,6 +100,13 @@ OPENAPI = {
              "description": "ISO-8601 (2026-11-21T05:00:00) or q (2026.11.21D05:00:00) timestamp, UTC",
              "schema": {"type": "string", "pattern": "^" + TIMESTAMP_TEXT.pattern}}],
             "responses": {"200": _ROWS, **_ERRORS}}},
+        "/recon": {"get": {"summary": "live parallel run: an account's recon rows of its last n CCP figures and the accuracy per model",
+                           "parameters": [_ACCOUNT, {"name": "n", "in": "query", "required": False,
+                                                     "schema": {"type": "integer", "minimum": 1, "maximum": MAX_RECON_N}}],
+                           "responses": {"200": {"description": "rows and accuracy", "content": {"application/json": {
+                               "schema": {"type": "object", "properties": {
+                                   "rows": {"$ref": "#/components/schemas/Rows"},
+                                   "accuracy": {"$ref": "#/components/schemas/Rows"}}}}}}, **_ERRORS}}},
         "/stream": {"get": {"summary": "server-sent events: `margin` and `alert` rows as they are published",
                             "parameters": [
                                 {"name": "tables", "in": "query", "required": False,

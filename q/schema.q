@@ -53,3 +53,16 @@ margin:([]time:`timestamp$();sym:`symbol$();model:`symbol$();ccy:`symbol$();im:`
 / the account's stress scenario where one was run.
 alert:([]time:`timestamp$();sym:`symbol$();kind:`symbol$();severity:`symbol$();model:`symbol$();value:`float$();threshold:`float$();text:();drivers:();stress:`float$())
 .mt.nullable.alert:`value`threshold`stress
+
+/ ---- the CCP's official figures and the live parallel run (docs/reconcile.md) ----------------------
+/ ccpmargin: the CCP's official requirement per account as it arrives (feedhandlers/statements, one
+/ statement file per batch): kind `eod (end-of-day statement) or `intraday (an intraday call); cutoff:
+/ the time the figure refers to; source: file:line of the statement row.
+ccpmargin:([]time:`timestamp$();sym:`symbol$();ccp:`symbol$();kind:`symbol$();cutoff:`timestamp$();initial:`float$();maintenance:`float$();source:())
+
+/ recon: one row per official figure and model (recon process): predicted = the im calc had published
+/ for the account and model as of the cutoff (last margin row with time <= cutoff; null when none),
+/ actual = the CCP's initial, diff = predicted - actual, pct = 100 * diff / actual; ccpseq = the
+/ tickerplant seq of the ccpmargin batch it answers (with sym, ccp, kind, cutoff: the row's identity).
+recon:([]time:`timestamp$();sym:`symbol$();ccp:`symbol$();kind:`symbol$();cutoff:`timestamp$();model:`symbol$();predicted:`float$();actual:`float$();diff:`float$();pct:`float$();ccpseq:`long$())
+.mt.nullable.recon:`predicted`diff`pct

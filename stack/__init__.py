@@ -26,6 +26,8 @@ from common.defaults import (
     HOST,
     PRICES_CONTROL,
     RDB_QUERY,
+    RECON_QUERY,
+    STATEMENTS_CONTROL,
     REPO_ROOT,
     TP_CONTROL,
     TP_INGEST,
@@ -37,7 +39,7 @@ from common.rpc import rpc_answer
 log = logging.getLogger("stack")
 
 # start order; stop() goes the other way (feeds first, the tickerplant last)
-PROCESSES = ("tickerplant", "rdb", "calc", "fix", "gateway", "prices", "omsim")
+PROCESSES = ("tickerplant", "rdb", "calc", "fix", "gateway", "prices", "omsim", "recon", "statements")
 STOP_GRACE_S = 20.0
 POLL_S = 0.1
 
@@ -49,11 +51,13 @@ class StackError(RuntimeError):
 def default_endpoints() -> dict:
     return {"tp_ingest": TP_INGEST, "tp_pub": TP_PUB, "tp_control": TP_CONTROL, "rdb_query": RDB_QUERY,
             "calc_query": CALC_QUERY, "prices_control": PRICES_CONTROL, "gateway_port": GATEWAY_IPC_PORT,
-            "http_port": GATEWAY_HTTP_PORT, "fix_port": FIX_PORT}
+            "http_port": GATEWAY_HTTP_PORT, "fix_port": FIX_PORT,
+            "recon_query": RECON_QUERY, "statements_control": STATEMENTS_CONTROL}
 
 
 def free_endpoints() -> dict:
-    zmq_names = ("tp_ingest", "tp_pub", "tp_control", "rdb_query", "calc_query", "prices_control")
+    zmq_names = ("tp_ingest", "tp_pub", "tp_control", "rdb_query", "calc_query", "prices_control",
+                 "recon_query", "statements_control")
     ports = {name: free_port() for name in ("gateway_port", "http_port", "fix_port")}
     return {**{name: f"tcp://{HOST}:{free_port()}" for name in zmq_names}, **ports}
 
@@ -98,7 +102,7 @@ class Process:
 
 
 class Stack:
-    """The demo stack under `state_dir` (journal/, hdb/, fix/, omsim/, log/NAME.log).
+    """The demo stack under `state_dir` (journal/, hdb/, fix/, omsim/, statements/, log/NAME.log).
 
     ports: "free" (currently free 127.0.0.1 ports, for tests and tools) or "default" (common.defaults).
     supervise: restart a process that exits on its own (with backoff); without it a death is only logged.
@@ -141,6 +145,9 @@ class Stack:
                         "--rdb", e["rdb_query"], "--calc", e["calc_query"], "--control", e["tp_control"], *lvl],
             "prices": ["feedhandlers.prices", "--ingest", e["tp_ingest"], "--control", e["prices_control"]],
             "omsim": ["feedhandlers.omsim", "--state-dir", str(d / "omsim"), "--port", str(e["fix_port"]), *lvl],
+            "recon": ["recon", "--control", e["tp_control"], "--ingest", e["tp_ingest"], "--query", e["recon_query"], *lvl],
+            "statements": ["feedhandlers.statements", "--dir", str(d / "statements"), "--ingest", e["tp_ingest"],
+                           "--control", e["tp_control"], "--status", e["statements_control"], *lvl],
         }[name]
 
     def _probe(self, name: str) -> Callable[[], bool]:
@@ -153,6 +160,8 @@ class Stack:
             "gateway": lambda: listening(e["gateway_port"]) and listening(e["http_port"]),
             "prices": lambda: rpc_answer(e["prices_control"]) is not None,
             "omsim": lambda: True,
+            "recon": lambda: rpc_answer(e["recon_query"]) is not None,
+            "statements": lambda: rpc_answer(e["statements_control"]) is not None,
         }[name]
 
     # ---- lifecycle ----------------------------------------------------------------------------------
