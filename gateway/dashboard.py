@@ -10,7 +10,8 @@ API's `/stream` (conflated); what-if and hedge sizing are the HTTP API's own end
     GET  /ui/session         who is signed in
     GET  /ui/blotter         every entitled account: reference data, margin rows, start-of-day requirement
     GET  /ui/account?account=A   positions, drivers, every stress scenario, today's margin history,
-                             alerts and (SPAN) the breakdown per combined commodity
+                             alerts, (SPAN) the breakdown per combined commodity, and the
+                             reconciliation against the CCP's official figures
     GET  /ui/health          whether calc and the rdb answer (the page marks its numbers stale if not)
 """
 from __future__ import annotations
@@ -117,9 +118,10 @@ class Dashboard:
         table = await self.api.account_table(user)
         reference = {c: v[table["sym"].index(account)] for c, v in table.items()} if account in table["sym"] else {}
         scenarios = (await self.api.scenarios(user)).value["scenarios"]
-        positions, drivers, history, alerts, breakdown, margin = await asyncio.gather(
+        positions, drivers, history, alerts, breakdown, margin, recon = await asyncio.gather(
             self.api.positions(user, account), self.api.drivers(user, account), self.api.history(user, account),
-            self.api.alerts(user, [account]), self.api.breakdown(user, account), self.api.margin(user, [account]))
+            self.api.alerts(user, [account]), self.api.breakdown(user, account), self.api.margin(user, [account]),
+            self.api.recon(user, account))
         stress = []
         if reference.get("stress"):
             results = await asyncio.gather(*(self.api.stress(user, account, s) for s in sorted(scenarios)))
@@ -127,7 +129,8 @@ class Dashboard:
                        "shocks": scenarios[s]} for s, r in zip(sorted(scenarios), results)]
         return self._json({"account": account, "reference": reference, "margin": margin.value,
                            "positions": positions.value, "drivers": drivers.value, "stress": stress,
-                           "history": history.value, "alerts": alerts.value, "breakdown": breakdown.value})
+                           "history": history.value, "alerts": alerts.value, "breakdown": breakdown.value,
+                           "recon": recon.value})
 
     async def health(self, request: web.Request):
         return self._json(await self.api.health())

@@ -10,11 +10,13 @@ from __future__ import annotations
 import base64
 import json
 import os
+import time
 import urllib.error
 import urllib.request
 
+import numpy as np
 import pytest
-from conftest import GatewayStack, Spawner, wait_until
+from conftest import GatewayStack, Spawner, free_endpoint, wait_until
 
 from bench.browser import NoBrowser, chromium_executable, launch, sign_in
 from gateway.sessions import Sessions
@@ -39,6 +41,12 @@ def stack(tmp_path_factory):
     try:
         s = GatewayStack(spawn, folder)
         s.base = f"http://127.0.0.1:{s.http_port}"
+        s.statements = folder / "statements"                       # the live parallel run against the CCP
+        s.statements.mkdir()
+        spawn("recon", "--control", s.tp.control, "--ingest", s.tp.ingest, "--query", free_endpoint(),
+              "--log-level", "WARNING")
+        spawn("feedhandlers.statements", "--dir", s.statements, "--ingest", s.tp.ingest, "--control", s.tp.control,
+              "--status", free_endpoint(), "--poll", "0.2", "--log-level", "WARNING")
         s.screens = folder / "screens"
         s.screens.mkdir()
         yield s
@@ -205,6 +213,26 @@ def test_account_view_shows_drivers_stress_history_and_span_breakdown(stack, pag
     ccs = page.locator('#account-span [tabulator-field="cc"]').all_inner_texts()
     assert ccs and page.is_hidden("#account-stress-box")
     shot(stack, page, "account_span")
+
+
+def test_account_view_reconciles_against_a_ccp_statement(stack, page):
+    fhs = next(r for r in http(stack, "/margin?account=FUND1")[1] if r["model"] == "fhs")
+    actual = round(fhs["im"] * 1.25, 2)                              # the CCP asks 25% more: over tolerance
+    cutoff = np.datetime_as_string(np.datetime64(time.time_ns(), "ns"))
+    part = stack.statements / ".nscc_eod.part"
+    part.write_text(f"account,ccp,kind,cutoff,initial,maintenance\nFUND1,NSCC,eod,{cutoff},{actual},{actual * 0.8:.2f}\n")
+    os.replace(part, stack.statements / "nscc_eod.csv")
+    recon = wait_until(lambda: (r := http(stack, "/recon?account=FUND1")[1])["rows"] and r, 60, what="recon rows")
+    sign_in(page, stack.base, "demo", "demo")
+    page.goto(stack.base + "/#/account/FUND1")
+    page.wait_for_selector("#account-recon .tabulator-row")
+    row = page.locator('#account-recon .tabulator-row:has([tabulator-field="model"]:text-is("fhs"))')
+    assert money(row.locator('[tabulator-field="predicted"]').inner_text()) == pytest.approx(fhs["im"], abs=0.5)
+    assert money(row.locator('[tabulator-field="actual"]').inner_text()) == pytest.approx(actual, abs=0.5)
+    assert row.locator('[tabulator-field="pct"]').inner_text() == "-20.0%"         # (im - 1.25 im) / 1.25 im
+    shown = page.locator('#account-recon-accuracy .tabulator-row [tabulator-field="model"]').all_inner_texts()
+    assert sorted(shown) == sorted(a["model"] for a in recon["accuracy"])
+    shot(stack, page, "account_recon")
 
 
 def test_trader1_sees_only_desk_tech(stack, page):

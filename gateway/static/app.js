@@ -120,7 +120,9 @@ function lineChart(key, element, series, data, xTime = true) {
   const width = Math.max(320, (element.clientWidth || 600) - 12);
   charts[key]?.destroy();
   element.textContent = "";
-  charts[key] = new uPlot({width, height: 260, scales: {x: {time: xTime}},
+  // one point (or none) gives uPlot an empty x range: an hour either side of it instead
+  const xRange = (u, min, max) => min === max ? [min - (xTime ? 3600 : 1), max + (xTime ? 3600 : 1)] : [min, max];
+  charts[key] = new uPlot({width, height: 260, scales: {x: {time: xTime, range: xRange}},
                            series: [{}, ...series.map(s => ({width: 2, value: (u, v) => fmtMoney(v), ...s}))],
                            axes: [{stroke: "#aab"}, {stroke: "#aab", size: 80, values: (u, vs) => vs.map(fmtMoney)}]},
                           data, element);
@@ -361,10 +363,23 @@ async function loadAccount(account, reset = true) {
     num("Intra spread", "intra"), num("Spot", "spot"), num("Inter credit", "inter"), num("SOM", "som"),
     num("Risk", "risk"), num("NOV", "nov"), num("Initial", "initial"), num("Maintenance", "maintenance")]}))
     .replaceData(span);
+  const recon = view.recon || {rows: [], accuracy: []};
+  $("account-recon-box").hidden = recon.rows.length === 0;
+  if (recon.rows.length) {
+    (await makeTable("accountReconAccuracy", $("account-recon-accuracy"), {columns: [
+      {title: "Model", field: "model"}, num("Figures", "n", fmtQty), num("Mean abs error", "mae"),
+      num("Mean abs %", "mape", v => v == null ? "" : v.toFixed(1) + "%"), num("Bias %", "bias_pct", v => v == null ? "" : v.toFixed(1) + "%"),
+      num("No prediction", "missing", fmtQty)]})).replaceData(recon.accuracy);
+    (await makeTable("accountRecon", $("account-recon"), {maxHeight: 260, columns: [
+      {title: "Cut-off", field: "cutoff", formatter: c => (c.getValue() || "").slice(0, 19).replace("T", " ")},
+      {title: "CCP", field: "ccp"}, {title: "Model", field: "model"}, num("Predicted IM", "predicted"),
+      num("CCP initial", "actual"), num("Difference", "diff"), num("%", "pct", v => v == null ? "" : v.toFixed(1) + "%")]}))
+      .replaceData(recon.rows.slice().reverse());
+  }
   (await makeTable("accountPositions", $("account-positions"), {index: "sym", columns: [
     {title: "Sym", field: "sym", headerFilter: "input"}, num("Qty", "qty", fmtQty), num("Mark", "mark", v => v?.toFixed(2) ?? ""),
     num("Value", "value"), num("VM", "vm")]})).replaceData(view.positions);
-  (await makeTable("accountAlerts", $("account-alerts"), {height: 300, columns: alertColumns(),
+  (await makeTable("accountAlerts", $("account-alerts"), {maxHeight: 300, columns: alertColumns(),
                                                           initialSort: [{column: "time", dir: "desc"}]}))
     .replaceData(view.alerts);
 }
