@@ -164,11 +164,12 @@ def test_short_real_period_and_dask_equal(history, config):
     dp = {s: history.column(s)[t + 2] - history.column(s)[t] for s in POS}
     assert df["loss"].iloc[0] == pytest.approx(-(1000 * dp["AAPL"] - 500 * dp["SPY"]))
     assert (df["exception"] == (df["loss"] > df["im"])).all()
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster, Client(cluster) as client:
-        remote = compute(*args, client=client, **kw)
-    for label in local:
-        assert local[label].equals(remote[label]), label
+    for workers in (1, 2):
+        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                          dashboard_address=None) as cluster, Client(cluster) as client:
+            remote = compute(*args, client=client, **kw)
+        for label in local:
+            assert local[label].equals(remote[label]), (workers, label)
 
 
 def test_cli_runs(tmp_path):
