@@ -53,3 +53,12 @@ margin:([]time:`timestamp$();sym:`symbol$();model:`symbol$();ccy:`symbol$();im:`
 / the account's stress scenario where one was run.
 alert:([]time:`timestamp$();sym:`symbol$();kind:`symbol$();severity:`symbol$();model:`symbol$();value:`float$();threshold:`float$();text:();drivers:();stress:`float$())
 .mt.nullable.alert:`value`threshold`stress
+
+/ ---- published by notify ------------------------------------------------------------------------------
+/ notice: one row per delivery attempt of an alert to one channel (docs/notify.md). sym is the account;
+/ alert identifies the alert row ("SEQ.ROW": the tickerplant seq of its batch and its row in it); kind
+/ and severity are the alert's; channel is the configured channel name; status `sent (delivered),
+/ `retry (failed, will be retried with backoff) or `failed (given up: a permanent error or the last
+/ attempt); attempts counts the attempts so far; error is the reason of a failure ("" when sent); idem
+/ is the idempotency key the receiver saw (alert/channel) to drop a repeat.
+notice:([]time:`timestamp$();sym:`symbol$();alert:`symbol$();kind:`symbol$();severity:`symbol$();channel:`symbol$();status:`symbol$();attempts:`long$();error:();idem:`symbol$())
