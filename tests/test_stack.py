@@ -92,7 +92,7 @@ def test_python_m_stack_supervises_and_stops_on_sigterm(tmp_path):
             assert time.monotonic() < deadline and proc.poll() is None, "".join(lines)
             lines.append(proc.stdout.readline())
         pids = {m[1]: int(m[2]) for ln in lines if (m := re.search(r"started (\w+) \(pid (\d+)\)", ln))}
-        assert set(pids) == {"tickerplant", "rdb", "calc", "fix", "gateway", "prices"}
+        assert set(pids) == {"tickerplant", "rdb", "calc", "fix", "gateway", "notify", "prices"}
         os.kill(pids["rdb"], signal.SIGKILL)
         while not any("started rdb" in ln for ln in lines[len(pids):]):
             assert time.monotonic() < deadline, "".join(lines)
