@@ -1,7 +1,8 @@
 """notify: alerts delivered by real SMTP (aiosmtpd) and real HTTP webhooks on 127.0.0.1, one notice
 row per attempt; bad endpoints (400, a hang, a malformed address) recorded with the reason while the
 other channels deliver; a receiver down then up gets every notice once; a kill -9 mid-burst loses
-nothing; the message a person reads; bad configuration."""
+nothing; the MISSION scenario (antitrust AMD) through the real feeds and calc to the inboxes of the
+head trader and the CRO; the message a person reads; bad configuration."""
 import math
 import subprocess
 import sys
@@ -11,7 +12,8 @@ import numpy as np
 import pytest
 
 from common.alerts import alert_batch, alert_row
-from tests.conftest import Collector, free_endpoint, rpc_answer, wait_until
+from conftest import Collector, free_endpoint, rpc_answer, wait_until
+from test_calc_recovery import Stack, calc_config_file
 from tests.receivers import HttpReceiver, SmtpReceiver
 from tickerplant.client import Publisher
 
@@ -191,6 +193,37 @@ default = ["hook"]
         assert len(set(keys)) == n and repeats <= 20, (before, repeats)
     finally:
         http.close()
+
+
+def test_mission_scenario_emails_the_stress_call(spawn, free_port, tmp_path, repo_root, smtp):
+    stack = Stack(spawn, free_port, tmp_path / "stack", calc_config_file(tmp_path, repo_root))
+    assert spawn("feedhandlers.refdata", "--ingest", stack.ingest).wait(60) == 0
+    prices_control = f"tcp://127.0.0.1:{free_port()}"
+    spawn("feedhandlers.prices", "--ingest", stack.ingest, "--control", prices_control, "--steps-per-sec", "4",
+          "--seed", "11")
+    stack.start_calc()
+    status = free_endpoint()
+    proc = spawn("notify", "--config", "none", "--control", stack.control, "--ingest", stack.ingest,
+                 "--status", status, "--smtp", f"127.0.0.1:{smtp.port}",
+                 "--to", "head.trader@example.com", "--to", "cro@example.com")
+    wait_until(lambda: rpc_answer(status), 60, what="notify status")
+    wait_until(lambda: rpc_answer(stack.query, "status")["counters"].get("quote", 0) > 100, 60, what="quotes")
+    event = time.monotonic()
+    assert spawn("feedhandlers.prices", "--send", "antitrust AMD", "--control", prices_control).wait(30) == 0
+
+    def stress_mail():
+        return [m for m in smtp.messages if "FUND1 stresscall" in m["Subject"] and "[HIGH]" in m["Subject"]]
+    wait_until(stress_mail, 90, what="the stress-call email for FUND1")
+    mail = stress_mail()[0]
+    assert sorted(mail.rcpt_tos) == ["cro@example.com", "head.trader@example.com"]
+    assert mail.accepted_at > event, [m["Subject"] for m in smtp.messages]
+    body = mail.get_content()
+    lines = body.splitlines()
+    top = lines[lines.index("top drivers (contribution to the requirement):") + 1]
+    assert top.split()[0] == "AMD"                                          # AMD drives the requirement
+    assert "stress loss " in body and "of the cash buffer" in body
+    assert "http://127.0.0.1:8080/#/account/FUND1" in body
+    assert proc.poll() is None
 
 
 def test_message_a_person_can_act_on():
