@@ -1,5 +1,6 @@
-"""The notifier's process loop: a tickerplant Subscriber to `alert` (and, during the journal replay,
-its own `notice` rows, which rebuild the outbox), the channels' attempts as asyncio tasks (at most
+"""The notifier's process loop: a tickerplant Subscriber to `alert`, `alertrule` and `account` (an alert
+goes to the channels of the rule that raised it, else to the routes of config/notify.toml) and, during
+the journal replay, its own `notice` rows, which rebuild the outbox; the channels' attempts as asyncio tasks (at most
 `delivery.concurrency` in flight), each attempt's `notice` row published back through the tickerplant,
 and a `status` RPC endpoint."""
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections import Counter
 
 import numpy as np
 
+from common.alertrules import AccountLimits, RuleBook, rules_from_batch
 from common.codec import text_array
 from common.rpc import RpcServer
 from notify.channels import Channel, Outcome, make_channel
@@ -32,7 +34,10 @@ class Notifier:
         self.outbox = Outbox(d.backoff_min_s, d.backoff_max_s, d.max_attempts)
         self.counters: Counter = Counter()
         self.live = False
-        self.sub = Subscriber(name, control=control, tables=["alert", "notice"], on_batch=self._on_batch)
+        self.rules = RuleBook()
+        self.accounts: dict[str, AccountLimits] = {}
+        self.sub = Subscriber(name, control=control, tables=["account", "alertrule", "alert", "notice"],
+                              on_batch=self._on_batch)
         self.publisher = Publisher(name, ingest)
         self.rpc = RpcServer(status, {"status": self._status}) if status else None
         self.notices: list[dict] = []
@@ -47,12 +52,24 @@ class Notifier:
                 row = {n: cols[n][i] for n in names}
                 message = build_message(f"{seq}.{i}", row, self.config.dashboard,
                                         self.outbox.previous.get((str(row["sym"]), str(row["kind"]))))
-                self.outbox.add(message, self.config.channels_for(message.account), now)
+                self.outbox.add(message, self.channels_for(message.account, message.kind), now)
                 self.counters["alerts"] += 1
+        elif table == "alertrule":
+            self.rules.apply(rules_from_batch(cols))       # calc raises the alert for a rule it cannot use
+        elif table == "account":
+            for sym, desk, threshold, callpct, imjump, mins in zip(cols["sym"], cols["desk"], cols["threshold"],
+                                                                   cols["callpct"], cols["imjump"], cols["imjumpmins"]):
+                self.accounts[str(sym)] = AccountLimits(str(sym), str(desk), float(threshold), float(callpct),
+                                                        float(imjump), float(mins))
         elif table == "notice" and not self.live:     # live, our own rows only echo what we already know
             for alert, channel, status, attempts in zip(cols["alert"], cols["channel"], cols["status"],
                                                         cols["attempts"]):
                 self.outbox.record(str(alert), str(channel), str(status), int(attempts), now)
+
+    def channels_for(self, account: str, kind: str) -> tuple[str, ...]:
+        """The channels of the rule that applies to the account and kind, else the configured routes."""
+        rule = self.rules.effective(self.accounts.get(account) or AccountLimits(account), kind)
+        return rule.channels if rule is not None and rule.channels else self.config.channels_for(account)
 
     # ---- delivery ----------------------------------------------------------------------------------
     async def _attempt(self, d: Delivery) -> None:

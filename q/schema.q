@@ -54,6 +54,16 @@ margin:([]time:`timestamp$();sym:`symbol$();model:`symbol$();ccy:`symbol$();im:`
 alert:([]time:`timestamp$();sym:`symbol$();kind:`symbol$();severity:`symbol$();model:`symbol$();value:`float$();threshold:`float$();text:();drivers:();stress:`float$())
 .mt.nullable.alert:`value`threshold`stress
 
+/ alertrule: alert rules as data (docs/notify.md). sym is the rule id; a row replaces the rule of that id.
+/ scope `account`desk`all with target the account or desk name (` for all); kind `threshold (requirement >
+/ level), `callbuffer (predicted call > level x the account's buffer), `stresscall (stress call > level x
+/ buffer), `imjump (im > (1 + level) x its low within window minutes), `excess (excess < level); severity
+/ `warn or `high; channels: notify channel names, comma-separated ("" = the routes of config/notify.toml);
+/ enabled false switches it off; user who set it. For an account and kind the most specific enabled rule
+/ applies (account, then desk, then all; the latest among equals); account.csv's thresholds are the
+/ account rules ACCOUNT.KIND until a row of that id replaces them.
+alertrule:([]time:`timestamp$();sym:`symbol$();scope:`symbol$();target:`symbol$();kind:`symbol$();level:`float$();window:`float$();severity:`symbol$();channels:();enabled:`boolean$();user:`symbol$())
+
 / ---- published by notify ------------------------------------------------------------------------------
 / notice: one row per delivery attempt of an alert to one channel (docs/notify.md). sym is the account;
 / alert identifies the alert row ("SEQ.ROW": the tickerplant seq of its batch and its row in it); kind

@@ -226,6 +226,43 @@ def test_mission_scenario_emails_the_stress_call(spawn, free_port, tmp_path, rep
     assert proc.poll() is None
 
 
+def test_a_rule_set_at_run_time_applies_to_the_next_margin_row_and_routes_it(spawn, free_port, tmp_path, repo_root,
+                                                                             http):
+    from common.alertrules import Rule, rule_batch
+    stack = Stack(spawn, free_port, tmp_path / "stack", calc_config_file(tmp_path, repo_root))
+    assert spawn("feedhandlers.refdata", "--ingest", stack.ingest).wait(60) == 0
+    stack.start_calc()
+    config = write_config(tmp_path, f"""
+[channels.ops]
+kind = "webhook"
+url = "{http.url('ops')}"
+[channels.desk]
+kind = "webhook"
+url = "{http.url('desk')}"
+[routes]
+default = ["ops"]
+""")
+    status = free_endpoint()
+    start_notify(spawn, stack, config, status)
+    now = time.time_ns()
+    stack.send("alertrule", rule_batch([Rule("tight", "account", "FUND1", "threshold", 1.0, severity="high",
+                                             channels=("desk",), user="risk", time=now),
+                                        Rule("typo", "account", "FUND9", "threshold", 1.0, time=now)]))
+    assert not [p for p in http.posts if p[3]["kind"] == "threshold"]        # no margin row yet: nothing fired
+    stack.send("collateral", {"time": np.array([now], dtype="datetime64[ns]"), "sym": np.array(["FUND1"], object),
+                              "amount": np.array([1.0]), "kind": np.array(["cash"], object),
+                              "ref": np.array(["t1"], object)})
+    wait_until(lambda: [p for p in http.posts if p[0] == "desk"], 30, what="the threshold alert on the rule's channel")
+    (desk,) = [p[3] for p in http.posts if p[0] == "desk"]
+    assert desk["account"] == "FUND1" and desk["kind"] == "threshold" and desk["severity"] == "high"
+    assert "(rule tight)" in desk["text"] and desk["threshold"] == 1.0
+    # the rule naming an unknown account: an alert with the reason, delivered by the default route
+    wait_until(lambda: [p for p in http.posts if p[0] == "ops" and p[3]["kind"] == "rule"], 30, what="the rule alert")
+    (bad,) = [p[3] for p in http.posts if p[0] == "ops" and p[3]["kind"] == "rule"]
+    assert "unknown account 'FUND9'" in bad["text"]
+    assert not [p for p in http.posts if p[0] == "ops" and p[3]["kind"] == "threshold"]
+
+
 def test_message_a_person_can_act_on():
     from notify.message import Previous, build_message
     row = {**stress_alert(), "time": np.datetime64(time.time_ns(), "ns")}
