@@ -7,7 +7,10 @@ with a q-style text (`'access: ...`, `'type: ...`, `'timeout: ...`) and an HTTP 
 
 margin (every model of each account, as of calc's last event), whatif, positions, drivers, stress,
 scenarios come from calc; alerts from the rdb `alert` table; q-sql strings go to the rdb `qsql` op;
-the desk of an account (for desk entitlements) from the rdb `account` table.
+the desk of an account (for desk entitlements) from the rdb `account` table. `setrule` validates an
+alert rule (common/alertrules.py), checks the user may set it (a trader: his accounts and desks only;
+scope all: a user entitled to every account) and publishes it to the tickerplant's `alertrule` table;
+`rules` reads the rules in force from the rdb.
 
 Arguments are bounded before anything is asked of a backend: account lists are de-duplicated and
 at most `MAX_ACCOUNTS` distinct names (each checked against the user's entitlements), a basket at
@@ -28,6 +31,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from common.alertrules import KINDS, SCOPES, Rule, check_rule, rule_batch
 from common.rpc import AsyncRpcClient, RpcError, RpcTimeout
 from common.schema import load_schemas
 from common.wire import reply_fields
@@ -161,12 +165,16 @@ class Api:
 
     FUNCTIONS: ClassVar[dict[str, tuple[int, int]]] = {
         "margin": (0, 1), "whatif": (2, 4), "positions": (1, 1), "drivers": (1, 1), "stress": (1, 2),
-        "alerts": (0, 2), "scenarios": (0, 1), "accounts": (0, 1), "qsql": (1, 1)}
+        "alerts": (0, 2), "scenarios": (0, 1), "accounts": (0, 1), "qsql": (1, 1),
+        "setrule": (1, 1), "rules": (0, 1)}
 
-    def __init__(self, rdb: AsyncRpcClient, calc: AsyncRpcClient, timeout: float = 10.0):
+    def __init__(self, rdb: AsyncRpcClient, calc: AsyncRpcClient, timeout: float = 10.0, ingest: str | None = None):
         self.rdb = rdb
         self.calc = calc
         self.timeout = timeout
+        self.ingest = ingest                        # tickerplant ingest, for setrule
+        self._publisher = None                      # created at the first setrule
+        self._publish_lock = asyncio.Lock()
         self.qtypes = schema_qtypes(load_schemas())
         self._desks: dict[str, str] = {}
         self._desks_at = 0.0
@@ -287,6 +295,55 @@ class Api:
             return Result(TypedVector(data, result["type"]) if kind == "vector" else data)
         return Result(ColumnDict(data) if kind == "dict" else data, types)
 
+    async def may_edit(self, user: User, scope: str, target: str) -> None:
+        """ApiError('access') unless the user may set a rule of this scope and target."""
+        if user.sees_all:
+            return
+        if scope == "account":
+            await self.entitled(user, target)
+        elif not (scope == "desk" and target in user.desks):
+            raise ApiError(f"access: user {user.name} may not set rules of scope {scope}"
+                           f"{' ' + target if target else ''}", 403)
+
+    async def setrule(self, user: User, spec) -> Result:
+        rule = rule_from_spec(spec, user.name)
+        await self.may_edit(user, rule.scope, rule.target)
+        await self.desk_of("")                      # refresh the account -> desk map
+        error = check_rule(rule, self._desks)
+        if error:
+            raise ApiError(f"rule: {error}")
+        old = (await self._call(self.rdb, "last", table="alertrule", syms=[rule.id]))["table"]
+        if len(old.get("sym", ())):                 # replacing a rule: the user must be allowed the old one too
+            await self.may_edit(user, str(old["scope"][0]), str(old["target"][0]))
+        if not self.ingest:
+            raise ApiError("fail: this gateway has no tickerplant ingest endpoint (--ingest)", 503)
+        async with self._publish_lock:
+            seq = await asyncio.to_thread(self._publish_rule, rule)
+        return Result({"rule": rule.id, "scope": rule.scope, "target": rule.target, "kind": rule.kind,
+                       "level": rule.level, "window": rule.window, "severity": rule.severity,
+                       "channels": ",".join(rule.channels), "enabled": rule.enabled, "user": rule.user, "seq": seq})
+
+    def _publish_rule(self, rule: Rule) -> int:
+        """Publishes the rule and waits until it is journaled (in a worker thread; one at a time)."""
+        from tickerplant.client import Publisher, TickerplantError
+        try:
+            if self._publisher is None:
+                self._publisher = Publisher("gateway.rules", self.ingest, timeout=self.timeout)
+            return self._publisher.publish_sync("alertrule", rule_batch([rule]), timeout=self.timeout)
+        except TickerplantError as e:
+            raise ApiError(f"fail: the tickerplant did not take the rule: {e}", 503) from e
+
+    async def rules(self, user: User, accounts=None) -> Result:
+        """The rules in force (the latest row of each id) that concern the accounts the user sees."""
+        table = (await self._call(self.rdb, "last", table="alertrule"))["table"]
+        n = len(table.get("sym", ()))
+        visible = await self.visible(user, accounts)
+        desks = {self._desks.get(a) for a in visible} if visible is not None else None
+        keep = [i for i in range(n) if visible is None or table["scope"][i] == "all"
+                or (table["scope"][i] == "account" and table["target"][i] in visible)
+                or (table["scope"][i] == "desk" and table["target"][i] in desks)]
+        return Result({c: _take(v, keep) for c, v in table.items()}, self.qtypes["alertrule"])
+
     async def call(self, user: User, name: str, args: list) -> Result:
         """Dispatch a named function with positional arguments (q call semantics)."""
         arity = self.FUNCTIONS.get(name)
@@ -299,3 +356,49 @@ class Api:
                 raise ApiError(f"rank: {name} takes {arity[0]}..{arity[1]} arguments, got {len(args)}")
         async with self.slot(user):
             return await getattr(self, name)(user, *args)
+
+
+def _take(column, rows: list[int]):
+    return column[rows] if isinstance(column, np.ndarray) else [column[i] for i in rows]
+
+
+RULE_FIELDS = ("id", "scope", "target", "kind", "level", "window", "severity", "channels", "enabled")
+
+
+def rule_from_spec(spec, user: str) -> Rule:
+    """A Rule from a q dictionary / JSON object of RULE_FIELDS; ApiError('type') for a wrong field."""
+    if not isinstance(spec, dict):
+        raise ApiError(f"type: setrule takes a dictionary of {', '.join(RULE_FIELDS)}")
+    unknown = set(spec) - set(RULE_FIELDS)
+    if unknown:
+        raise ApiError(f"type: unknown rule fields {sorted(unknown)} (fields: {', '.join(RULE_FIELDS)})")
+
+    def text(name, default=None):
+        v = spec.get(name, default)
+        if not isinstance(v, str):
+            raise ApiError(f"type: rule {name} must be a symbol / string, got {v!r}")
+        return v
+
+    def number(name, default=None):
+        v = spec.get(name, default)
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ApiError(f"type: rule {name} must be a number, got {v!r}")
+        return float(v)
+
+    channels = spec.get("channels", "")
+    if isinstance(channels, str):
+        channels = [c for c in channels.split(",")]
+    if not isinstance(channels, (list, tuple)) or not all(isinstance(c, str) for c in channels):
+        raise ApiError("type: rule channels must be a list of names or a comma-separated string")
+    enabled = spec.get("enabled", True)
+    if not isinstance(enabled, (bool, np.bool_)):
+        raise ApiError(f"type: rule enabled must be a boolean, got {enabled!r}")
+    scope = text("scope")
+    if scope not in SCOPES:
+        raise ApiError(f"rule: scope {scope!r} is not one of {', '.join(SCOPES)}")
+    kind = text("kind")
+    if kind not in KINDS:
+        raise ApiError(f"rule: kind {kind!r} is not one of {', '.join(KINDS)}")
+    return Rule(text("id"), scope, text("target", ""), kind, number("level"), number("window", 0.0),
+                text("severity", "warn"), tuple(c.strip() for c in channels if c.strip()), bool(enabled), user,
+                time.time_ns())

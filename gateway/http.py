@@ -118,7 +118,8 @@ class HttpApi:
             web.get("/openapi.json", self.openapi), web.get("/margin", self.margin),
             web.post("/whatif", self.whatif), web.get("/positions", self.positions),
             web.get("/drivers", self.drivers), web.get("/stress", self.stress),
-            web.get("/alerts", self.alerts), web.get("/stream", self.stream)])
+            web.get("/alerts", self.alerts), web.get("/stream", self.stream),
+            web.get("/rules", self.rules), web.post("/setrule", self.setrule)])
         self.runner: web.AppRunner | None = None
         self.server: asyncio.AbstractServer | None = None
 
@@ -215,6 +216,14 @@ class HttpApi:
     async def alerts(self, request):
         result = await self.api.alerts(request["user"], self._list(self._query(request, "account")),
                                        self._query(request, "since", empty=False))
+        return web.json_response(jsonable(result.value))
+
+    async def rules(self, request):
+        result = await self.api.rules(request["user"], self._list(self._query(request, "account")))
+        return web.json_response(jsonable(result.value))
+
+    async def setrule(self, request):
+        result = await self.api.setrule(request["user"], await self._json_body(request))
         return web.json_response(jsonable(result.value))
 
     async def positions(self, request):

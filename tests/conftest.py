@@ -229,7 +229,7 @@ class GatewayStack:
         if prices:
             spawn("feedhandlers.prices", "--ingest", ingest, "--control", free_endpoint(), "--steps-per-sec", "2")
         self.procs.append(spawn("gateway", "--port", self.port, "--http-port", self.http_port, "--rdb", self.rdb,
-                                "--calc", self.calc, "--control", control, *gateway_args))
+                                "--calc", self.calc, "--control", control, "--ingest", ingest, *gateway_args))
         wait_until(lambda: (s := rpc_answer(self.calc, "status")) and s["accounts"] >= 3, 120, what="calc ready")
         wait_until(lambda: rpc_answer(self.rdb, "count", table="account"), 60, what="rdb ready")
         wait_until(lambda: listening(self.http_port) and listening(self.port), 60, what="gateway listening")
