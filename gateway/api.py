@@ -10,7 +10,8 @@ scenarios come from calc; alerts from the rdb `alert` table; q-sql strings go to
 the desk of an account (for desk entitlements) from the rdb `account` table. `setrule` validates an
 alert rule (common/alertrules.py), checks the user may set it (a trader: his accounts and desks only;
 scope all: a user entitled to every account) and publishes it to the tickerplant's `alertrule` table;
-`rules` reads the rules in force from the rdb.
+`rules` reads the rules in force from the rdb; `ack` records who acknowledged an account's alert
+episode (an `ack` row; notify stops its reminders).
 
 Arguments are bounded before anything is asked of a backend: account lists are de-duplicated and
 at most `MAX_ACCOUNTS` distinct names (each checked against the user's entitlements), a basket at
@@ -166,7 +167,7 @@ class Api:
     FUNCTIONS: ClassVar[dict[str, tuple[int, int]]] = {
         "margin": (0, 1), "whatif": (2, 4), "positions": (1, 1), "drivers": (1, 1), "stress": (1, 2),
         "alerts": (0, 2), "scenarios": (0, 1), "accounts": (0, 1), "qsql": (1, 1),
-        "setrule": (1, 1), "rules": (0, 1)}
+        "setrule": (1, 1), "rules": (0, 1), "ack": (1, 3)}
 
     def __init__(self, rdb: AsyncRpcClient, calc: AsyncRpcClient, timeout: float = 10.0, ingest: str | None = None):
         self.rdb = rdb
@@ -315,23 +316,39 @@ class Api:
         old = (await self._call(self.rdb, "last", table="alertrule", syms=[rule.id]))["table"]
         if len(old.get("sym", ())):                 # replacing a rule: the user must be allowed the old one too
             await self.may_edit(user, str(old["scope"][0]), str(old["target"][0]))
-        if not self.ingest:
-            raise ApiError("fail: this gateway has no tickerplant ingest endpoint (--ingest)", 503)
-        async with self._publish_lock:
-            seq = await asyncio.to_thread(self._publish_rule, rule)
+        seq = await self._publish("alertrule", rule_batch([rule]))
         return Result({"rule": rule.id, "scope": rule.scope, "target": rule.target, "kind": rule.kind,
                        "level": rule.level, "window": rule.window, "severity": rule.severity,
                        "channels": ",".join(rule.channels), "enabled": rule.enabled, "user": rule.user, "seq": seq})
 
-    def _publish_rule(self, rule: Rule) -> int:
-        """Publishes the rule and waits until it is journaled (in a worker thread; one at a time)."""
+    async def _publish(self, table: str, batch: dict) -> int:
+        """Publishes a batch and waits until it is journaled; returns its seq."""
+        if not self.ingest:
+            raise ApiError("fail: this gateway has no tickerplant ingest endpoint (--ingest)", 503)
+        async with self._publish_lock:
+            return await asyncio.to_thread(self._publish_sync, table, batch)
+
+    def _publish_sync(self, table: str, batch: dict) -> int:
+        """In a worker thread, one at a time (the lock): the Publisher is made at the first use."""
         from tickerplant.client import Publisher, TickerplantError
         try:
             if self._publisher is None:
-                self._publisher = Publisher("gateway.rules", self.ingest, timeout=self.timeout)
-            return self._publisher.publish_sync("alertrule", rule_batch([rule]), timeout=self.timeout)
+                self._publisher = Publisher("gateway.writes", self.ingest, timeout=self.timeout)
+            return self._publisher.publish_sync(table, batch, timeout=self.timeout)
         except TickerplantError as e:
-            raise ApiError(f"fail: the tickerplant did not take the rule: {e}", 503) from e
+            raise ApiError(f"fail: the tickerplant did not take the {table} row: {e}", 503) from e
+
+    async def ack(self, user: User, account, kind=None, note=None) -> Result:
+        """Acknowledges the account's open alert episode of `kind` (every kind when none)."""
+        account = await self.entitled(user, _one(account, "account"))
+        kind = "" if kind in (None, "") else _one(kind, "kind")
+        if note is not None and not isinstance(note, str):
+            raise ApiError("type: ack note must be a string")
+        now = time.time_ns()
+        seq = await self._publish("ack", {"time": np.array([now], dtype=np.int64).view("datetime64[ns]"),
+                                          "sym": _objects([account]), "kind": _objects([kind]),
+                                          "user": _objects([user.name]), "note": _objects([note or ""])})
+        return Result({"account": account, "kind": kind, "user": user.name, "seq": seq})
 
     async def rules(self, user: User, accounts=None) -> Result:
         """The rules in force (the latest row of each id) that concern the accounts the user sees."""
@@ -356,6 +373,12 @@ class Api:
                 raise ApiError(f"rank: {name} takes {arity[0]}..{arity[1]} arguments, got {len(args)}")
         async with self.slot(user):
             return await getattr(self, name)(user, *args)
+
+
+def _objects(values: list[str]) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
 
 
 def _take(column, rows: list[int]):

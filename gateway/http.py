@@ -119,7 +119,7 @@ class HttpApi:
             web.post("/whatif", self.whatif), web.get("/positions", self.positions),
             web.get("/drivers", self.drivers), web.get("/stress", self.stress),
             web.get("/alerts", self.alerts), web.get("/stream", self.stream),
-            web.get("/rules", self.rules), web.post("/setrule", self.setrule)])
+            web.get("/rules", self.rules), web.post("/setrule", self.setrule), web.post("/ack", self.ack)])
         self.runner: web.AppRunner | None = None
         self.server: asyncio.AbstractServer | None = None
 
@@ -224,6 +224,13 @@ class HttpApi:
 
     async def setrule(self, request):
         result = await self.api.setrule(request["user"], await self._json_body(request))
+        return web.json_response(jsonable(result.value))
+
+    async def ack(self, request):
+        body = await self._json_body(request)
+        if not isinstance(body, dict) or set(body) - {"account", "kind", "note"}:
+            raise ApiError("json: the body must be an object of account, kind (optional), note (optional)")
+        result = await self.api.ack(request["user"], body.get("account"), body.get("kind"), body.get("note"))
         return web.json_response(jsonable(result.value))
 
     async def positions(self, request):

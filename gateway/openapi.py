@@ -86,6 +86,12 @@ OPENAPI = {
                                                  "channels": {"type": "string"}, "enabled": {"type": "boolean"}}}}}},
                               "responses": {"200": {"description": "the rule as published, with its seq"},
                                             **_ERRORS}}},
+        "/ack": {"post": {"summary": "acknowledge an account's open alert episode (its reminders stop)",
+                          "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                              "type": "object", "required": ["account"],
+                              "properties": {"account": _NAME, "kind": {"type": "string"},
+                                             "note": {"type": "string"}}}}}},
+                          "responses": {"200": {"description": "the ack as recorded, with its seq"}, **_ERRORS}}},
         "/stream": {"get": {"summary": "server-sent events: `margin` and `alert` rows as they are published",
                             "parameters": [
                                 {"name": "tables", "in": "query", "required": False,

@@ -43,6 +43,7 @@ class Delivery:
     backoff_max_s: float = 30.0
     timeout_s: float = 5.0
     concurrency: int = 32
+    remind_s: float = 900.0           # reminder of an open, unacknowledged episode every remind_s (0 = none)
 
 
 @dataclass
@@ -93,9 +94,9 @@ def parse_config(data: dict, where: str = "config/notify.toml") -> NotifyConfig:
     delivery = Delivery(**{k: _typed(f"{where}: delivery.{k}", d.get(k), type(getattr(Delivery, k)),
                                      getattr(Delivery, k)) for k in Delivery.__dataclass_fields__})
     if delivery.max_attempts < 1 or delivery.concurrency < 1 or delivery.timeout_s <= 0 \
-            or not 0 < delivery.backoff_min_s <= delivery.backoff_max_s:
-        raise ConfigError(f"{where}: delivery: max_attempts and concurrency must be >= 1, timeout_s > 0 and "
-                          f"0 < backoff_min_s <= backoff_max_s")
+            or not 0 < delivery.backoff_min_s <= delivery.backoff_max_s or delivery.remind_s < 0:
+        raise ConfigError(f"{where}: delivery: max_attempts and concurrency must be >= 1, timeout_s > 0, "
+                          f"0 < backoff_min_s <= backoff_max_s and remind_s >= 0")
     channels = {}
     for name, c in data.get("channels", {}).items():
         kind = c.get("kind")

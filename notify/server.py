@@ -1,6 +1,7 @@
 """The notifier's process loop: a tickerplant Subscriber to `alert`, `alertrule` and `account` (an alert
-goes to the channels of the rule that raised it, else to the routes of config/notify.toml) and, during
-the journal replay, its own `notice` rows, which rebuild the outbox; the channels' attempts as asyncio tasks (at most
+goes to the channels of the rule that raised it, else to the routes of config/notify.toml), `ack`
+(acknowledged episodes get no more reminders) and, during the journal replay, its own `notice` rows,
+which rebuild the outbox and the reminders issued; reminders of open episodes; the channels' attempts as asyncio tasks (at most
 `delivery.concurrency` in flight), each attempt's `notice` row published back through the tickerplant,
 and a `status` RPC endpoint."""
 from __future__ import annotations
@@ -17,8 +18,9 @@ from common.codec import text_array
 from common.rpc import RpcServer
 from notify.channels import Channel, Outcome, make_channel
 from notify.config import NotifyConfig
+from notify.episodes import Episodes, reminder_of
 from notify.message import build_message
-from notify.outbox import Delivery, Outbox
+from notify.outbox import FINAL, Delivery, Outbox
 from tickerplant.client import Publisher, Subscriber, TickerplantError
 
 log = logging.getLogger("notify")
@@ -32,11 +34,12 @@ class Notifier:
         self.channels: dict[str, Channel] = {n: make_channel(s, config.smtp, d.timeout_s)
                                              for n, s in config.channels.items()}
         self.outbox = Outbox(d.backoff_min_s, d.backoff_max_s, d.max_attempts)
+        self.episodes = Episodes(d.remind_s)
         self.counters: Counter = Counter()
         self.live = False
         self.rules = RuleBook()
         self.accounts: dict[str, AccountLimits] = {}
-        self.sub = Subscriber(name, control=control, tables=["account", "alertrule", "alert", "notice"],
+        self.sub = Subscriber(name, control=control, tables=["account", "alertrule", "alert", "ack", "notice"],
                               on_batch=self._on_batch)
         self.publisher = Publisher(name, ingest)
         self.rpc = RpcServer(status, {"status": self._status}) if status else None
@@ -52,8 +55,13 @@ class Notifier:
                 row = {n: cols[n][i] for n in names}
                 message = build_message(f"{seq}.{i}", row, self.config.dashboard,
                                         self.outbox.previous.get((str(row["sym"]), str(row["kind"]))))
-                self.outbox.add(message, self.channels_for(message.account, message.kind), now)
+                channels = self.channels_for(message.account, message.kind)
+                self.outbox.add(message, channels, now)
+                self.episodes.alert(message, channels, int(np.datetime64(row["time"], "ns").astype(np.int64)))
                 self.counters["alerts"] += 1
+        elif table == "ack":
+            for account, kind, user in zip(cols["sym"], cols["kind"], cols["user"]):
+                self.counters["acked"] += self.episodes.ack(str(account), str(kind), str(user))
         elif table == "alertrule":
             self.rules.apply(rules_from_batch(cols))       # calc raises the alert for a rule it cannot use
         elif table == "account":
@@ -62,9 +70,16 @@ class Notifier:
                 self.accounts[str(sym)] = AccountLimits(str(sym), str(desk), float(threshold), float(callpct),
                                                         float(imjump), float(mins))
         elif table == "notice" and not self.live:     # live, our own rows only echo what we already know
-            for alert, channel, status, attempts in zip(cols["alert"], cols["channel"], cols["status"],
-                                                        cols["attempts"]):
-                self.outbox.record(str(alert), str(channel), str(status), int(attempts), now)
+            times = np.asarray(cols["time"]).astype("datetime64[ns]").view(np.int64)
+            for alert, channel, status, attempts, t in zip(cols["alert"], cols["channel"], cols["status"],
+                                                           cols["attempts"], times):
+                alert, channel, status = str(alert), str(channel), str(status)
+                reminder = reminder_of(alert)
+                if reminder is not None:           # a reminder issued before the restart
+                    issued = self.episodes.reminded(*reminder, int(t))
+                    if issued is not None and status not in FINAL and (alert, channel) not in self.outbox.owed:
+                        self.outbox.add(issued[0], (channel,), now)
+                self.outbox.record(alert, channel, status, int(attempts), now)
 
     def channels_for(self, account: str, kind: str) -> tuple[str, ...]:
         """The channels of the rule that applies to the account and kind, else the configured routes."""
@@ -87,6 +102,11 @@ class Notifier:
         self.notices.append({"sym": m.account, "alert": m.alert, "kind": m.kind, "severity": m.severity,
                              "channel": d.channel, "status": status, "attempts": d.attempts,
                              "error": outcome.error, "idem": m.key(d.channel)})
+
+    def _remind(self) -> None:
+        for message, channels in self.episodes.due(time.time_ns()):
+            self.outbox.add(message, channels, time.monotonic())
+            self.counters["reminders"] += 1
 
     def _dispatch(self) -> None:
         room = self.config.delivery.concurrency - len(self.inflight)
@@ -123,6 +143,7 @@ class Notifier:
                 self.sub.poll(0)
                 if self.rpc is not None:
                     self.rpc.drain()
+                self._remind()
                 self._dispatch()
                 self._publish_notices()
                 self.publisher.poll(0)

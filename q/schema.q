@@ -72,3 +72,8 @@ alertrule:([]time:`timestamp$();sym:`symbol$();scope:`symbol$();target:`symbol$(
 / attempt); attempts counts the attempts so far; error is the reason of a failure ("" when sent); idem
 / is the idempotency key the receiver saw (alert/channel) to drop a repeat.
 notice:([]time:`timestamp$();sym:`symbol$();alert:`symbol$();kind:`symbol$();severity:`symbol$();channel:`symbol$();status:`symbol$();attempts:`long$();error:();idem:`symbol$())
+
+/ ack: an acknowledgement of an account's alert episode (docs/notify.md): sym the account, kind the
+/ alert kind (` for every open episode of the account), user who acknowledged it (time: when), note
+/ free text. notify stops the reminders of the episodes it acknowledges.
+ack:([]time:`timestamp$();sym:`symbol$();kind:`symbol$();user:`symbol$();note:())

@@ -79,3 +79,17 @@ def test_entitlements_and_bad_rules_over_http(stack):
     assert status == 200 and out["enabled"] is False
     wait_until(lambda: [r for r in http(port, "/rules", auth="trader1:trader1")[1]
                         if r["sym"] == "tech_calls" and r["enabled"] is False], 30, what="the rule disabled")
+
+
+def test_ack_is_recorded_with_who_and_entitled(stack):
+    port = stack.http_port
+    status, out = http(port, "/ack", {"account": "FUND1", "kind": "stresscall", "note": "hedging"},
+                       auth="trader1:trader1")
+    assert status == 200 and out["user"] == "trader1" and out["seq"] > 0
+    assert http(port, "/ack", {"account": "FUND1"}, auth="trader2:trader2")[0] == 403
+    assert http(port, "/ack", {"account": "FUND1", "colour": "red"})[0] == 400
+    with pykx_connection(stack.port, "risk", "risk") as q:
+        assert q("ack", "FUND2").py()["user"] == "risk"
+        acks = q("select from ack").pd()
+        assert [(r.sym, r.kind, r.user) for r in acks.itertuples()] == [("FUND1", "stresscall", "trader1"),
+                                                                        ("FUND2", "", "risk")]

@@ -137,7 +137,7 @@ def test_pykx_default_connection_named_api(gateway):
         with pytest.raises(kx.QError, match="type: qty"):
             conn("whatif", "FUND1", "AMD", "lots", 1.0)
         assert conn("key", "").py() == sorted(["accounts", "alerts", "drivers", "margin", "positions",
-                                               "qsql", "scenarios", "stress", "whatif", "setrule", "rules"])
+                                               "qsql", "scenarios", "stress", "whatif", "setrule", "rules", "ack"])
 
 
 def test_auth_and_entitlements(gateway):
