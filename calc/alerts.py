@@ -11,8 +11,9 @@ from the next margin row on:
 
 A rule that is switched off (or replaced by none) ends its episode with the `info` alert.
 
-An alert fires when its condition becomes true (severity high / warn) and once more, severity
-`info`, when it becomes false again; nothing repeats while the condition holds. The state (which
+An alert fires when its condition becomes true (severity high / warn), again when its severity rises
+while it holds (its rule was changed to `high`), and once more, severity `info`, when it becomes false
+again; nothing else repeats while the condition holds. The state (which
 conditions hold, the recent im values) is a function of the published margin and alert rows only,
 so a restarted calc rebuilds it from the journal (`replay_margin`, `replay_alert`).
 """
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 
 from calc.config import AlertConfig
 from calc.state import Account
-from common.alerts import INFO
+from common.alerts import INFO, SEVERITIES
 from common.alertrules import Rule, RuleBook
 
 NS_PER_MIN = 60_000_000_000
@@ -48,18 +49,22 @@ class AlertMonitor:
     def __init__(self, config: AlertConfig, rules: RuleBook | None = None):
         self.config = config
         self.rules = rules if rules is not None else RuleBook()
-        self.active: set[tuple[str, str]] = set()                 # (account, kind) conditions holding
+        self.active: dict[tuple[str, str], str] = {}              # (account, kind) conditions holding -> severity
         self.ims: dict[str, deque] = {}                            # account -> (time_ns, im), oldest first
 
     def _edge(self, account: str, kind: str, holds: bool, severity: str, model: str, value: float,
               threshold: float, text_on: str, text_off: str) -> list[AlertEvent]:
         key = (account, kind)
-        if holds == (key in self.active):
-            return []
+        was = self.active.get(key)
         if holds:
-            self.active.add(key)
-            return [AlertEvent(account, kind, severity, model, value, threshold, text_on)]
-        self.active.discard(key)
+            if was is not None and SEVERITIES.index(severity) <= SEVERITIES.index(was):
+                return []
+            self.active[key] = severity           # it starts, or its severity rises (a rule changed)
+            return [AlertEvent(account, kind, severity, model, value, threshold,
+                               text_on if was is None else f"{text_on} (severity raised from {was})")]
+        if was is None:
+            return []
+        del self.active[key]
         return [AlertEvent(account, kind, INFO, model, value, threshold, text_off)]
 
     def _im_floor(self, account: str, time_ns: int, im: float, minutes: float) -> float:
@@ -88,9 +93,9 @@ class AlertMonitor:
     def replay_alert(self, account: str, kind: str, severity: str) -> None:
         """An alert published before a restart: rebuilds which conditions hold."""
         if severity == INFO:
-            self.active.discard((account, kind))
+            self.active.pop((account, kind), None)
         else:
-            self.active.add((account, kind))
+            self.active[(account, kind)] = severity
 
     def observe(self, row: dict, account: Account) -> list[AlertEvent]:
         """The alerts a newly published primary-model margin row raises."""

@@ -133,3 +133,21 @@ def test_a_bad_rule_gets_a_clear_error_and_changes_nothing():
     book = RuleBook()
     (bad,) = book.apply(list(cases)[:1], accounts)
     assert bad[0].target == "FUND9" and book.rules == {}
+
+
+def test_an_episode_notifies_again_only_when_its_severity_rises():
+    from common.alertrules import Rule, RuleBook
+    book = RuleBook()
+    m = AlertMonitor(AlertConfig(), book)
+    book.apply([Rule("ACC.threshold", "account", "ACC", "threshold", 500.0, severity="warn", time=1)])
+    assert kinds(m.observe(row(0, 900), ACCOUNT)) == [("threshold", "warn")]
+    book.apply([Rule("ACC.threshold", "account", "ACC", "threshold", 500.0, severity="high", time=2)])
+    (up,) = m.observe(row(1, 900), ACCOUNT)
+    assert (up.kind, up.severity) == ("threshold", "high") and "severity raised from warn" in up.text
+    book.apply([Rule("ACC.threshold", "account", "ACC", "threshold", 500.0, severity="warn", time=3)])
+    assert kinds(m.observe(row(2, 900), ACCOUNT)) == []                   # lower: the episode goes on quietly
+    assert kinds(m.observe(row(3, 400), ACCOUNT)) == [("threshold", "info")]
+    m2 = AlertMonitor(AlertConfig(), book)                                 # rebuilt from the replayed rows
+    m2.replay_alert("ACC", "threshold", "warn")
+    m2.replay_alert("ACC", "threshold", "high")
+    assert m2.active == {("ACC", "threshold"): "high"}
