@@ -12,23 +12,36 @@ from email.policy import default as default_policy
 
 from aiohttp import web
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from common.net import free_port
 
 
 class SmtpReceiver:
-    """aiosmtpd on 127.0.0.1: `.messages` (email.message.EmailMessage, with `.accepted_at` monotonic)."""
+    """aiosmtpd on 127.0.0.1: `.messages` (email.message.EmailMessage, with `.accepted_at` monotonic and
+    `.login`, the user who authenticated); with `credentials` (user, password) AUTH is required."""
 
-    def __init__(self):
+    def __init__(self, credentials: tuple[str, str] | None = None):
         self.messages: list = []
         self.port = free_port()
-        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        self.credentials = credentials
+        kwargs = {}
+        if credentials is not None:
+            kwargs = {"authenticator": self._authenticate, "auth_required": True, "auth_require_tls": False}
+        self.controller = Controller(self, hostname="127.0.0.1", port=self.port, **kwargs)
         self.controller.start()
+
+    def _authenticate(self, server, session, envelope, mechanism, auth_data):
+        ok = isinstance(auth_data, LoginPassword) and \
+            (auth_data.login.decode(), auth_data.password.decode()) == self.credentials
+        return AuthResult(success=ok, auth_data=auth_data if ok else None)
 
     async def handle_DATA(self, server, session, envelope):
         msg = email.message_from_bytes(envelope.content, policy=default_policy)
         msg.accepted_at = time.monotonic()
         msg.rcpt_tos = list(envelope.rcpt_tos)
+        auth = session.auth_data
+        msg.login = auth.login.decode() if isinstance(auth, LoginPassword) else None
         self.messages.append(msg)
         return "250 OK"
 

@@ -132,6 +132,30 @@ default = ["json"]
     assert s["owed"] == 0 and s["alerts"] == 1
 
 
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+def test_smtp_login_when_configured(spawn, tickerplant, tmp_path):
+    smtp = SmtpReceiver(credentials=("margintick", "s3cret"))
+    try:
+        config = write_config(tmp_path, f"""
+[smtp]
+host = "127.0.0.1"
+port = {smtp.port}
+user = "margintick"
+password = "s3cret"
+[channels.email]
+kind = "smtp"
+to = ["cro@example.com"]
+[routes]
+default = ["email"]
+""")
+        start_notify(spawn, tickerplant, config, free_endpoint())
+        Publisher("test-calc", tickerplant.ingest).publish_sync("alert", alert_batch([stress_alert()]))
+        wait_until(lambda: smtp.messages, 30, what="the email after login")
+        assert smtp.messages[0].login == "margintick"           # the server required AUTH and it was given
+    finally:
+        smtp.close()
+
+
 def test_receiver_down_then_up_gets_every_notice_once(spawn, tickerplant, tmp_path, http):
     http.answer["hook"] = 503
     config = write_config(tmp_path, f"""
