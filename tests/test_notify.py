@@ -132,6 +132,39 @@ default = ["json"]
     assert s["owed"] == 0 and s["alerts"] == 1
 
 
+def test_an_unreachable_smtp_server_is_retried_then_recorded(spawn, tickerplant, tmp_path, http, free_port):
+    config = write_config(tmp_path, f"""
+[delivery]
+max_attempts = 3
+backoff_min_s = 0.1
+[smtp]
+host = "127.0.0.1"
+port = {free_port()}
+[channels.email]
+kind = "smtp"
+to = ["cro@example.com"]
+[channels.hook]
+kind = "webhook"
+url = "{http.url('hook')}"
+[routes]
+default = ["email", "hook"]
+""")
+    proc = start_notify(spawn, tickerplant, config, free_endpoint())
+    Publisher("test-calc", tickerplant.ingest).publish_sync("alert", alert_batch([stress_alert()]))
+    c = Collector("check", tickerplant.control, tables=["notice"]).start()
+    try:
+        c.poll_until(lambda: [n for n in notices(c) if n["channel"] == "email" and n["status"] == "failed"], 30,
+                     what="the email given up")
+        email = [(n["status"], n["attempts"]) for n in notices(c) if n["channel"] == "email"]
+        assert email == [("retry", 1), ("retry", 2), ("failed", 3)]
+        assert all("Connection refused" in n["error"] or "ConnectionRefused" in n["error"]
+                   for n in notices(c) if n["channel"] == "email")
+        assert [n["status"] for n in notices(c) if n["channel"] == "hook"] == ["sent"]     # unaffected
+    finally:
+        c.close()
+    assert len(http.delivered("hook")) == 1 and proc.poll() is None
+
+
 @pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
 def test_smtp_login_when_configured(spawn, tickerplant, tmp_path):
     smtp = SmtpReceiver(credentials=("margintick", "s3cret"))
