@@ -44,6 +44,7 @@ from calc.hedge import DEFAULT_POINTS, hedge
 from calc.margin_model import Issue
 from calc.whatif import BeforeCache, what_if
 from common.alerts import WARN, alert_batch, alert_row
+from common.alertrules import RuleBook, rules_from_batch
 from common.defaults import CALC_QUERY, TP_CONTROL, TP_INGEST
 from common.rpc import RpcServer
 from common.schema import TableSchema
@@ -76,13 +77,14 @@ class CalcServer:
         self.engine = engine
         self.name = name
         self.ingest = ingest
-        self.monitor = AlertMonitor(engine.config.alerts)
+        self.rules = RuleBook()
+        self.monitor = AlertMonitor(engine.config.alerts, self.rules)
         self.published: dict[tuple[str, str], dict] = {}     # (account, model) -> last margin row published
         self.journal_alerts: Counter = Counter()              # (account, kind, text) of replayed alert rows
         self.last_stress_ns: dict[str, int] = {}
         self.replaying = False
         self.counters = engine.counters
-        self.sub = Subscriber(name, control=control, tables=[*engine.tables, "margin", "alert"],
+        self.sub = Subscriber(name, control=control, tables=[*engine.tables, "alertrule", "margin", "alert"],
                               on_batch=self._on_batch)
         self.rpc = RpcServer(query, {"margin": self._op_margin, "whatif": self._op_whatif,
                                      "hedge": self._op_hedge,
@@ -177,6 +179,13 @@ class CalcServer:
                                                      cols["severity"].tolist(), cols["text"].tolist()):
                     self.monitor.replay_alert(sym, kind, severity)
                     self.journal_alerts[(sym, kind, text)] += 1
+            return
+        if table == "alertrule":             # live and replayed alike: the rules are journaled state
+            desks = {a.sym: a.desk for a in self.engine.book.accounts.values()}
+            for rule, error in self.rules.apply(rules_from_batch(cols), desks):
+                log.warning("calc: %s (ignored)", error)
+                self.engine.issues.append(Issue(rule.target or rule.id, "rule", error))
+            self.engine.seq = max(self.engine.seq, seq)      # an input applied (used from the next margin row)
             return
         self.engine.apply(table, cols, seq)
 

@@ -12,6 +12,7 @@ TP_CONTROL = f"tcp://{HOST}:5102"
 RDB_QUERY = f"tcp://{HOST}:5110"
 CALC_QUERY = f"tcp://{HOST}:5120"
 PRICES_CONTROL = f"tcp://{HOST}:5130"    # the price feed's control socket (events, status)
+NOTIFY_CONTROL = f"tcp://{HOST}:5140"    # the notifier's status socket
 GATEWAY_IPC_PORT = 5010
 GATEWAY_HTTP_PORT = 8080
 FIX_PORT = 9878

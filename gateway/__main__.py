@@ -15,6 +15,7 @@ from common.defaults import (
     HOST,
     RDB_QUERY,
     TP_CONTROL,
+    TP_INGEST,
 )
 
 
@@ -32,6 +33,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--users", default=str(DEFAULT_USERS), help="users file (default %(default)s)")
     p.add_argument("--rdb", default=RDB_QUERY, help="rdb query endpoint (default %(default)s)")
     p.add_argument("--calc", default=CALC_QUERY, help="calc query endpoint (default %(default)s)")
+    p.add_argument("--ingest", default="",
+                   help=f"tickerplant ingest endpoint that setrule publishes to (e.g. {TP_INGEST}; default: none, "
+                        "setrule answers 'fail)")
     p.add_argument("--control", default=TP_CONTROL,
                    help="tickerplant control endpoint for subscriptions, '' = none (default %(default)s)")
     p.add_argument("--timeout", type=float, default=10.0, help="per-request backend timeout, s (default %(default)s)")
@@ -68,7 +72,8 @@ async def serve(args) -> None:
     log = logging.getLogger("gateway")
     loop = asyncio.get_running_loop()
     users = Users.load(args.users)
-    api = Api(AsyncRpcClient(args.rdb, args.timeout), AsyncRpcClient(args.calc, args.timeout), args.timeout)
+    api = Api(AsyncRpcClient(args.rdb, args.timeout), AsyncRpcClient(args.calc, args.timeout), args.timeout,
+              args.ingest)
     hub = Hub(live=bool(args.control))
     ipc = IpcServer(api, users, hub, int(args.max_message_mb * (1 << 20)), args.compress,
                     limits=Limits(depth=args.max_depth, items=args.max_items))

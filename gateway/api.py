@@ -8,7 +8,11 @@ with a q-style text (`'access: ...`, `'type: ...`, `'timeout: ...`) and an HTTP 
 margin (every model of each account, as of calc's last event), whatif, hedge, positions, drivers,
 stress, scenarios come from calc; alerts from the rdb `alert` table; recon (the live parallel run's
 rows and accuracy, gateway/recon.py) from the rdb `recon` table; q-sql strings go to the rdb `qsql` op;
-the desk of an account (for desk entitlements) from the rdb `account` table.
+the desk of an account (for desk entitlements) from the rdb `account` table. `setrule` validates an
+alert rule (common/alertrules.py), checks the user may set it (a trader: his accounts and desks only;
+scope all: a user entitled to every account) and publishes it to the tickerplant's `alertrule` table;
+`rules` reads the rules in force from the rdb; `ack` records who acknowledged an account's alert
+episode (an `ack` row; notify stops its reminders).
 
 Arguments are bounded before anything is asked of a backend: account lists are de-duplicated and
 at most `MAX_ACCOUNTS` distinct names (each checked against the user's entitlements), a basket at
@@ -29,6 +33,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from common.alertrules import KINDS, SCOPES, Rule, check_rule, rule_batch
 from common.rpc import AsyncRpcClient, RpcError, RpcTimeout
 from common.schema import load_schemas
 from common.wire import reply_fields
@@ -164,12 +169,15 @@ class Api:
     FUNCTIONS: ClassVar[dict[str, tuple[int, int]]] = {
         "margin": (0, 1), "whatif": (2, 4), "hedge": (2, 3), "positions": (1, 1), "drivers": (1, 1),
         "stress": (1, 2), "alerts": (0, 2), "scenarios": (0, 1), "accounts": (0, 1), "qsql": (1, 1),
-        "breakdown": (1, 1), "recon": (1, 2)}
+        "breakdown": (1, 1), "recon": (1, 2), "setrule": (1, 1), "rules": (0, 1), "ack": (1, 3)}
 
-    def __init__(self, rdb: AsyncRpcClient, calc: AsyncRpcClient, timeout: float = 10.0):
+    def __init__(self, rdb: AsyncRpcClient, calc: AsyncRpcClient, timeout: float = 10.0, ingest: str | None = None):
         self.rdb = rdb
         self.calc = calc
         self.timeout = timeout
+        self.ingest = ingest                        # tickerplant ingest, for setrule
+        self._publisher = None                      # created at the first setrule
+        self._publish_lock = asyncio.Lock()
         self.qtypes = schema_qtypes(load_schemas())
         self._desks: dict[str, str] = {}
         self._desks_at = 0.0
@@ -358,6 +366,71 @@ class Api:
             return Result(TypedVector(data, result["type"]) if kind == "vector" else data)
         return Result(ColumnDict(data) if kind == "dict" else data, types)
 
+    async def may_edit(self, user: User, scope: str, target: str) -> None:
+        """ApiError('access') unless the user may set a rule of this scope and target."""
+        if user.sees_all:
+            return
+        if scope == "account":
+            await self.entitled(user, target)
+        elif not (scope == "desk" and target in user.desks):
+            raise ApiError(f"access: user {user.name} may not set rules of scope {scope}"
+                           f"{' ' + target if target else ''}", 403)
+
+    async def setrule(self, user: User, spec) -> Result:
+        rule = rule_from_spec(spec, user.name)
+        await self.may_edit(user, rule.scope, rule.target)
+        await self.desk_of("")                      # refresh the account -> desk map
+        error = check_rule(rule, self._desks)
+        if error:
+            raise ApiError(f"rule: {error}")
+        old = (await self._call(self.rdb, "last", table="alertrule", syms=[rule.id]))["table"]
+        if len(old.get("sym", ())):                 # replacing a rule: the user must be allowed the old one too
+            await self.may_edit(user, str(old["scope"][0]), str(old["target"][0]))
+        seq = await self._publish("alertrule", rule_batch([rule]))
+        return Result({"rule": rule.id, "scope": rule.scope, "target": rule.target, "kind": rule.kind,
+                       "level": rule.level, "window": rule.window, "severity": rule.severity,
+                       "channels": ",".join(rule.channels), "enabled": rule.enabled, "user": rule.user, "seq": seq})
+
+    async def _publish(self, table: str, batch: dict) -> int:
+        """Publishes a batch and waits until it is journaled; returns its seq."""
+        if not self.ingest:
+            raise ApiError("fail: this gateway has no tickerplant ingest endpoint (--ingest)", 503)
+        async with self._publish_lock:
+            return await asyncio.to_thread(self._publish_sync, table, batch)
+
+    def _publish_sync(self, table: str, batch: dict) -> int:
+        """In a worker thread, one at a time (the lock): the Publisher is made at the first use."""
+        from tickerplant.client import Publisher, TickerplantError
+        try:
+            if self._publisher is None:
+                self._publisher = Publisher("gateway.writes", self.ingest, timeout=self.timeout)
+            return self._publisher.publish_sync(table, batch, timeout=self.timeout)
+        except TickerplantError as e:
+            raise ApiError(f"fail: the tickerplant did not take the {table} row: {e}", 503) from e
+
+    async def ack(self, user: User, account, kind=None, note=None) -> Result:
+        """Acknowledges the account's open alert episode of `kind` (every kind when none)."""
+        account = await self.entitled(user, _one(account, "account"))
+        kind = "" if kind in (None, "") else _one(kind, "kind")
+        if note is not None and not isinstance(note, str):
+            raise ApiError("type: ack note must be a string")
+        now = time.time_ns()
+        seq = await self._publish("ack", {"time": np.array([now], dtype=np.int64).view("datetime64[ns]"),
+                                          "sym": _objects([account]), "kind": _objects([kind]),
+                                          "user": _objects([user.name]), "note": _objects([note or ""])})
+        return Result({"account": account, "kind": kind, "user": user.name, "seq": seq})
+
+    async def rules(self, user: User, accounts=None) -> Result:
+        """The rules in force (the latest row of each id) that concern the accounts the user sees."""
+        table = (await self._call(self.rdb, "last", table="alertrule"))["table"]
+        n = len(table.get("sym", ()))
+        visible = await self.visible(user, accounts)
+        desks = {self._desks.get(a) for a in visible} if visible is not None else None
+        keep = [i for i in range(n) if visible is None or table["scope"][i] == "all"
+                or (table["scope"][i] == "account" and table["target"][i] in visible)
+                or (table["scope"][i] == "desk" and table["target"][i] in desks)]
+        return Result({c: _take(v, keep) for c, v in table.items()}, self.qtypes["alertrule"])
+
     async def call(self, user: User, name: str, args: list) -> Result:
         """Dispatch a named function with positional arguments (q call semantics)."""
         arity = self.FUNCTIONS.get(name)
@@ -370,3 +443,55 @@ class Api:
                 raise ApiError(f"rank: {name} takes {arity[0]}..{arity[1]} arguments, got {len(args)}")
         async with self.slot(user):
             return await getattr(self, name)(user, *args)
+
+
+def _objects(values: list[str]) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
+
+
+def _take(column, rows: list[int]):
+    return column[rows] if isinstance(column, np.ndarray) else [column[i] for i in rows]
+
+
+RULE_FIELDS = ("id", "scope", "target", "kind", "level", "window", "severity", "channels", "enabled")
+
+
+def rule_from_spec(spec, user: str) -> Rule:
+    """A Rule from a q dictionary / JSON object of RULE_FIELDS; ApiError('type') for a wrong field."""
+    if not isinstance(spec, dict):
+        raise ApiError(f"type: setrule takes a dictionary of {', '.join(RULE_FIELDS)}")
+    unknown = set(spec) - set(RULE_FIELDS)
+    if unknown:
+        raise ApiError(f"type: unknown rule fields {sorted(unknown)} (fields: {', '.join(RULE_FIELDS)})")
+
+    def text(name, default=None):
+        v = spec.get(name, default)
+        if not isinstance(v, str):
+            raise ApiError(f"type: rule {name} must be a symbol / string, got {v!r}")
+        return v
+
+    def number(name, default=None):
+        v = spec.get(name, default)
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ApiError(f"type: rule {name} must be a number, got {v!r}")
+        return float(v)
+
+    channels = spec.get("channels", "")
+    if isinstance(channels, str):
+        channels = [c for c in channels.split(",")]
+    if not isinstance(channels, (list, tuple)) or not all(isinstance(c, str) for c in channels):
+        raise ApiError("type: rule channels must be a list of names or a comma-separated string")
+    enabled = spec.get("enabled", True)
+    if not isinstance(enabled, (bool, np.bool_)):
+        raise ApiError(f"type: rule enabled must be a boolean, got {enabled!r}")
+    scope = text("scope")
+    if scope not in SCOPES:
+        raise ApiError(f"rule: scope {scope!r} is not one of {', '.join(SCOPES)}")
+    kind = text("kind")
+    if kind not in KINDS:
+        raise ApiError(f"rule: kind {kind!r} is not one of {', '.join(KINDS)}")
+    return Rule(text("id"), scope, text("target", ""), kind, number("level"), number("window", 0.0),
+                text("severity", "warn"), tuple(c.strip() for c in channels if c.strip()), bool(enabled), user,
+                time.time_ns())

@@ -131,6 +131,7 @@ class HttpApi:
             web.get("/positions", self.positions),
             web.get("/drivers", self.drivers), web.get("/stress", self.stress),
             web.get("/alerts", self.alerts), web.get("/stream", self.stream), web.get("/recon", self.recon),
+            web.get("/rules", self.rules), web.post("/setrule", self.setrule), web.post("/ack", self.ack),
             *self.dashboard.routes()])
         self.runner: web.AppRunner | None = None
         self.server: asyncio.AbstractServer | None = None
@@ -243,6 +244,21 @@ class HttpApi:
             raise ApiError("type: n must be a whole number")
         result = await self.api.recon(request["user"], self._query(request, "account", True),
                                       None if n is None else int(n))
+        return web.json_response(jsonable(result.value))
+
+    async def rules(self, request):
+        result = await self.api.rules(request["user"], self._list(self._query(request, "account")))
+        return web.json_response(jsonable(result.value))
+
+    async def setrule(self, request):
+        result = await self.api.setrule(request["user"], await self._json_body(request))
+        return web.json_response(jsonable(result.value))
+
+    async def ack(self, request):
+        body = await self._json_body(request)
+        if not isinstance(body, dict) or set(body) - {"account", "kind", "note"}:
+            raise ApiError("json: the body must be an object of account, kind (optional), note (optional)")
+        result = await self.api.ack(request["user"], body.get("account"), body.get("kind"), body.get("note"))
         return web.json_response(jsonable(result.value))
 
     async def positions(self, request):

@@ -66,3 +66,27 @@ ccpmargin:([]time:`timestamp$();sym:`symbol$();ccp:`symbol$();kind:`symbol$();cu
 / tickerplant seq of the ccpmargin batch it answers (with sym, ccp, kind, cutoff: the row's identity).
 recon:([]time:`timestamp$();sym:`symbol$();ccp:`symbol$();kind:`symbol$();cutoff:`timestamp$();model:`symbol$();predicted:`float$();actual:`float$();diff:`float$();pct:`float$();ccpseq:`long$())
 .mt.nullable.recon:`predicted`diff`pct
+
+/ alertrule: alert rules as data (docs/notify.md). sym is the rule id; a row replaces the rule of that id.
+/ scope `account`desk`all with target the account or desk name (` for all); kind `threshold (requirement >
+/ level), `callbuffer (predicted call > level x the account's buffer), `stresscall (stress call > level x
+/ buffer), `imjump (im > (1 + level) x its low within window minutes), `excess (excess < level); severity
+/ `warn or `high; channels: notify channel names, comma-separated ("" = the routes of config/notify.toml);
+/ enabled false switches it off; user who set it. For an account and kind the most specific enabled rule
+/ applies (account, then desk, then all; the latest among equals); account.csv's thresholds are the
+/ account rules ACCOUNT.KIND until a row of that id replaces them.
+alertrule:([]time:`timestamp$();sym:`symbol$();scope:`symbol$();target:`symbol$();kind:`symbol$();level:`float$();window:`float$();severity:`symbol$();channels:();enabled:`boolean$();user:`symbol$())
+
+/ ---- published by notify ------------------------------------------------------------------------------
+/ notice: one row per delivery attempt of an alert to one channel (docs/notify.md). sym is the account;
+/ alert identifies the alert row ("SEQ.ROW": the tickerplant seq of its batch and its row in it); kind
+/ and severity are the alert's; channel is the configured channel name; status `sent (delivered),
+/ `retry (failed, will be retried with backoff) or `failed (given up: a permanent error or the last
+/ attempt); attempts counts the attempts so far; error is the reason of a failure ("" when sent); idem
+/ is the idempotency key the receiver saw (alert/channel) to drop a repeat.
+notice:([]time:`timestamp$();sym:`symbol$();alert:`symbol$();kind:`symbol$();severity:`symbol$();channel:`symbol$();status:`symbol$();attempts:`long$();error:();idem:`symbol$())
+
+/ ack: an acknowledgement of an account's alert episode (docs/notify.md): sym the account, kind the
+/ alert kind (` for every open episode of the account), user who acknowledged it (time: when), note
+/ free text. notify stops the reminders of the episodes it acknowledges.
+ack:([]time:`timestamp$();sym:`symbol$();kind:`symbol$();user:`symbol$();note:())

@@ -1,5 +1,5 @@
 """The margintick stack: launches every process of the demo (tickerplant, reference data, rdb, calc, FIX
-acceptor, gateway, price feed, OMS simulator) on 127.0.0.1 and supervises them. A process that exits
+acceptor, gateway, notifier, price feed, OMS simulator) on 127.0.0.1 and supervises them. A process that exits
 without being asked to is logged (exit code or signal, time up) and restarted after a backoff that
 doubles from `backoff_min` to `backoff_max` and resets once the process has stayed up `stable_after`
 seconds; the others keep running. `python -m stack` (what `./run.sh` runs) and the tests and tools
@@ -24,6 +24,7 @@ from common.defaults import (
     GATEWAY_HTTP_PORT,
     GATEWAY_IPC_PORT,
     HOST,
+    NOTIFY_CONTROL,
     PRICES_CONTROL,
     RDB_QUERY,
     RECON_QUERY,
@@ -39,7 +40,7 @@ from common.rpc import rpc_answer
 log = logging.getLogger("stack")
 
 # start order; stop() goes the other way (feeds first, the tickerplant last)
-PROCESSES = ("tickerplant", "rdb", "calc", "fix", "gateway", "prices", "omsim", "recon", "statements")
+PROCESSES = ("tickerplant", "rdb", "calc", "fix", "gateway", "notify", "prices", "omsim", "recon", "statements")
 STOP_GRACE_S = 20.0
 POLL_S = 0.1
 
@@ -50,13 +51,14 @@ class StackError(RuntimeError):
 
 def default_endpoints() -> dict:
     return {"tp_ingest": TP_INGEST, "tp_pub": TP_PUB, "tp_control": TP_CONTROL, "rdb_query": RDB_QUERY,
-            "calc_query": CALC_QUERY, "prices_control": PRICES_CONTROL, "gateway_port": GATEWAY_IPC_PORT,
+            "calc_query": CALC_QUERY, "prices_control": PRICES_CONTROL,
+            "notify_control": NOTIFY_CONTROL, "gateway_port": GATEWAY_IPC_PORT,
             "http_port": GATEWAY_HTTP_PORT, "fix_port": FIX_PORT,
             "recon_query": RECON_QUERY, "statements_control": STATEMENTS_CONTROL}
 
 
 def free_endpoints() -> dict:
-    zmq_names = ("tp_ingest", "tp_pub", "tp_control", "rdb_query", "calc_query", "prices_control",
+    zmq_names = ("tp_ingest", "tp_pub", "tp_control", "rdb_query", "calc_query", "prices_control", "notify_control",
                  "recon_query", "statements_control")
     ports = {name: free_port() for name in ("gateway_port", "http_port", "fix_port")}
     return {**{name: f"tcp://{HOST}:{free_port()}" for name in zmq_names}, **ports}
@@ -142,7 +144,11 @@ class Stack:
             "fix": ["feedhandlers.fix", "--state-dir", str(d / "fix"), "--port", str(e["fix_port"]),
                     "--ingest", e["tp_ingest"], "--control", e["tp_control"], *lvl],
             "gateway": ["gateway", "--port", str(e["gateway_port"]), "--http-port", str(e["http_port"]),
-                        "--rdb", e["rdb_query"], "--calc", e["calc_query"], "--control", e["tp_control"], *lvl],
+                        "--rdb", e["rdb_query"], "--calc", e["calc_query"], "--control", e["tp_control"],
+                        "--ingest", e["tp_ingest"], *lvl],
+            "notify": ["notify", "--control", e["tp_control"], "--ingest", e["tp_ingest"],
+                       "--status", e["notify_control"], "--log-file", str(d / "log" / "notices.jsonl"),
+                       "--dashboard", f"http://{HOST}:{e['http_port']}/", *lvl],
             "prices": ["feedhandlers.prices", "--ingest", e["tp_ingest"], "--control", e["prices_control"]],
             "omsim": ["feedhandlers.omsim", "--state-dir", str(d / "omsim"), "--port", str(e["fix_port"]), *lvl],
             "recon": ["recon", "--control", e["tp_control"], "--ingest", e["tp_ingest"], "--query", e["recon_query"], *lvl],
@@ -158,6 +164,7 @@ class Stack:
             "calc": lambda: rpc_answer(e["calc_query"]) is not None,
             "fix": lambda: listening(e["fix_port"]),
             "gateway": lambda: listening(e["gateway_port"]) and listening(e["http_port"]),
+            "notify": lambda: rpc_answer(e["notify_control"]) is not None,
             "prices": lambda: rpc_answer(e["prices_control"]) is not None,
             "omsim": lambda: True,
             "recon": lambda: rpc_answer(e["recon_query"]) is not None,

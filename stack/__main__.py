@@ -55,6 +55,7 @@ margintick is up:
   HTTP:      curl -u demo:demo http://127.0.0.1:{e['http_port']}/margin   (OpenAPI: http://127.0.0.1:{e['http_port']}/openapi.json)
   FIX:       drop copy acceptor on 127.0.0.1:{e['fix_port']}, TargetCompID MARGINTICK, SenderCompID CLIENT free for your engine
   CCP statements: drop files in {s.state_dir / 'statements'}; the parallel run: curl -u demo:demo http://127.0.0.1:{e['http_port']}/recon?account=FUND1
+  alerts:    delivered by notify (config/notify.toml); every notification also in {s.log_dir / 'notices.jsonl'}
   tickerplant control {e['tp_control']}, ingest {e['tp_ingest']}; logs in {s.log_dir}
 A process that exits is restarted with backoff (logged here); Ctrl-C stops everything.""", flush=True)
     while not stop.wait(1.0):

@@ -224,7 +224,7 @@ class GatewayStack:
         assert spawn("feedhandlers.refdata", "--ingest", ingest).wait(60) == 0
         self.args = {"calc": ("--control", control, "--ingest", ingest, "--query", self.calc, "--log-level", "WARNING"),
                      "gateway": ("--port", self.port, "--http-port", self.http_port, "--rdb", self.rdb,
-                                 "--calc", self.calc, "--control", control, *gateway_args)}
+                                 "--calc", self.calc, "--control", control, "--ingest", ingest, *gateway_args)}
         self.procs = [self.tp.proc,
                       spawn("rdb", "--control", control, "--query", self.rdb, "--hdb", folder / "hdb",
                             "--log-level", "WARNING"),

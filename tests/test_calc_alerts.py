@@ -1,5 +1,6 @@
 """calc alert rules: edge-triggered threshold / call-vs-buffer / stress call / im jump, their
 clearing, the im window, state rebuilt from replayed rows; the command line."""
+import math
 import subprocess
 import sys
 
@@ -90,3 +91,63 @@ def test_one_alert_row_builder_and_severity_vocabulary():
 
 def row_(time_min):
     return row(time_min, 2000, requirement=2000, call=1500)
+
+
+def test_rules_as_data_override_the_start_of_day_thresholds():
+    from common.alertrules import Rule, RuleBook
+    book = RuleBook()
+    m = AlertMonitor(AlertConfig(), book)
+    tech = Account("ACC", desk="TECH", threshold=1000.0, buffer=2000.0, callpct=0.5)
+    assert kinds(m.observe(row(0, 900), tech)) == []
+    # a desk rule lowers the threshold: the account's own start-of-day rule is more specific and wins
+    assert book.apply([Rule("d1", "desk", "TECH", "threshold", 500.0, severity="high", time=1)], {"ACC": "TECH"}) == []
+    assert kinds(m.observe(row(1, 900), tech)) == []
+    # replacing the start-of-day rule ACC.threshold by a disabled one lets the desk rule apply
+    book.apply([Rule("ACC.threshold", "account", "ACC", "threshold", 1000.0, enabled=False, time=2)])
+    (event,) = m.observe(row(2, 900), tech)
+    assert (event.kind, event.severity, event.threshold) == ("threshold", "high", 500.0) and "(rule d1)" in event.text
+    # switching the desk rule off ends the episode
+    book.apply([Rule("d1", "desk", "TECH", "threshold", 500.0, enabled=False, time=3)])
+    assert kinds(m.observe(row(3, 900), tech)) == [("threshold", "info")]
+    # excess under a level, and a call rule replaced live: the next row uses it
+    book.apply([Rule("x", "all", "", "excess", -100.0, time=4), Rule("ACC.callbuffer", "account", "ACC", "callbuffer",
+                                                                     0.1, time=4)])
+    r = {**row(4, 900, call=300.0), "excess": -300.0}
+    assert kinds(m.observe(r, tech)) == [("callbuffer", "warn"), ("excess", "warn")]
+
+
+def test_a_bad_rule_gets_a_clear_error_and_changes_nothing():
+    from common.alertrules import Rule, RuleBook, check_rule
+    accounts = {"ACC": "TECH"}
+    cases = {Rule("r", "account", "FUND9", "threshold", 1.0): "unknown account 'FUND9'",
+             Rule("r", "desk", "RATES", "threshold", 1.0): "unknown desk 'RATES'",
+             Rule("r", "all", "", "vibes", 1.0): "kind 'vibes' is not one of",
+             Rule("r", "account", "", "threshold", 1.0): "needs a target",
+             Rule("r", "all", "", "callbuffer", -0.5): "is a share (> 0)",
+             Rule("r", "all", "", "imjump", 0.2): "needs a window",
+             Rule("r", "all", "", "threshold", math.nan): "finite",
+             Rule("r", "all", "", "threshold", 1.0, severity="info"): "severity 'info'",
+             Rule("", "all", "", "threshold", 1.0): "id is empty"}
+    for rule, message in cases.items():
+        assert message in check_rule(rule, accounts), rule
+    book = RuleBook()
+    (bad,) = book.apply(list(cases)[:1], accounts)
+    assert bad[0].target == "FUND9" and book.rules == {}
+
+
+def test_an_episode_notifies_again_only_when_its_severity_rises():
+    from common.alertrules import Rule, RuleBook
+    book = RuleBook()
+    m = AlertMonitor(AlertConfig(), book)
+    book.apply([Rule("ACC.threshold", "account", "ACC", "threshold", 500.0, severity="warn", time=1)])
+    assert kinds(m.observe(row(0, 900), ACCOUNT)) == [("threshold", "warn")]
+    book.apply([Rule("ACC.threshold", "account", "ACC", "threshold", 500.0, severity="high", time=2)])
+    (up,) = m.observe(row(1, 900), ACCOUNT)
+    assert (up.kind, up.severity) == ("threshold", "high") and "severity raised from warn" in up.text
+    book.apply([Rule("ACC.threshold", "account", "ACC", "threshold", 500.0, severity="warn", time=3)])
+    assert kinds(m.observe(row(2, 900), ACCOUNT)) == []                   # lower: the episode goes on quietly
+    assert kinds(m.observe(row(3, 400), ACCOUNT)) == [("threshold", "info")]
+    m2 = AlertMonitor(AlertConfig(), book)                                 # rebuilt from the replayed rows
+    m2.replay_alert("ACC", "threshold", "warn")
+    m2.replay_alert("ACC", "threshold", "high")
+    assert m2.active == {("ACC", "threshold"): "high"}

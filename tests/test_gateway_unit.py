@@ -138,8 +138,9 @@ def test_pykx_default_connection_named_api(gateway):
             conn("whatif", "FUND1")
         with pytest.raises(kx.QError, match="type: qty"):
             conn("whatif", "FUND1", "AMD", "lots", 1.0)
-        assert conn("key", "").py() == sorted(["accounts", "alerts", "breakdown", "drivers", "hedge", "margin",
-                                               "positions", "qsql", "recon", "scenarios", "stress", "whatif"])
+        assert conn("key", "").py() == sorted(["accounts", "ack", "alerts", "breakdown", "drivers", "hedge", "margin",
+                                               "positions", "qsql", "recon", "rules", "scenarios", "setrule",
+                                               "stress", "whatif"])
 
 
 def test_auth_and_entitlements(gateway):
