@@ -16,7 +16,7 @@ import urllib.request
 
 import numpy as np
 import pytest
-from conftest import GatewayStack, Spawner, free_endpoint, wait_until
+from conftest import GatewayStack, Spawner, free_endpoint, pykx_connection, wait_until
 
 from bench.browser import NoBrowser, chromium_executable, launch, sign_in
 from gateway.sessions import Sessions
@@ -235,6 +235,33 @@ def test_account_view_reconciles_against_a_ccp_statement(stack, page):
     shot(stack, page, "account_recon")
 
 
+def test_rules_set_from_the_page_entitled_and_checked(stack, page):
+    sign_in(page, stack.base, "trader1", "trader1")
+    page.goto(stack.base + "/#/rules")
+
+    def save(rule_id, scope, target, level):
+        page.fill("#rule-id", rule_id)
+        page.select_option("#rule-scope", scope)
+        page.fill("#rule-target", target)
+        page.select_option("#rule-kind", "threshold")
+        page.fill("#rule-level", level)
+        page.select_option("#rule-severity", "high")
+        page.click("#rule-save")
+    save("TECH.requirement", "desk", "TECH", "50,000,000")
+    page.wait_for_selector("#rule-saved:not([hidden])")
+    page.wait_for_selector('#rules .tabulator-row:has-text("TECH.requirement")')
+    rule = next(r for r in http(stack, "/rules")[1] if r["sym"] == "TECH.requirement")
+    assert (rule["scope"], rule["target"], rule["level"], rule["severity"], rule["user"]) == \
+        ("desk", "TECH", 50_000_000.0, "high", "trader1")
+    shot(stack, page, "rules")
+    save("VALUE.requirement", "desk", "VALUE", "1")                 # another desk: refused, said why
+    page.wait_for_selector("#rule-error:not([hidden])")
+    assert "access" in page.inner_text("#rule-error")
+    save("TECH.requirement", "desk", "TECH", "fifty")
+    page.wait_for_selector('#rule-error:has-text("is not a number")')
+    assert not any(r["sym"] == "VALUE.requirement" for r in http(stack, "/rules")[1])
+
+
 def test_trader1_sees_only_desk_tech(stack, page):
     sign_in(page, stack.base, "trader1", "trader1")
     assert page.locator('#blotter [tabulator-field="sym"] a').all_inner_texts() == ["FUND1"]
@@ -372,6 +399,11 @@ def test_antitrust_amd_moves_fund1_in_the_page_without_a_reload(stack, page):
     page.wait_for_selector('#alerts .tabulator-row:has-text("FUND1")')
     kinds = page.locator('#alerts .tabulator-row:has-text("FUND1") [tabulator-field="kind"]').all_inner_texts()
     assert set(kinds) & {"stresscall", "threshold", "callbuffer", "imjump"}
+    page.locator('#alerts .tabulator-row:has-text("FUND1") button.ack').first.click()
+    page.wait_for_selector('#alerts .tabulator-row:has-text("acknowledged by demo")')
+    with pykx_connection(stack.port) as q:
+        acks = q("select from ack").py()
+    assert acks["sym"] == ["FUND1"] and acks["user"] == ["demo"]
     shot(stack, page, "alerts")
 
     page.goto(stack.base + "/#/hedge")                       # the SPY hedge after the shock (MISSION)

@@ -1,4 +1,4 @@
-// margintick dashboard: one page, four views (blotter, account, what-if, hedge, alerts) over the
+// margintick dashboard: one page, six views (blotter, account, what-if, hedge, rules, alerts) over the
 // gateway's HTTP API. Live margin and alert rows arrive on the conflated SSE stream and are drawn at
 // most once per animation frame; /ui/health is polled so numbers are marked stale when calc stops.
 "use strict";
@@ -273,6 +273,9 @@ const alertColumns = () => [
    formatter: c => `<span class="sev sev-${c.getValue()}">${c.getValue()}</span>`},
   {title: "Model", field: "model"}, num("Value", "value"), num("Threshold", "threshold"),
   num("Stress loss", "stress"), {title: "What happened", field: "text", width: 460, formatter: "textarea"},
+  {title: "", field: "ack", headerSort: false, width: 190, formatter: c => c.getValue()
+     ? `<span class="acked">${c.getValue()}</span>` : '<button class="ack">Acknowledge</button>',
+   cellClick: (e, c) => { if (!c.getValue() && e.target.classList.contains("ack")) acknowledge(c.getRow()); }},
   {title: "Drivers", field: "drivers", width: 300, formatter: "textarea",
    mutator: v => (v || "").split(";").filter(Boolean).map(d => { const [sym, c] = d.split(":"); return `${sym} ${fmtMoney(Number(c))}`; }).join(", ")},
 ];
@@ -295,6 +298,57 @@ async function addAlerts(rows, live) {
     const accountTable = tables.accountAlerts && await tables.accountAlerts;
     if (accountTable) accountTable.addData(rows.filter(r => r.sym === state.account), true);
   }
+}
+
+// An acknowledgement ends the reminders of the account's episode of that kind (notify); it is a row of
+// the `ack` table with who and when.
+async function acknowledge(row) {
+  const a = row.getData();
+  try {
+    const ack = await api("/ack", {method: "POST", headers: {"Content-Type": "application/json"},
+                                   body: JSON.stringify({account: a.sym, kind: a.kind})});
+    row.update({ack: `acknowledged by ${ack.user}`});
+  } catch (e) { row.update({ack: `not acknowledged: ${e.message}`}); }
+}
+
+// ---- alert rules ----------------------------------------------------------------------------------
+const RULE_FIELDS = ["id", "scope", "target", "kind", "level", "window", "severity", "channels"];
+
+async function loadRules() {
+  const rows = await api("/rules");
+  (await makeTable("rules", $("rules"), {index: "sym", columns: [
+    {title: "Id", field: "sym"}, {title: "Scope", field: "scope"}, {title: "Account / desk", field: "target"},
+    {title: "Kind", field: "kind"}, num("Level", "level", v => v == null ? "" : String(v)), num("Window", "window", v => v ?? ""),
+    {title: "Severity", field: "severity"}, {title: "Channels", field: "channels"},
+    {title: "Enabled", field: "enabled", formatter: "tickCross"}, {title: "Set by", field: "user"},
+    {title: "Time", field: "time", formatter: c => fmtTime(c.getValue())}]}))
+    .replaceData(rows);
+  tables.rules.then(t => t.on("rowClick", (e, row) => editRule(row.getData())));
+}
+
+function editRule(r) {
+  for (const f of RULE_FIELDS) $(`rule-${f}`).value = (f === "id" ? r.sym : r[f]) ?? "";
+  $("rule-enabled").checked = !!r.enabled;
+}
+
+async function saveRule(event) {
+  event.preventDefault();
+  $("rule-saved").hidden = true;
+  try {
+    const level = Number($("rule-level").value.replaceAll(",", ""));
+    if (!Number.isFinite(level)) throw new Error(`the level "${$("rule-level").value}" is not a number`);
+    const windowText = $("rule-window").value.trim();
+    const spec = {id: $("rule-id").value.trim(), scope: $("rule-scope").value, target: $("rule-target").value.trim(),
+                  kind: $("rule-kind").value, level, severity: $("rule-severity").value,
+                  channels: $("rule-channels").value.trim(), enabled: $("rule-enabled").checked};
+    if (windowText) spec.window = Number(windowText);
+    const saved = await api("/setrule", {method: "POST", headers: {"Content-Type": "application/json"},
+                                         body: JSON.stringify(spec)});
+    showError("rule-error", null);
+    $("rule-saved").textContent = `Rule ${saved.rule} saved (seq ${saved.seq}); calc applies it from the next margin row.`;
+    $("rule-saved").hidden = false;
+    await loadRules();
+  } catch (e) { showError("rule-error", e); }
 }
 
 // ---- account view ---------------------------------------------------------------------------------
@@ -487,12 +541,13 @@ async function runHedge(event) {
 // ---- navigation -----------------------------------------------------------------------------------
 function route() {
   const [, view = "blotter", arg] = location.hash.split("/");
-  const name = ["blotter", "account", "whatif", "hedge", "alerts"].includes(view) ? view : "blotter";
+  const name = ["blotter", "account", "whatif", "hedge", "rules", "alerts"].includes(view) ? view : "blotter";
   state.view = name;
   for (const s of document.querySelectorAll(".view")) s.hidden = s.id !== `view-${name}`;
   for (const a of document.querySelectorAll("nav a")) a.classList.toggle("active", a.id === `nav-${name}`);
   if (name === "account") loadAccount(decodeURIComponent(arg || ""));
   if (name === "alerts") loadAlerts().catch(e => setStale("alerts", e.message));
+  if (name === "rules") loadRules().catch(e => showError("rule-error", e));
   if (name === "blotter") tables.blotter?.then(t => t.redraw());
 }
 
@@ -513,6 +568,7 @@ async function start() {
   $("whatif-form").addEventListener("submit", runWhatif);
   $("whatif-add").addEventListener("click", () => addTradeRow());
   $("hedge-form").addEventListener("submit", runHedge);
+  $("rule-form").addEventListener("submit", saveRule);
   addTradeRow();
   window.addEventListener("hashchange", route);
   await reloadAll();
