@@ -1,6 +1,7 @@
 """Alert rules as data (q/schema.q `alertrule`): the `Rule` value, its validation with a clear error,
 its row and batch, and the `RuleBook` that says which rule applies to an account and kind. calc
-evaluates the rules the book gives; notify routes an alert to the channels of the same rule.
+evaluates the rules the book gives (the recon process those of kind `recon`: the tolerance of a
+reconciliation error, in %); notify routes an alert to the channels of the same rule.
 
 For an account and a kind the most specific enabled rule applies: scope `account`, then `desk`, then
 `all`; among rules of the same scope the latest. The start-of-day thresholds of the `account` table
@@ -17,7 +18,7 @@ import numpy as np
 from common.alerts import FIRING, HIGH, WARN
 from common.codec import text_array
 
-KINDS = ("threshold", "callbuffer", "stresscall", "imjump", "excess")
+KINDS = ("threshold", "callbuffer", "stresscall", "imjump", "excess", "recon")     # recon: the recon process
 SCOPES = ("account", "desk", "all")
 _RANK = {"account": 0, "desk": 1, "all": 2}
 
@@ -60,6 +61,8 @@ def check_rule(rule: Rule, accounts: dict[str, str] | None = None) -> str | None
         return f"{where}: level must be a finite number"
     if rule.kind in ("callbuffer", "stresscall", "imjump") and rule.level <= 0:
         return f"{where}: level of {rule.kind} is a share (> 0), got {rule.level:g}"
+    if rule.kind == "recon" and rule.level < 0:
+        return f"{where}: level of recon is a tolerance in % (>= 0), got {rule.level:g}"
     if rule.kind == "imjump" and not (math.isfinite(rule.window) and rule.window > 0):
         return f"{where}: imjump needs a window in minutes (> 0)"
     if rule.severity not in FIRING:

@@ -118,7 +118,7 @@ OPENAPI = {
                                                                         "enum": ["account", "desk", "all"]},
                                                  "target": {"type": "string"},
                                                  "kind": {"type": "string", "enum": ["threshold", "callbuffer",
-                                                                                     "stresscall", "imjump", "excess"]},
+                                                                                     "stresscall", "imjump", "excess", "recon"]},
                                                  "level": {"type": "number"}, "window": {"type": "number"},
                                                  "severity": {"type": "string", "enum": ["warn", "high"]},
                                                  "channels": {"type": "string"}, "enabled": {"type": "boolean"}}}}}},

@@ -70,7 +70,7 @@ recon:([]time:`timestamp$();sym:`symbol$();ccp:`symbol$();kind:`symbol$();cutoff
 / alertrule: alert rules as data (docs/notify.md). sym is the rule id; a row replaces the rule of that id.
 / scope `account`desk`all with target the account or desk name (` for all); kind `threshold (requirement >
 / level), `callbuffer (predicted call > level x the account's buffer), `stresscall (stress call > level x
-/ buffer), `imjump (im > (1 + level) x its low within window minutes), `excess (excess < level); severity
+/ buffer), `imjump (im > (1 + level) x its low within window minutes), `excess (excess < level), `recon (|pct| of a CCP figure's reconciliation > level, in %; the recon process); severity
 / `warn or `high; channels: notify channel names, comma-separated ("" = the routes of config/notify.toml);
 / enabled false switches it off; user who set it. For an account and kind the most specific enabled rule
 / applies (account, then desk, then all; the latest among equals); account.csv's thresholds are the

@@ -18,7 +18,7 @@ from recon.engine import CONFIG_PATH, Recon, ReconConfig, recon_batch
 from tickerplant.client import Publisher, Subscriber
 
 log = logging.getLogger("recon")
-TABLES = ["margin", "ccpmargin", "recon", "alert"]
+TABLES = ["margin", "ccpmargin", "recon", "alert", "alertrule", "account"]
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -1,6 +1,8 @@
 """The recon engine (no I/O): keeps each account's published im per model (bounded), and for each
 official CCP figure builds the `recon` rows (predicted as of the cut-off vs actual) and the alerts
-over tolerance, exactly once.
+over tolerance, exactly once. The tolerance and severity of an account's alerts are those of the
+`alertrule` rule of kind `recon` that applies to it (account, then desk, then all), else
+config/recon.toml's; a rule changed at run time applies from the next figure.
 
 Exactly once across restarts: the process replays `margin`, `ccpmargin`, `recon` and `alert` from the
 journal before it publishes anything. A figure is identified by (ccpseq, sym, ccp, kind, cutoff); one
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from common.alertrules import AccountLimits, RuleBook, rules_from_batch
 from common.alerts import FIRING, alert_row
 from common.defaults import REPO_ROOT
 
@@ -81,9 +84,15 @@ class Recon:
         self.pending: list[tuple] = []                       # figures not yet answered
         self.answered: set[tuple] = set()
         self.alerted: set[tuple] = set()
+        self.rules = RuleBook()
+        self.desks: dict[str, str] = {}
 
     def apply(self, table: str, cols: dict, seq: int) -> None:
-        if table == "margin":
+        if table == "alertrule":
+            self.rules.apply(rules_from_batch(cols))      # a rule it cannot use: calc raises the `rule` alert
+        elif table == "account":
+            self.desks.update(zip(map(str, cols["sym"]), map(str, cols["desk"])))
+        elif table == "margin":
             for t, sym, model, im in zip(cols["time"].view(np.int64).tolist(), cols["sym"], cols["model"],
                                          cols["im"].tolist()):
                 models = self.history.setdefault(sym, {})
@@ -130,14 +139,15 @@ class Recon:
     def _alert(self, now_ns: int, row: dict) -> dict | None:
         cutoff = str(np.datetime64(row["cutoff"], "ns"))
         head = f"recon {row['ccp']} {row['kind']} {cutoff}"
-        tol = self.config.tolerance_pct
+        rule = self.rules.effective(AccountLimits(row["sym"], self.desks.get(row["sym"], "")), ALERT_KIND)
+        tol, severity = (rule.level, rule.severity) if rule else (self.config.tolerance_pct, self.config.severity)
         if math.isnan(row["predicted"]):
-            return alert_row(now_ns, row["sym"], ALERT_KIND, self.config.severity, model=row["model"],
+            return alert_row(now_ns, row["sym"], ALERT_KIND, severity, model=row["model"],
                              text=f"{head}: no {row['model'] or 'margin'} prediction as of the cut-off "
                                   f"(CCP initial {row['actual']:.2f})", value=math.nan, threshold=tol)
         if abs(row["pct"]) <= tol:
             return None
-        return alert_row(now_ns, row["sym"], ALERT_KIND, self.config.severity, model=row["model"],
+        return alert_row(now_ns, row["sym"], ALERT_KIND, severity, model=row["model"],
                          text=f"{head}: predicted {row['predicted']:.2f} vs CCP initial {row['actual']:.2f} "
                               f"({row['pct']:+.1f}%, tolerance {tol:g}%)", value=row["pct"], threshold=tol)
 

@@ -278,3 +278,34 @@ def test_a_figure_alerted_but_not_answered_is_answered_again_without_a_second_al
                               ("recon", recon_batch(rows2), 4)):
         done.apply(table, batch, seq)
     assert done.answer(2) == ([], [])
+
+
+def test_a_recon_rule_sets_the_tolerance_and_severity_of_an_account_or_its_desk():
+    """config/recon.toml's tolerance (20%) until an `alertrule` of kind recon applies: the account's
+    over its desk's; a disabled rule leaves the default."""
+    from common.alertrules import Rule, rule_batch
+    from recon.engine import Recon, ReconConfig
+    ns = lambda s: np.array([np.datetime64(s, "ns")])
+    obj = lambda *v: np.array(v, dtype=object)
+
+    def alerts_for(rules, actual):
+        engine = Recon(ReconConfig())
+        engine.apply("account", {"time": ns("2026-12-05T08:00:00"), "sym": obj("FUND1"), "desk": obj("TECH")}, 1)
+        if rules:
+            engine.apply("alertrule", rule_batch(rules), 2)
+        engine.apply("margin", {"time": ns("2026-12-05T10:00:00"), "sym": obj("FUND1"), "model": obj("fhs"),
+                                "im": np.array([100.0])}, 3)
+        engine.apply("ccpmargin", {"time": ns("2026-12-05T18:00:00"), "sym": obj("FUND1"), "ccp": obj("LCH"),
+                                   "kind": obj("eod"), "cutoff": ns("2026-12-05T17:00:00"),
+                                   "initial": np.array([actual]), "maintenance": np.array([actual]),
+                                   "source": obj("s.csv:2")}, 4)
+        return [(a["severity"], a["threshold"]) for a in engine.answer(0)[1]]
+    desk = Rule("TECH.recon", "desk", "TECH", "recon", 40.0, severity="high", time=1)
+    mine = Rule("FUND1.recon", "account", "FUND1", "recon", 5.0, time=2)
+    assert alerts_for([], 125.0) == []                                # -20%: within the default 20%
+    assert alerts_for([], 150.0) == [("warn", 20.0)]                  # -33%
+    assert alerts_for([desk], 150.0) == []                            # within the desk's 40%
+    assert alerts_for([desk], 200.0) == [("high", 40.0)]              # -50%
+    assert alerts_for([desk, mine], 110.0) == [("warn", 5.0)]         # -9%: the account's rule wins
+    off = Rule("TECH.recon", "desk", "TECH", "recon", 40.0, enabled=False, time=3)
+    assert alerts_for([desk, off], 150.0) == [("warn", 20.0)]          # disabled: the default again
