@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import signal
 import sys
@@ -13,7 +14,7 @@ import zmq
 
 from common.cli import add_log_level, setup_logging
 from common.defaults import NOTIFY_CONTROL, TP_CONTROL, TP_INGEST
-from notify.config import CONFIG_PATH, ChannelSpec, ConfigError, Smtp, load_config
+from notify.config import CONFIG_PATH, ChannelSpec, ConfigError, load_config
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -45,7 +46,7 @@ def build_config(args: argparse.Namespace):
         if not host or not port.isdigit():
             raise ConfigError(f"--smtp {args.smtp!r}: expected HOST:PORT")
         s = config.smtp
-        config.smtp = Smtp(host, int(port), s.starttls, s.user, s.password, s.sender)
+        config.smtp = dataclasses.replace(s, host=host, port=int(port))
     if args.to:
         if not config.smtp.host:
             raise ConfigError("--to needs an SMTP server (--smtp HOST:PORT or smtp.host)")

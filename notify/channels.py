@@ -85,7 +85,7 @@ class SmtpChannel(Channel):
     def _submit(self, email: EmailMessage) -> None:
         with smtplib.SMTP(self.smtp.host, self.smtp.port, timeout=self.timeout) as s:
             if self.smtp.starttls:
-                s.starttls(context=ssl.create_default_context())
+                s.starttls(context=ssl.create_default_context(cafile=self.smtp.ca_file or None))
             if self.smtp.user:
                 s.login(self.smtp.user, self.smtp.password)
             refused = s.send_message(email, to_addrs=list(self.to))

@@ -25,6 +25,7 @@ class Smtp:
     user: str = ""
     password: str = ""
     sender: str = "margintick@localhost"
+    ca_file: str = ""                  # STARTTLS: a PEM file of the CAs to trust ("" = the system's)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import email
 import json
+import ssl
 import threading
 import time
 from email.policy import default as default_policy
@@ -19,15 +20,18 @@ from common.net import free_port
 
 class SmtpReceiver:
     """aiosmtpd on 127.0.0.1: `.messages` (email.message.EmailMessage, with `.accepted_at` monotonic and
-    `.login`, the user who authenticated); with `credentials` (user, password) AUTH is required."""
+    `.login`, the user who authenticated, and `.tls`, whether the session was under STARTTLS); with
+    `credentials` (user, password) AUTH is required, with `tls` (a server context) STARTTLS too."""
 
-    def __init__(self, credentials: tuple[str, str] | None = None):
+    def __init__(self, credentials: tuple[str, str] | None = None, tls: ssl.SSLContext | None = None):
         self.messages: list = []
         self.port = free_port()
         self.credentials = credentials
         kwargs = {}
         if credentials is not None:
-            kwargs = {"authenticator": self._authenticate, "auth_required": True, "auth_require_tls": False}
+            kwargs = {"authenticator": self._authenticate, "auth_required": True, "auth_require_tls": tls is not None}
+        if tls is not None:                     # STARTTLS offered and required before anything else
+            kwargs |= {"tls_context": tls, "require_starttls": True}
         self.controller = Controller(self, hostname="127.0.0.1", port=self.port, **kwargs)
         self.controller.start()
 
@@ -42,6 +46,7 @@ class SmtpReceiver:
         msg.rcpt_tos = list(envelope.rcpt_tos)
         auth = session.auth_data
         msg.login = auth.login.decode() if isinstance(auth, LoginPassword) else None
+        msg.tls = session.ssl is not None
         self.messages.append(msg)
         return "250 OK"
 

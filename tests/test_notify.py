@@ -4,6 +4,7 @@ other channels deliver; a receiver down then up gets every notice once; a kill -
 nothing; the MISSION scenario (antitrust AMD) through the real feeds and calc to the inboxes of the
 head trader and the CRO; the message a person reads; bad configuration."""
 import math
+import ssl
 import subprocess
 import sys
 import time
@@ -185,6 +186,59 @@ default = ["email"]
         Publisher("test-calc", tickerplant.ingest).publish_sync("alert", alert_batch([stress_alert()]))
         wait_until(lambda: smtp.messages, 30, what="the email after login")
         assert smtp.messages[0].login == "margintick"           # the server required AUTH and it was given
+    finally:
+        smtp.close()
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory):
+    """A self-signed certificate for 127.0.0.1 (openssl): (cert file, server context)."""
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return cert, context
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+def test_smtp_starttls_checks_the_server_certificate(spawn, tickerplant, tmp_path, certificate, trusted):
+    """STARTTLS then login; the server's certificate must chain to a trusted CA (`ca_file`): an untrusted
+    one is a notice row naming the failure, and nothing is sent in clear."""
+    cert, context = certificate
+    smtp = SmtpReceiver(credentials=("margintick", "s3cret"), tls=context)
+    try:
+        config = write_config(tmp_path, f"""
+[smtp]
+host = "127.0.0.1"
+port = {smtp.port}
+starttls = true
+user = "margintick"
+password = "s3cret"
+{f'ca_file = "{cert}"' if trusted else ""}
+[delivery]
+max_attempts = 1
+[channels.email]
+kind = "smtp"
+to = ["cro@example.com"]
+[routes]
+default = ["email"]
+""")
+        start_notify(spawn, tickerplant, config, free_endpoint())
+        Publisher("test-calc", tickerplant.ingest).publish_sync("alert", alert_batch([stress_alert()]))
+        if trusted:
+            wait_until(lambda: smtp.messages, 30, what="the email over STARTTLS")
+            assert smtp.messages[0].tls and smtp.messages[0].login == "margintick"
+        else:
+            c = Collector("check", tickerplant.control, tables=["notice"]).start()
+            try:
+                c.poll_until(lambda: [n for n in notices(c) if n["status"] == "failed"], 30, what="the email given up")
+                failed, = [n for n in notices(c) if n["status"] == "failed"]
+                assert "CERTIFICATE_VERIFY_FAILED" in failed["error"] and smtp.messages == []
+            finally:
+                c.close()
     finally:
         smtp.close()
 
