@@ -272,11 +272,11 @@ const alertColumns = () => [
   {title: "Severity", field: "severity", headerFilter: "input",
    formatter: c => `<span class="sev sev-${c.getValue()}">${c.getValue()}</span>`},
   {title: "Model", field: "model"}, num("Value", "value"), num("Threshold", "threshold"),
-  num("Stress loss", "stress"), {title: "What happened", field: "text", width: 460, formatter: "textarea"},
-  {title: "", field: "ack", headerSort: false, width: 190, formatter: c => c.getValue()
+  num("Stress loss", "stress"), {title: "What happened", field: "text", width: 360, formatter: "textarea"},
+  {title: "", field: "ack", headerSort: false, width: 150, formatter: c => c.getValue()
      ? `<span class="acked">${c.getValue()}</span>` : '<button class="ack">Acknowledge</button>',
    cellClick: (e, c) => { if (!c.getValue() && e.target.classList.contains("ack")) acknowledge(c.getRow()); }},
-  {title: "Drivers", field: "drivers", width: 300, formatter: "textarea",
+  {title: "Drivers", field: "drivers", width: 280, formatter: "textarea",
    mutator: v => (v || "").split(";").filter(Boolean).map(d => { const [sym, c] = d.split(":"); return `${sym} ${fmtMoney(Number(c))}`; }).join(", ")},
 ];
 
