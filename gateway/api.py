@@ -34,6 +34,7 @@ from typing import ClassVar
 import numpy as np
 
 from common.alertrules import KINDS, SCOPES, Rule, check_rule, rule_batch
+from common.codec import text_array
 from common.rpc import AsyncRpcClient, RpcError, RpcTimeout
 from common.schema import load_schemas
 from common.wire import reply_fields
@@ -416,8 +417,8 @@ class Api:
             raise ApiError("type: ack note must be a string")
         now = time.time_ns()
         seq = await self._publish("ack", {"time": np.array([now], dtype=np.int64).view("datetime64[ns]"),
-                                          "sym": _objects([account]), "kind": _objects([kind]),
-                                          "user": _objects([user.name]), "note": _objects([note or ""])})
+                                          "sym": text_array([account]), "kind": text_array([kind]),
+                                          "user": text_array([user.name]), "note": text_array([note or ""])})
         return Result({"account": account, "kind": kind, "user": user.name, "seq": seq})
 
     async def rules(self, user: User, accounts=None) -> Result:
@@ -443,12 +444,6 @@ class Api:
                 raise ApiError(f"rank: {name} takes {arity[0]}..{arity[1]} arguments, got {len(args)}")
         async with self.slot(user):
             return await getattr(self, name)(user, *args)
-
-
-def _objects(values: list[str]) -> np.ndarray:
-    out = np.empty(len(values), dtype=object)
-    out[:] = values
-    return out
 
 
 def _take(column, rows: list[int]):

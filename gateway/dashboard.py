@@ -115,15 +115,14 @@ class Dashboard:
         if not name:
             raise ApiError("account: query parameter account is required")
         account = await self.api.entitled(user, name)
-        table = await self.api.account_table(user)
+        table, positions, drivers, history, alerts, breakdown, margin, recon = await asyncio.gather(
+            self.api.account_table(user), self.api.positions(user, account), self.api.drivers(user, account),
+            self.api.history(user, account), self.api.alerts(user, [account]), self.api.breakdown(user, account),
+            self.api.margin(user, [account]), self.api.recon(user, account))
         reference = {c: v[table["sym"].index(account)] for c, v in table.items()} if account in table["sym"] else {}
-        scenarios = (await self.api.scenarios(user)).value["scenarios"]
-        positions, drivers, history, alerts, breakdown, margin, recon = await asyncio.gather(
-            self.api.positions(user, account), self.api.drivers(user, account), self.api.history(user, account),
-            self.api.alerts(user, [account]), self.api.breakdown(user, account), self.api.margin(user, [account]),
-            self.api.recon(user, account))
         stress = []
-        if reference.get("stress"):
+        if reference.get("stress"):                 # every named scenario, under the account's primary model
+            scenarios = (await self.api.scenarios(user)).value["scenarios"]
             results = await asyncio.gather(*(self.api.stress(user, account, s) for s in sorted(scenarios)))
             stress = [{"scenario": s, **{k: r.value.get(k) for k in ("loss", "requirement", "call", "buffer_used")},
                        "shocks": scenarios[s]} for s, r in zip(sorted(scenarios), results)]

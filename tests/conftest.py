@@ -1,11 +1,16 @@
 """Shared test fixtures: free ports, real subprocesses of our packages, a running tickerplant."""
 from __future__ import annotations
 
+import base64
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -96,6 +101,23 @@ def pykx_connection(port: int, user: str = "demo", password: str = "demo"):
     """The real PyKX client, default settings, to a gateway on 127.0.0.1."""
     import pykx as kx
     return kx.SyncQConnection("127.0.0.1", port, username=user, password=password, timeout=30.0)
+
+
+def http_json(port: int, path: str, body=None, auth: str | None = "demo:demo", token: str | None = None):
+    """(status, JSON reply) of the gateway's HTTP API on 127.0.0.1: HTTP Basic `auth` ("user:password"),
+    a bearer `token`, or neither (auth None); a body is POSTed: bytes as they are, anything else as JSON."""
+    headers = {"Authorization": f"Bearer {token}"} if token else \
+        {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()} if auth else {}
+    data = None
+    if body is not None:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
 
 
 class TickerplantProcess:
@@ -210,12 +232,25 @@ def collected(tickerplant):
     c.close()
 
 
+@contextmanager
+def gateway_stack(tmp_path_factory, name: str, *gateway_args, prices: bool = False):
+    """A GatewayStack in a fresh temporary folder `name`, every process stopped at the end (for a
+    module-scoped fixture: `with gateway_stack(...) as s: yield s`)."""
+    folder = tmp_path_factory.mktemp(name)
+    spawn = Spawner(folder)
+    try:
+        yield GatewayStack(spawn, folder, *gateway_args, prices=prices)
+    finally:
+        spawn.close()
+
+
 class GatewayStack:
     """tickerplant, reference data, rdb, calc and gateway (plus the price feed with prices=True) as
     processes on free ports, for the gateway's tests; `procs` are the long-running ones."""
 
     def __init__(self, spawn: Spawner, folder: Path, *gateway_args, prices: bool = False):
         from common.net import listening
+        self.folder = folder
         self.rdb, self.calc = free_endpoint(), free_endpoint()
         self.port, self.http_port = _free_port(), _free_port()
         self.spawn = spawn

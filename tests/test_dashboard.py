@@ -7,7 +7,6 @@ Under CI=true a missing Chromium fails these tests; elsewhere they are skipped w
 """
 from __future__ import annotations
 
-import base64
 import json
 import os
 import time
@@ -16,7 +15,7 @@ import urllib.request
 
 import numpy as np
 import pytest
-from conftest import GatewayStack, Spawner, free_endpoint, pykx_connection, wait_until
+from conftest import free_endpoint, gateway_stack, http_json, pykx_connection, wait_until
 
 from bench.browser import NoBrowser, chromium_executable, launch, sign_in
 from gateway.sessions import Sessions
@@ -36,22 +35,17 @@ def _require_browser() -> None:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     _require_browser()
-    folder = tmp_path_factory.mktemp("dashboard")
-    spawn = Spawner(folder)
-    try:
-        s = GatewayStack(spawn, folder)
+    with gateway_stack(tmp_path_factory, "dashboard") as s:
         s.base = f"http://127.0.0.1:{s.http_port}"
-        s.statements = folder / "statements"                       # the live parallel run against the CCP
+        s.statements = s.folder / "statements"                     # the live parallel run against the CCP
         s.statements.mkdir()
-        spawn("recon", "--control", s.tp.control, "--ingest", s.tp.ingest, "--query", free_endpoint(),
-              "--log-level", "WARNING")
-        spawn("feedhandlers.statements", "--dir", s.statements, "--ingest", s.tp.ingest, "--control", s.tp.control,
-              "--status", free_endpoint(), "--poll", "0.2", "--log-level", "WARNING")
-        s.screens = folder / "screens"
+        s.spawn("recon", "--control", s.tp.control, "--ingest", s.tp.ingest, "--query", free_endpoint(),
+                "--log-level", "WARNING")
+        s.spawn("feedhandlers.statements", "--dir", s.statements, "--ingest", s.tp.ingest, "--control", s.tp.control,
+                "--status", free_endpoint(), "--poll", "0.2", "--log-level", "WARNING")
+        s.screens = s.folder / "screens"
         s.screens.mkdir()
         yield s
-    finally:
-        spawn.close()
 
 
 @pytest.fixture(scope="module")
@@ -72,16 +66,8 @@ def page(browser):
 
 
 def http(stack, path: str, user: str = "demo", body: dict | None = None):
-    """The HTTP API as a system calls it (Basic auth): (status, JSON)."""
-    token = base64.b64encode(f"{user}:{user}".encode()).decode()
-    request = urllib.request.Request(stack.base + path, headers={"Authorization": f"Basic {token}",
-                                                                "Content-Type": "application/json"},
-                                     data=json.dumps(body).encode() if body is not None else None)
-    try:
-        with urllib.request.urlopen(request, timeout=30) as r:
-            return r.status, json.load(r)
-    except urllib.error.HTTPError as e:
-        return e.code, json.load(e)
+    """The HTTP API as a system calls it (Basic auth, the demo users' passwords are their names): (status, JSON)."""
+    return http_json(stack.http_port, path, body, f"{user}:{user}")
 
 
 def cell(page, account: str, field: str):
@@ -331,15 +317,21 @@ def test_whatif_form_explains_a_malformed_trade(stack, page, trade, message):
     assert page.is_hidden("#whatif-result")
 
 
-def test_hedge_sizing_finds_the_minimum_of_a_brute_force_scan(stack, page):
-    sign_in(page, stack.base, "demo", "demo")
+def run_hedge(stack, page, account: str, sym: str, target: str = "") -> dict:
+    """Sizes a hedge in the page's form; the /hedge answer the page drew."""
     page.goto(stack.base + "/#/hedge")
-    page.select_option("#hedge-account", "FUND1")
-    page.fill("#hedge-sym", "SPY")
+    page.select_option("#hedge-account", account)
+    page.fill("#hedge-sym", sym)
+    page.fill("#hedge-target", target)
     with page.expect_response("**/hedge?**") as response:
         page.click("#hedge-run")
     page.wait_for_selector("#hedge-curve canvas")
-    hedge = response.value.json()
+    return response.value.json()
+
+
+def test_hedge_sizing_finds_the_minimum_of_a_brute_force_scan(stack, page):
+    sign_in(page, stack.base, "demo", "demo")
+    hedge = run_hedge(stack, page, "FUND1", "SPY")
     shown = page.inner_text("#hedge-cards")
     assert f"{hedge['minimum']['qty']:,.0f}" in shown
     curve = [p["qty"] for p in hedge["curve"]]
@@ -406,13 +398,7 @@ def test_antitrust_amd_moves_fund1_in_the_page_without_a_reload(stack, page):
     assert acks["sym"] == ["FUND1"] and acks["user"] == ["demo"]
     shot(stack, page, "alerts")
 
-    page.goto(stack.base + "/#/hedge")                       # the SPY hedge after the shock (MISSION)
-    page.select_option("#hedge-account", "FUND1")
-    page.fill("#hedge-target", "")
-    with page.expect_response("**/hedge?**") as response:
-        page.click("#hedge-run")
-    page.wait_for_selector("#hedge-curve canvas")
-    hedge = response.value.json()
+    hedge = run_hedge(stack, page, "FUND1", "SPY")           # the SPY hedge after the shock (MISSION)
     assert hedge["now"]["call"] > 0 and hedge["minimum"]["qty"] < 0                 # sell SPY
     assert hedge["minimum"]["call"] < hedge["now"]["call"]
     assert hedge["minimum"]["stress_call"] < hedge["now"]["stress_call"]

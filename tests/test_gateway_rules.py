@@ -4,36 +4,14 @@ rules of his own accounts and desk only, and cannot take over another's rule); a
 error and changes nothing."""
 from __future__ import annotations
 
-import base64
-import json
-import urllib.error
-import urllib.request
-
 import pytest
-from conftest import GatewayStack, Spawner, pykx_connection, wait_until
+from conftest import gateway_stack, http_json, pykx_connection, wait_until
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("gateway_rules")
-    spawn = Spawner(folder)
-    try:
-        yield GatewayStack(spawn, folder, prices=True)
-    finally:
-        spawn.close()
-
-
-def http(port, path, body=None, auth="demo:demo"):
-    headers = {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()}
-    data = None if body is None else json.dumps(body).encode()
-    if data:
-        headers["Content-Type"] = "application/json"
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, headers=headers)
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
+    with gateway_stack(tmp_path_factory, "gateway_rules", prices=True) as s:
+        yield s
 
 
 def test_setrule_from_q_is_used_by_calc_and_listed(stack):
@@ -56,38 +34,38 @@ def test_setrule_from_q_is_used_by_calc_and_listed(stack):
 def test_entitlements_and_bad_rules_over_http(stack):
     port = stack.http_port
     desk = {"id": "tech_calls", "scope": "desk", "target": "TECH", "kind": "callbuffer", "level": 0.4}
-    status, out = http(port, "/setrule", desk, auth="trader1:trader1")
+    status, out = http_json(port, "/setrule", desk, auth="trader1:trader1")
     assert status == 200 and out["user"] == "trader1"
-    assert http(port, "/setrule", {**desk, "id": "f2", "scope": "account", "target": "FUND2"},
+    assert http_json(port, "/setrule", {**desk, "id": "f2", "scope": "account", "target": "FUND2"},
                 auth="trader1:trader1")[0] == 403
-    assert http(port, "/setrule", {**desk, "id": "firm", "scope": "all", "target": ""}, auth="trader1:trader1")[0] == 403
+    assert http_json(port, "/setrule", {**desk, "id": "firm", "scope": "all", "target": ""}, auth="trader1:trader1")[0] == 403
     # trader2 may set rules of FUND2, but not take over the TECH desk's rule by its id
-    status, out = http(port, "/setrule", {**desk, "scope": "account", "target": "FUND2"}, auth="trader2:trader2")
+    status, out = http_json(port, "/setrule", {**desk, "scope": "account", "target": "FUND2"}, auth="trader2:trader2")
     assert status == 403 and "access" in out["error"]
     for bad, message in [({**desk, "kind": "vibes"}, "kind 'vibes'"), ({**desk, "level": -1}, "share (> 0)"),
                          ({**desk, "colour": "red"}, "unknown rule fields"), ({**desk, "level": "high"}, "number"),
                          ({**desk, "kind": "imjump"}, "window")]:
-        status, out = http(port, "/setrule", bad, auth="trader1:trader1")
+        status, out = http_json(port, "/setrule", bad, auth="trader1:trader1")
         assert status == 400 and message in out["error"], (bad, out)
-    status, rules = http(port, "/rules", auth="trader2:trader2")
+    status, rules = http_json(port, "/rules", auth="trader2:trader2")
     assert status == 200 and "tech_calls" not in [r["sym"] for r in rules]
-    status, rules = http(port, "/rules", auth="trader1:trader1")
+    status, rules = http_json(port, "/rules", auth="trader1:trader1")
     mine = [r for r in rules if r["sym"] == "tech_calls"]
     assert len(mine) == 1 and mine[0]["level"] == 0.4                         # the bad ones changed nothing
     # disabling is a change like any other
-    status, out = http(port, "/setrule", {**desk, "enabled": False}, auth="trader1:trader1")
+    status, out = http_json(port, "/setrule", {**desk, "enabled": False}, auth="trader1:trader1")
     assert status == 200 and out["enabled"] is False
-    wait_until(lambda: [r for r in http(port, "/rules", auth="trader1:trader1")[1]
+    wait_until(lambda: [r for r in http_json(port, "/rules", auth="trader1:trader1")[1]
                         if r["sym"] == "tech_calls" and r["enabled"] is False], 30, what="the rule disabled")
 
 
 def test_ack_is_recorded_with_who_and_entitled(stack):
     port = stack.http_port
-    status, out = http(port, "/ack", {"account": "FUND1", "kind": "stresscall", "note": "hedging"},
+    status, out = http_json(port, "/ack", {"account": "FUND1", "kind": "stresscall", "note": "hedging"},
                        auth="trader1:trader1")
     assert status == 200 and out["user"] == "trader1" and out["seq"] > 0
-    assert http(port, "/ack", {"account": "FUND1"}, auth="trader2:trader2")[0] == 403
-    assert http(port, "/ack", {"account": "FUND1", "colour": "red"})[0] == 400
+    assert http_json(port, "/ack", {"account": "FUND1"}, auth="trader2:trader2")[0] == 403
+    assert http_json(port, "/ack", {"account": "FUND1", "colour": "red"})[0] == 400
     with pykx_connection(stack.port, "risk", "risk") as q:
         assert q("ack", "FUND2").py()["user"] == "risk"
         acks = q("select from ack").pd()

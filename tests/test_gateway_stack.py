@@ -12,17 +12,13 @@ import urllib.request
 import pandas as pd
 import pykx as kx
 import pytest
-from conftest import GatewayStack, Spawner, pykx_connection
+from conftest import gateway_stack, pykx_connection
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("gateway_stack")
-    spawn = Spawner(folder)
-    try:
-        yield GatewayStack(spawn, folder, prices=True)
-    finally:
-        spawn.close()
+    with gateway_stack(tmp_path_factory, "gateway_stack", prices=True) as s:
+        yield s
 
 
 def test_pykx_named_api_on_the_stack(stack):

@@ -18,7 +18,7 @@ import pandas as pd
 import pykx as kx
 import pytest
 from common.net import listening
-from conftest import pykx_connection, wait_until
+from conftest import http_json, pykx_connection, wait_until
 
 from common.alerts import alert_batch, alert_row
 from common.rpc import RpcServer
@@ -405,27 +405,12 @@ def test_sse_stream_conflates_margin_rows_but_never_alerts(spawn, free_port, sta
     assert margin[-1][0] and {r["sym"]: r["im"] for r in margin[-1][0]} == {"FUND1": 40.0, "FUND2": 40.0}
     assert [rows[0]["text"] for e, rows, _ in events if e == "alert"] == ["over"]
     for bad in ("abc", "20000", "-1"):
-        status, reply = http(http_port, f"/stream?conflate={bad}")
+        status, reply = http_json(http_port, f"/stream?conflate={bad}")
         assert status == 400 and "conflate" in reply["error"]
     pub.close()
 
 
 # ---- HTTP JSON API ----------------------------------------------------------------------------------
-def http(port, path, user="demo", password="demo", body=None, token=None):
-    headers = {"Authorization": f"Bearer {token}"} if token else \
-        {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()} if user else {}
-    data = None
-    if body is not None:
-        data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        headers["Content-Type"] = "application/json"
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=30) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
-
-
 def test_concurrent_first_requests_of_a_desk_user_all_see_the_desk(gateway):
     """The desk map is read once, by the first request; the others wait for it (they once saw no desk
     at all while it was being read)."""
@@ -433,7 +418,7 @@ def test_concurrent_first_requests_of_a_desk_user_all_see_the_desk(gateway):
     answers = [None] * 8
 
     def margin(i):
-        answers[i] = http(port, "/margin", "trader1", "trader1")
+        answers[i] = http_json(port, "/margin", auth="trader1:trader1")
 
     threads = [threading.Thread(target=margin, args=(i,)) for i in range(len(answers))]
     for t in threads:
@@ -445,24 +430,24 @@ def test_concurrent_first_requests_of_a_desk_user_all_see_the_desk(gateway):
 
 def test_http_api(gateway):
     _, port = gateway
-    status, doc = http(port, "/openapi.json", user=None)
+    status, doc = http_json(port, "/openapi.json", auth=None)
     assert status == 200 and {"/margin", "/whatif", "/positions", "/alerts", "/stream"} <= set(doc["paths"])
-    status, rows = http(port, "/margin?account=FUND1")
+    status, rows = http_json(port, "/margin?account=FUND1")
     assert status == 200 and rows == [{"time": "2026-11-21T05:00:00.000000000Z", "sym": "FUND1", "im": 1.0, "seq": 0}]
-    status, rows = http(port, "/margin", token="trader1-token")
+    status, rows = http_json(port, "/margin", token="trader1-token")
     assert status == 200 and [r["sym"] for r in rows] == ["FUND1"]
-    status, result = http(port, "/whatif", body={"account": "FUND1", "sym": "AMD", "qty": -100})
+    status, result = http_json(port, "/whatif", body={"account": "FUND1", "sym": "AMD", "qty": -100})
     assert status == 200 and result["delta"]["im"] == -10.0 and result["drivers"] == [{"sym": "AMD", "contribution": -100.0}]
-    status, result = http(port, "/whatif", body={"account": "FUND1", "trades": [{"sym": "AMD", "qty": 1},
+    status, result = http_json(port, "/whatif", body={"account": "FUND1", "trades": [{"sym": "AMD", "qty": 1},
                                                                               {"sym": "NVDA", "qty": 2, "price": 10}]})
     assert status == 200 and [d["sym"] for d in result["drivers"]] == ["AMD", "NVDA"]
-    status, rows = http(port, "/positions?account=FUND1")
+    status, rows = http_json(port, "/positions?account=FUND1")
     assert status == 200 and rows == [{"sym": "AMD", "qty": 4e6}]
-    status, rows = http(port, "/alerts?account=FUND2&since=2026-11-21T00:00:00")
+    status, rows = http_json(port, "/alerts?account=FUND2&since=2026-11-21T00:00:00")
     assert status == 200 and rows[0]["sym"] == "FUND2"
     for path, kwargs, code, reason in [
-        ("/margin", {"password": "bad"}, 401, "access"),
-        ("/margin", {"user": None}, 401, "access"),
+        ("/margin", {"auth": "demo:bad"}, 401, "access"),
+        ("/margin", {"auth": None}, 401, "access"),
         ("/margin?account=FUND2", {"token": "trader1-token"}, 403, "not entitled"),
         ("/positions", {}, 400, "account"),
         ("/whatif", {"body": b"{not json"}, 400, "json"),
@@ -481,7 +466,7 @@ def test_http_api(gateway):
         ("/nosuch", {}, 404, "Not Found"),
         ("/margin", {"body": {"account": "FUND1"}}, 405, "Not Allowed"),
     ]:
-        status, reply = http(port, path, **kwargs)
+        status, reply = http_json(port, path, **kwargs)
         assert status == code and reason in reply["error"], (path, kwargs, status, reply)
 
 

@@ -5,17 +5,13 @@ bad input is refused with a clear text; then through real processes (tickerplant
 rdb, calc, gateway): PyKX and HTTP give the same numbers, entitlements hold."""
 from __future__ import annotations
 
-import base64
-import json
 import math
-import urllib.error
-import urllib.request
 from dataclasses import replace
 
 import numpy as np
 import pykx as kx
 import pytest
-from conftest import GatewayStack, Spawner, pykx_connection
+from conftest import gateway_stack, http_json, pykx_connection
 from test_calc_engine import assert_same, quotes, refdata_rows, snapshot
 
 from calc.config import load_config
@@ -189,25 +185,8 @@ def test_bad_input_is_refused_with_a_clear_text(history, refdata, shocked):
 # ---- through real processes -------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("hedge_stack")
-    spawn = Spawner(folder)
-    try:
-        yield GatewayStack(spawn, folder)           # no price feed: the book stays as the reference data left it
-    finally:
-        spawn.close()
-
-
-def http(port, path, body=None, auth="demo:demo"):
-    headers = {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()}
-    data = None if body is None else json.dumps(body).encode()
-    if data:
-        headers["Content-Type"] = "application/json"
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=30) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
+    with gateway_stack(tmp_path_factory, "hedge_stack") as s:   # no price feed: the book stays as the reference data left it
+        yield s
 
 
 def test_hedge_through_pykx_and_http_gives_the_same_numbers(stack):
@@ -224,9 +203,9 @@ def test_hedge_through_pykx_and_http_gives_the_same_numbers(stack):
     assert by_call["model"] == "fhs" and by_call["minimum"]["qty"] < 0 and by_call["scenario"] == "tech_crash"
     assert list(by_call["curve"]) == ["qty", "requirement", "call", "stress_call"]    # a q table
 
-    status, by_get = http(stack.http_port, "/hedge?account=FUND1&sym=SPY&target=0")
+    status, by_get = http_json(stack.http_port, "/hedge?account=FUND1&sym=SPY&target=0")
     assert status == 200
-    status, by_post = http(stack.http_port, "/hedge", {"account": "FUND1", "sym": "SPY"})
+    status, by_post = http_json(stack.http_port, "/hedge", {"account": "FUND1", "sym": "SPY"})
     assert status == 200 and by_post == by_get
     for key in ("model", "price", "held", "now", "minimum", "scenario", "evaluations"):
         assert by_get[key] == by_call[key], key
@@ -234,9 +213,9 @@ def test_hedge_through_pykx_and_http_gives_the_same_numbers(stack):
     assert by_get["curve"] == [dict(zip(columns, row)) for row in zip(*columns.values())]
     assert by_get["target"]["call"] == by_call["target"]["call"]
     assert by_get["target"]["reason"] == by_call["target"]["reason"]
-    assert http(stack.http_port, "/hedge?account=FUND1&sym=SPY&target=-5")[0] == 400
-    assert http(stack.http_port, "/hedge?account=FUND1&sym=SPY&target=nan")[0] == 400
-    assert http(stack.http_port, "/hedge", {"account": "FUND1", "sym": "SPY", "qty": 1})[0] == 400
+    assert http_json(stack.http_port, "/hedge?account=FUND1&sym=SPY&target=-5")[0] == 400
+    assert http_json(stack.http_port, "/hedge?account=FUND1&sym=SPY&target=nan")[0] == 400
+    assert http_json(stack.http_port, "/hedge", {"account": "FUND1", "sym": "SPY", "qty": 1})[0] == 400
 
 
 def test_hedge_is_entitled_like_whatif(stack):
@@ -244,6 +223,6 @@ def test_hedge_is_entitled_like_whatif(stack):
         assert conn("hedge", "FUND1", "SPY").py()["minimum"]["qty"] < 0             # desk TECH
         with pytest.raises(kx.QError, match="access"):
             conn("hedge", "FUND2", "SPY")
-    status, body = http(stack.http_port, "/hedge?account=FUND2&sym=SPY", auth="trader1:trader1")
+    status, body = http_json(stack.http_port, "/hedge?account=FUND2&sym=SPY", auth="trader1:trader1")
     assert status == 403 and body["error"].startswith("access")
-    assert http(stack.http_port, "/hedge?account=FUND1&sym=SPY", auth="trader1:trader1")[0] == 200
+    assert http_json(stack.http_port, "/hedge?account=FUND1&sym=SPY", auth="trader1:trader1")[0] == 200

@@ -166,30 +166,6 @@ default = ["email", "hook"]
     assert len(http.delivered("hook")) == 1 and proc.poll() is None
 
 
-@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
-def test_smtp_login_when_configured(spawn, tickerplant, tmp_path):
-    smtp = SmtpReceiver(credentials=("margintick", "s3cret"))
-    try:
-        config = write_config(tmp_path, f"""
-[smtp]
-host = "127.0.0.1"
-port = {smtp.port}
-user = "margintick"
-password = "s3cret"
-[channels.email]
-kind = "smtp"
-to = ["cro@example.com"]
-[routes]
-default = ["email"]
-""")
-        start_notify(spawn, tickerplant, config, free_endpoint())
-        Publisher("test-calc", tickerplant.ingest).publish_sync("alert", alert_batch([stress_alert()]))
-        wait_until(lambda: smtp.messages, 30, what="the email after login")
-        assert smtp.messages[0].login == "margintick"           # the server required AUTH and it was given
-    finally:
-        smtp.close()
-
-
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory):
     """A self-signed certificate for 127.0.0.1 (openssl): (cert file, server context)."""
@@ -203,21 +179,22 @@ def certificate(tmp_path_factory):
     return cert, context
 
 
-@pytest.mark.parametrize("trusted", [True, False])
-def test_smtp_starttls_checks_the_server_certificate(spawn, tickerplant, tmp_path, certificate, trusted):
-    """STARTTLS then login; the server's certificate must chain to a trusted CA (`ca_file`): an untrusted
-    one is a notice row naming the failure, and nothing is sent in clear."""
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+@pytest.mark.parametrize("tls", ["none", "trusted", "untrusted"])
+def test_smtp_login_and_starttls_with_the_server_certificate_checked(spawn, tickerplant, tmp_path, certificate, tls):
+    """Login when configured; with STARTTLS, before it, the server's certificate must chain to a trusted
+    CA (`ca_file`): an untrusted one is a notice row naming the failure, and nothing is sent in clear."""
     cert, context = certificate
-    smtp = SmtpReceiver(credentials=("margintick", "s3cret"), tls=context)
+    smtp = SmtpReceiver(credentials=("margintick", "s3cret"), tls=None if tls == "none" else context)
     try:
         config = write_config(tmp_path, f"""
 [smtp]
 host = "127.0.0.1"
 port = {smtp.port}
-starttls = true
+starttls = {"false" if tls == "none" else "true"}
 user = "margintick"
 password = "s3cret"
-{f'ca_file = "{cert}"' if trusted else ""}
+{f'ca_file = "{cert}"' if tls == "trusted" else ""}
 [delivery]
 max_attempts = 1
 [channels.email]
@@ -228,10 +205,7 @@ default = ["email"]
 """)
         start_notify(spawn, tickerplant, config, free_endpoint())
         Publisher("test-calc", tickerplant.ingest).publish_sync("alert", alert_batch([stress_alert()]))
-        if trusted:
-            wait_until(lambda: smtp.messages, 30, what="the email over STARTTLS")
-            assert smtp.messages[0].tls and smtp.messages[0].login == "margintick"
-        else:
+        if tls == "untrusted":
             c = Collector("check", tickerplant.control, tables=["notice"]).start()
             try:
                 c.poll_until(lambda: [n for n in notices(c) if n["status"] == "failed"], 30, what="the email given up")
@@ -239,6 +213,10 @@ default = ["email"]
                 assert "CERTIFICATE_VERIFY_FAILED" in failed["error"] and smtp.messages == []
             finally:
                 c.close()
+        else:
+            wait_until(lambda: smtp.messages, 30, what="the email after login")
+            assert smtp.messages[0].login == "margintick"           # the server required AUTH and it was given
+            assert smtp.messages[0].tls == (tls == "trusted")
     finally:
         smtp.close()
 

@@ -10,7 +10,8 @@ const MAX_ALERTS = 2000;
 
 const money = new Intl.NumberFormat("en-US", {maximumFractionDigits: 0});
 const fmtMoney = v => (v === null || v === undefined || Number.isNaN(v)) ? "" : money.format(v);
-const fmtPct = v => (v === null || v === undefined || !Number.isFinite(v)) ? "" : (100 * v).toFixed(1) + "%";
+const fmtPercent = v => (v === null || v === undefined || !Number.isFinite(v)) ? "" : v.toFixed(1) + "%";   // already in %
+const fmtPct = v => fmtPercent(v === null || v === undefined ? v : 100 * v);                        // a share
 const fmtQty = v => (v === null || v === undefined) ? "" : new Intl.NumberFormat("en-US").format(v);
 const fmtTime = t => t ? t.slice(11, 19) : "";
 const timeMs = t => Date.parse(t.slice(0, 23) + "Z");
@@ -422,12 +423,12 @@ async function loadAccount(account, reset = true) {
   if (recon.rows.length) {
     (await makeTable("accountReconAccuracy", $("account-recon-accuracy"), {columns: [
       {title: "Model", field: "model"}, num("Figures", "n", fmtQty), num("Mean abs error", "mae"),
-      num("Mean abs %", "mape", v => v == null ? "" : v.toFixed(1) + "%"), num("Bias %", "bias_pct", v => v == null ? "" : v.toFixed(1) + "%"),
+      num("Mean abs %", "mape", fmtPercent), num("Bias %", "bias_pct", fmtPercent),
       num("No prediction", "missing", fmtQty)]})).replaceData(recon.accuracy);
     (await makeTable("accountRecon", $("account-recon"), {maxHeight: 260, columns: [
       {title: "Cut-off", field: "cutoff", formatter: c => (c.getValue() || "").slice(0, 19).replace("T", " ")},
       {title: "CCP", field: "ccp"}, {title: "Model", field: "model"}, num("Predicted IM", "predicted"),
-      num("CCP initial", "actual"), num("Difference", "diff"), num("%", "pct", v => v == null ? "" : v.toFixed(1) + "%")]}))
+      num("CCP initial", "actual"), num("Difference", "diff"), num("%", "pct", fmtPercent)]}))
       .replaceData(recon.rows.slice().reverse());
   }
   (await makeTable("accountPositions", $("account-positions"), {index: "sym", columns: [
